@@ -1,0 +1,17 @@
+"""One exception type for bad input, so the CLI can print one line and exit 2."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class MemwallError(ValueError):
+    """A user-facing error: the message is one line naming what is wrong and what is accepted."""
+
+
+def suggest(name: str, choices: Iterable[str], n: int = 3) -> str:
+    """A ' (did you mean ...?)' suffix with the closest names, or '' when none is close."""
+    close = difflib.get_close_matches(name.lower(), [c.lower() for c in choices], n=n, cutoff=0.5)
+    lookup = {c.lower(): c for c in choices}
+    return f" (did you mean {', '.join(lookup[c] for c in close)}?)" if close else ""
