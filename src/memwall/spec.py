@@ -1,4 +1,4 @@
-"""What is analysed: the model (`ModelSpec`), the number formats (`Precision`), the work (`Workload`).
+"""What is analysed: the model (`ModelSpec`), number formats (`Precision`), work (`Workload`).
 
 Model configs are HF-style `config.json` files read as JSON data and validated field by field;
 nothing in them is ever executed. Bundled presets are the same files, shipped as data.
@@ -164,8 +164,7 @@ def spec_from_config(cfg: Any, name: str = "custom") -> ModelSpec:
     mtype = cfg.get("model_type")
     if not isinstance(mtype, str):
         raise MemwallError(
-            "config is missing required field 'model_type' "
-            f"(accepted: {', '.join(FAMILIES)})"
+            f"config is missing required field 'model_type' (accepted: {', '.join(FAMILIES)})"
         )
     mtype = mtype.lower()
     if mtype not in FAMILIES:
@@ -189,9 +188,7 @@ def spec_from_config(cfg: Any, name: str = "custom") -> ModelSpec:
     else:
         head_dim = _int(cfg, ("head_dim",), "head width")
     if heads % kv_heads:
-        raise MemwallError(
-            f"key/value heads ({kv_heads}) must divide attention heads ({heads})"
-        )
+        raise MemwallError(f"key/value heads ({kv_heads}) must divide attention heads ({heads})")
     act_name = str(_field(cfg, ("hidden_act", "activation_function"), "activation", "gelu"))
     if act_name not in _ACTIVATIONS:
         raise MemwallError(
@@ -489,7 +486,8 @@ def check_workload_fits(spec: ModelSpec, wl: Workload) -> None:
     """Encoders cannot decode; learned position tables cap the length."""
     if not spec.is_decoder and wl.phase in ("decode", "generate", "prefill"):
         raise MemwallError(
-            f"{spec.name} is an encoder: use --phase encode (decode/generate/prefill need a decoder)"
+            f"{spec.name} is an encoder: use --phase encode "
+            "(prefill, decode and generate need a decoder)"
         )
     if spec.is_decoder and wl.phase == "encode":
         raise MemwallError(f"{spec.name} is a decoder: use --phase prefill, decode or generate")
