@@ -26,6 +26,13 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 
+
+
+@app.callback()
+def _root() -> None:
+    """Measure, model and explain the memory wall of AI workloads."""
+
+
 console = Console()
 err_console = Console(stderr=True)
 
