@@ -34,9 +34,6 @@ def main(argv: list[str] | None = None) -> None:
     except click.ClickException as e:
         fail_line(e.format_message().replace("\n", " "))
         sys.exit(2)
-    except click.Abort:
-        fail_line("aborted")
-        sys.exit(130)
     except MemwallError as e:
         fail_line(str(e))
         sys.exit(2)
