@@ -1,10 +1,10 @@
-# Two commands do everything on a fresh machine: `make report` (the main job) and `make test`.
+# Two commands do everything on a fresh machine: `make demo` (the main job so far) and `make test`.
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo report lint format clean bench
+.PHONY: test demo lint format clean bench
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -20,9 +20,6 @@ demo: $(STAMP)
 	$(BIN)/memwall analyze bert-base --phase encode --seq-len 128 --convention paper
 	$(BIN)/memwall analyze bert-large --phase encode --seq-len 128 --convention paper
 	$(BIN)/memwall analyze gpt2 --phase generate --seq-len 0 --gen-len 128 --convention paper
-
-report: $(STAMP)
-	$(BIN)/memwall report --out report
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
