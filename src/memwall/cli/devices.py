@@ -1,0 +1,141 @@
+"""`memwall devices`: the device catalog (spec sheets) and this machine's saved measurements."""
+
+from __future__ import annotations
+
+import datetime as dt
+import sys
+from enum import Enum
+from typing import Annotated
+
+import typer
+
+from memwall.cli._common import FormatOpt, app, binary, emit, rich_table, si
+from memwall.errors import MemwallError, suggest
+from memwall.hardware import COLUMNS, Device, load_catalog, load_saved, saved_names
+
+
+class Kind(str, Enum):
+    cpu = "cpu"
+    gpu = "gpu"
+    tpu = "tpu"
+    accelerator = "accelerator"
+
+
+def _best16(d: Device) -> float | None:
+    return max((d.peaks[k] for k in ("bf16", "fp16") if k in d.peaks), default=None)
+
+
+def _best8(d: Device) -> float | None:
+    return max((d.peaks[k] for k in ("fp8", "int8") if k in d.peaks), default=None)
+
+
+def _saved_devices() -> list[Device]:
+    out = []
+    for n in saved_names():
+        try:
+            out.append(load_saved(n))
+        except MemwallError as e:  # one bad file must not hide the catalog
+            sys.stderr.write(f"memwall: warning: skipping {e}\n")
+    return out
+
+
+def filter_devices(
+    devices: list[Device],
+    kind: str | None = None,
+    vendor: str | None = None,
+    since: int | None = None,
+    name: str | None = None,
+) -> list[Device]:
+    """Devices matching every given filter (vendor and name: case-insensitive substrings)."""
+    out = devices
+    if kind:
+        out = [d for d in out if d.kind == kind]
+    if vendor:
+        v = vendor.strip().lower()
+        vendors = sorted({d.vendor for d in devices if d.vendor})
+        if not any(v in x.lower() for x in vendors):
+            raise MemwallError(
+                f"no vendor matches {vendor!r}{suggest(v, vendors)}; vendors: {', '.join(vendors)}"
+            )
+        out = [d for d in out if v in d.vendor.lower()]
+    if since is not None:
+        out = [d for d in out if d.released is not None and d.released >= dt.date(since, 1, 1)]
+    if name:
+        s = name.strip().lower()
+        out = [d for d in out if s in d.name or s in d.display_name.lower()]
+    return out
+
+
+@app.command("devices")
+def devices(
+    kind: Annotated[Kind | None, typer.Option(help="Only this kind of device.")] = None,
+    vendor: Annotated[
+        str | None, typer.Option(help="Only vendors containing this text (e.g. nvidia, amd).")
+    ] = None,
+    since: Annotated[
+        int | None, typer.Option(help="Only devices released in or after this year.")
+    ] = None,
+    name: Annotated[
+        str | None, typer.Option(help="Only names containing this text (e.g. h100).")
+    ] = None,
+    measured: Annotated[
+        bool,
+        typer.Option(
+            "--measured/--no-measured",
+            help="Include this machine's saved measurements (memwall measure).",
+        ),
+    ] = True,
+    fmt: FormatOpt = "table",  # type: ignore[assignment]
+) -> None:
+    """The device catalog: peaks per dtype, memory, interconnect, and a source for every row."""
+    if since is not None and not 1950 <= since <= 2100:
+        raise MemwallError(f"--since must be a year between 1950 and 2100, got {since}")
+    pool = load_catalog() + (_saved_devices() if measured else [])
+    sel = filter_devices(pool, kind.value if kind else None, vendor, since, name)
+    rows = [d.row() for d in sel]
+    payload = {
+        "count": len(sel),
+        "units": {
+            "peak_*": "FLOP/s (OP/s for int8/int4), dense",
+            "mem_capacity": "bytes",
+            "mem_bandwidth": "bytes/s",
+            "interconnect_bandwidth": "bytes/s, both directions, per device",
+            "llc_bytes": "bytes",
+            "tdp_w": "W",
+        },
+        "devices": [d.to_dict() for d in sel],
+    }
+
+    def table():
+        cols = [
+            ("label", "name", None),
+            ("year", "year", None),
+            ("fp32", "fp32", lambda v: si(v)),
+            ("p16", "bf16/fp16", lambda v: si(v)),
+            ("p8", "fp8/int8", lambda v: si(v)),
+            ("mem_bandwidth", "mem B/s", lambda v: si(v)),
+            ("mem_capacity", "memory", binary),
+            ("ridge", "ridge", lambda v: f"{v:,.0f}" if v >= 100 else f"{v:.3g}"),
+        ]
+        trows = []
+        for d in sel:
+            top = max(d.peaks.values(), default=None)
+            trows.append(
+                {
+                    **d.row(),
+                    "fp32": d.peaks.get("fp32"),
+                    "p16": _best16(d),
+                    "p8": _best8(d),
+                    "ridge": top / d.mem_bandwidth if top and d.mem_bandwidth else None,
+                    "label": d.name + (" *" if d.measured else ""),
+                    "year": str(d.released.year) if d.released else None,
+                }
+            )
+        caption = (
+            f"{len(sel)} devices; spec-sheet roofs, * = measured here. Peaks in FLOP/s (OP/s "
+            "for int8), dense; ridge = highest peak / memory bandwidth (FLOP/byte); memory in "
+            "GiB as vendors' GB. Sources per row: --format json or csv."
+        )
+        return [rich_table("memwall devices", trows, cols, caption)]
+
+    emit(fmt, payload, rows, table, [*COLUMNS, "measured"])
