@@ -33,7 +33,7 @@ def _root() -> None:
     """Measure, model and explain the memory wall of AI workloads."""
 
 
-console = Console()
+console = Console(width=None if sys.stdout.isatty() else 160)  # pipes: no wrapping at 80
 err_console = Console(stderr=True)
 
 

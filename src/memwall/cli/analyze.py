@@ -193,7 +193,7 @@ def analyze(
         cols = [
             ("name", "op", None),
             ("kind", "kind", None),
-            ("count", "x", str),
+            ("count", "x", lambda v: str(int(v))),
             ("flops", "FLOPs", lambda v: si(v)),
             ("bytes", "bytes", lambda v: si(v, "B")),
             ("intensity", "FLOP/B", lambda v: f"{v:.3g}"),
