@@ -334,12 +334,19 @@ def _reject_constant(name: str) -> None:
     raise MemwallError(f"config contains {name}, which is not a number")
 
 
-def load_model(name_or_path: str) -> ModelSpec:
-    """A preset name (`gpt2`) or a path to an HF `config.json` (or its folder)."""
+def load_model_config(name_or_path: str) -> tuple[ModelSpec, dict]:
+    """The spec and the raw config dict (engines that build the real model need the dict)."""
     looks_like_path = "/" in name_or_path or name_or_path.endswith(".json")
     if looks_like_path or (Path(name_or_path).exists() and name_or_path not in preset_names()):
-        return spec_from_config(read_config_file(name_or_path), name=Path(name_or_path).stem)
-    return spec_from_config(preset_config(name_or_path), name=name_or_path)
+        cfg = read_config_file(name_or_path)
+        return spec_from_config(cfg, name=Path(name_or_path).stem), cfg
+    cfg = preset_config(name_or_path)
+    return spec_from_config(cfg, name=name_or_path), cfg
+
+
+def load_model(name_or_path: str) -> ModelSpec:
+    """A preset name (`gpt2`) or a path to an HF `config.json` (or its folder)."""
+    return load_model_config(name_or_path)[0]
 
 
 # ---------------------------------------------------------------- precision

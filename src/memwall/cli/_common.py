@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from memwall.errors import MemwallError
@@ -124,7 +125,8 @@ def rich_table(
     for _, header, _f in columns:
         t.add_column(header, justify="left" if _f is None else "right")
     for r in rows:
-        t.add_row(*[(f or str)(r.get(k)) if r.get(k) is not None else "-" for k, _, f in columns])
+        cells = [(f or str)(r.get(k)) if r.get(k) is not None else "-" for k, _, f in columns]
+        t.add_row(*[escape(c) for c in cells])  # data, not markup: "[add+norm]" must show
     return t
 
 

@@ -11,7 +11,7 @@ import typer
 from memwall.cli._common import FormatOpt, app, emit, rich_table, si
 from memwall.count import op_table, totals
 from memwall.errors import MemwallError
-from memwall.spec import Workload, load_model, parse_precision
+from memwall.spec import Workload, load_model_config, parse_precision
 
 
 class Phase(str, Enum):
@@ -114,7 +114,7 @@ def analyze(
     fmt: FormatOpt = "table",  # type: ignore[assignment]
 ) -> None:
     """Per-operation FLOPs, bytes moved and arithmetic intensity (FLOPs/byte)."""
-    spec = load_model(model)
+    spec, config = load_model_config(model)
     ph = phase.value if phase is not None else default_phase(spec.is_decoder)
     wl = Workload(ph, batch, seq_len, gen_len if ph == "generate" else 0)
     prec = parse_precision(precision, group_size)
@@ -133,7 +133,7 @@ def analyze(
             )
         from memwall.trace import trace_table
 
-        df = trace_table(spec, wl, prec, fused=fused)
+        df = trace_table(spec, wl, prec, fused=fused, config=config)
     tot = totals(df)
     payload: dict = {
         "model": spec.name,
