@@ -393,6 +393,8 @@ def _layer_ops_full(s: ModelSpec, fused: bool, writes_cache: bool) -> list[OpDef
             OpDef("k_proj", "matmul", True, _linear(_D, _KV, "qkv_bias")),
             OpDef("v_proj", "matmul", True, _linear(_D, _KV, "qkv_bias")),
         ]
+    if s.family == "opt":  # OPT scales the queries in a kernel of their own after q_proj
+        ops.append(OpDef("q_scale", "elementwise", True, _pointwise(_Q, "mul"), "act"))
     if s.position == "rotary":
         ops.append(
             OpDef("rope", "elementwise", True, _rope_cached if writes_cache else _rope, "act")
