@@ -36,7 +36,7 @@ def compile_triad(workdir: Path) -> Path | None:
 
 
 def c_triad(exe: Path, n: int, times: int, threads: int) -> float:
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "OMP_PROC_BIND": "spread"}
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     out = subprocess.run(
         [str(exe), str(n), str(times)], capture_output=True, text=True, env=env, check=True
     )

@@ -86,6 +86,30 @@ def test_plateaus_named_after_reported_caches():
     ]
     got = find_cache_levels(synthetic_curve(levels, 20e9), reported)
     assert [c.name for c in got] == ["L1", "L3"]
+    assert got[1].size >= 16 * MiB and got[1].bandwidth == 100e9
+    # a plateau that ends early (a cache shared with other tenants) keeps its observed end
+    odd = [(32 * KiB, 400e9), (512 * KiB, 200e9), (4 * MiB, 100e9)]
+    got = find_cache_levels(synthetic_curve(odd, 20e9), reported)
+    assert [c.name for c in got] == ["L1", "L2", "L3"]
+    assert 2 * MiB < got[2].size <= 4 * MiB
+    assert [c.bandwidth for c in got] == [400e9, 200e9, 100e9]
+
+
+def test_reported_caches_with_noisy_real_shaped_curve():
+    """The shape measured on a 2-core EPYC VM: L1 ~330, L2 ~200, L3 ~150 falling, DRAM ~15."""
+    kib = [16, 24, 32, 44, 64, 92, 128, 180, 256, 364, 512, 724, 1024, 1448, 2048, 2896]
+    kib += [4096, 5792, 8192, 11584, 16384, 23172, 32768, 46340, 65536, 131072, 262144]
+    gbs = [318, 333, 334, 204, 201, 203, 202, 202, 148, 196, 177, 163, 159, 153, 153, 156]
+    gbs += [156, 137, 137, 117, 117, 46, 15, 9, 14, 13, 19]
+    curve = [{"size": k * KiB, "bandwidth": g * 1e9} for k, g in zip(kib, gbs, strict=True)]
+    reported = [
+        {"level": 1, "size": 32 * KiB},
+        {"level": 2, "size": 512 * KiB},
+        {"level": 3, "size": 32 * MiB},
+    ]
+    got = find_cache_levels(curve, reported)
+    assert [c.name for c in got] == ["L1", "L2", "L3"]
+    assert [round(c.bandwidth / 1e9) for c in got] == [333, 202, 153]
 
 
 def test_flat_or_short_curves_have_no_cache_levels():

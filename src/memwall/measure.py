@@ -12,8 +12,8 @@ cores unless the user limits it).
   re-read R times inside one call (a stride-0 view summed row by row), so a call lasts long
   enough for dispatch cost not to matter even at 16 KiB. Every thread reads the same buffer,
   so private caches each hold a copy: the plateau of a private level ends at its per-core size.
-  Plateaus are found in the curve (`find_cache_levels`) and named after the caches the OS
-  reports when their sizes match.
+  Plateaus are found in the curve (`find_cache_levels`); where the OS reports its caches, their
+  sizes set the window each plateau is looked for in and its name.
 - Peak FLOP/s per dtype: square GEMMs of growing size (torch.matmul; torch._int_mm for int8),
   2 x n^3 FLOPs, the best rate over sizes. Small sizes are included on purpose: where torch has
   no blocked kernel for a dtype (bf16/fp16/int8 on CPUs without native support) the rate
@@ -53,7 +53,7 @@ class MeasureConfig:
     curve_min: int = 16 * KiB  # smallest working set of the curve, bytes
     curve_max: int | None = None  # largest; None = 8x the last-level cache
     curve_points_per_octave: int = 2
-    curve_bytes_per_call: int = 64 * MiB  # bytes read per timed call (R x W)
+    curve_bytes_per_call: int = 512 * MiB  # bytes read per timed call (R x W)
     dram_array_bytes: int | None = None  # per triad array; None = max(4 x LLC, 64 MiB)
     gemm_sizes: tuple[int, ...] = (
         64,
@@ -75,7 +75,7 @@ class MeasureConfig:
     gemv_shape: tuple[int, int] = (8192, 8192)
     overhead_calls: int = 2000
     reps: int = 5
-    min_time: float = 0.2  # seconds per timed measurement
+    min_time: float = 0.4  # seconds per timed measurement (long: catches quiet moments)
 
     def __post_init__(self) -> None:
         if self.curve_min < 1024:
@@ -96,14 +96,14 @@ class MeasureConfig:
 QUICK = MeasureConfig(
     mode="quick",
     curve_points_per_octave=1,
-    curve_bytes_per_call=16 * MiB,
+    curve_bytes_per_call=128 * MiB,
     gemm_sizes=(64, 128, 256, 512, 1024, 2048),
     gemm_dtypes=("fp32", "bf16", "fp16", "int8"),
     gemm_budget_s=2.0,
     gemv_shape=(4096, 8192),
     overhead_calls=500,
     reps=3,
-    min_time=0.03,
+    min_time=0.08,
 )
 DEFAULT = MeasureConfig()
 
@@ -343,38 +343,25 @@ def op_overhead(calls: int = 2000, rounds: int = 5) -> float:
 # ---------------------------------------------------------------- plateaus
 
 
-def find_cache_levels(
-    curve: Sequence[dict[str, float]],
-    reported: Sequence[dict[str, Any]] | None = None,
-    drop: float = 0.75,
-) -> list[CacheLevel]:
-    """Plateaus of a bandwidth curve, fastest first, without the last (main memory) one.
+def _median(xs: Sequence[float]) -> float:
+    ys = sorted(xs)
+    return ys[len(ys) // 2]
 
-    A new plateau starts where bandwidth falls below `drop` x the running plateau's median.
-    Single-point plateaus are transitions and join the next one. Each level reports the
-    largest working set of its plateau and its median bandwidth; its name is the OS cache
-    whose size is nearest that working set (within 2x) if `reported` is given, else L1, L2...
-    """
-    pts = sorted((float(p["size"]), float(p["bandwidth"])) for p in curve)
-    if len(pts) < 3:
-        return []
-    # light smoothing: median of each point and its neighbours
-    bws = [p[1] for p in pts]
-    smooth = [
-        sorted(bws[max(0, i - 1) : i + 2])[len(bws[max(0, i - 1) : i + 2]) // 2]
-        for i in range(len(bws))
-    ]
+
+def _segments(pts: list[tuple[float, float]], drop: float) -> list[list[tuple[float, float]]]:
+    """Split a curve where bandwidth falls below `drop` x the running segment's median."""
+    bws = [b for _, b in pts]
+    smooth = [_median(bws[max(0, i - 1) : i + 2]) for i in range(len(bws))]
     segments: list[list[tuple[float, float]]] = [[(pts[0][0], smooth[0])]]
     for (size, _), bw in zip(pts[1:], smooth[1:], strict=True):
         seg = segments[-1]
-        ref = sorted(b for _, b in seg)[len(seg) // 2]
-        if bw < drop * ref:
+        if bw < drop * _median([b for _, b in seg]):
             segments.append([(size, bw)])
         else:
             seg.append((size, bw))
     merged: list[list[tuple[float, float]]] = []
     carry: list[tuple[float, float]] = []
-    for seg in segments:
+    for seg in segments:  # single points are transitions: they join the next plateau
         seg = carry + seg if len(seg) >= 2 else seg
         if len(seg) < 2:
             carry = seg
@@ -383,21 +370,54 @@ def find_cache_levels(
         merged.append(seg)
     if carry and merged:
         merged[-1].extend(carry)
-    levels = merged[:-1]  # the last plateau is main memory
-    out: list[CacheLevel] = []
-    used: set[str] = set()
-    for i, seg in enumerate(levels):
-        size = max(s for s, _ in seg)
-        bw = sorted(b for _, b in seg)[len(seg) // 2]
-        name = f"L{i + 1}"
-        if reported:
-            best = min(reported, key=lambda c: abs(math.log2(c["size"] / size)))
-            cand = f"L{best['level']}"
-            if abs(math.log2(best["size"] / size)) <= 1 and cand not in used:
-                name = cand
-        used.add(name)
-        out.append(CacheLevel(name, size, bw))
-    return out
+    return merged
+
+
+def find_cache_levels(
+    curve: Sequence[dict[str, float]],
+    reported: Sequence[dict[str, Any]] | None = None,
+    drop: float = 0.75,
+) -> list[CacheLevel]:
+    """Plateaus of a bandwidth curve, fastest first, main memory excluded.
+
+    Without `reported` caches: the curve is split where bandwidth falls below `drop` x the
+    running plateau's median; every plateau but the last (main memory) is a level L1, L2...
+    With the caches the OS reports: each cache's window of working sets (from 1.4x the
+    previous cache to 0.8x its own size, away from the transitions) holds its plateau; the
+    level's bandwidth is the window's median and its size the largest working set still
+    within 0.8x of that median. Windows no faster than 1.25x main memory are not levels, and
+    neighbours within 10% of each other are one plateau (named after the larger cache).
+    """
+    pts = sorted((float(p["size"]), float(p["bandwidth"])) for p in curve)
+    if len(pts) < 3:
+        return []
+    segs = _segments(pts, drop)
+    caches = sorted((c for c in (reported or []) if c.get("size", 0) > 0), key=lambda c: c["size"])
+    if not caches:
+        return [
+            CacheLevel(f"L{i + 1}", max(s for s, _ in seg), _median([b for _, b in seg]))
+            for i, seg in enumerate(segs[:-1])
+        ]
+    beyond = [b for s, b in pts if s > 2 * caches[-1]["size"]]
+    dram = _median(beyond) if beyond else 0.0
+    levels: list[CacheLevel] = []
+    prev = 0.0
+    for c in caches:
+        lo, hi = 1.4 * prev, 0.8 * c["size"] if prev else float(c["size"])
+        prev = float(c["size"])
+        win = [(s, b) for s, b in pts if lo < s <= hi]
+        if not win:
+            continue
+        med = _median([b for _, b in win])
+        if med < 1.25 * dram:
+            continue
+        size = max(s for s, b in win if b >= 0.8 * med)
+        level = CacheLevel(f"L{c['level']}", size, med)
+        if levels and level.bandwidth >= 0.9 * levels[-1].bandwidth:
+            last = levels.pop()  # same plateau seen through two windows
+            level = CacheLevel(level.name, max(size, last.size), _median([med, last.bandwidth]))
+        levels.append(level)
+    return levels
 
 
 # ---------------------------------------------------------------- the whole measurement

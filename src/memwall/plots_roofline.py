@@ -146,7 +146,7 @@ def plot_roofline(
     ax.set_ylabel("attainable performance (FLOP/s; OP/s for integer dtypes)")
     ax.set_title(
         title
-        or f"Roofline of {device.display_name} ({origin} roofs); points: ops "
+        or f"Roofline of {device.display_name}; roofs: {origin}; points: ops "
         "(red compute-bound, blue memory-bound)",
         fontsize=9,
     )

@@ -39,7 +39,7 @@ OP_OUTPUT_COLUMNS = (
 class Prediction:
     """The op table with predicted times added, plus totals and the roofs that produced them."""
 
-    ops: pd.DataFrame = field(hash=False)
+    ops: pd.DataFrame = field(hash=False, compare=False)
     totals: dict[str, float] = field(hash=False)
     ridge: dict[str, float] = field(hash=False)  # FLOPs/byte per dtype the device has
     device: Device
