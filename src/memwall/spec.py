@@ -376,13 +376,14 @@ class Precision:
     float_kind: str = "bf16"  # which 16-bit float: bf16 or fp16
     paper: bool = False
 
+    def _stored_bytes(self, bits: int) -> float:
+        """Bytes per stored element; integers carry one 2-byte scale per group (not in `paper`)."""
+        scales = 2 / self.group_size if bits < 16 and not self.paper else 0.0
+        return bits / 8 + scales
+
     @property
     def weight_bytes(self) -> float:
-        """Bytes per weight, quantisation scales included (one 2-byte scale per group)."""
-        b = self.weight_bits / 8
-        if self.weight_bits < 16 and not self.paper:
-            b += 2 / self.group_size
-        return b
+        return self._stored_bytes(self.weight_bits)
 
     @property
     def act_bytes(self) -> float:
@@ -390,11 +391,7 @@ class Precision:
 
     @property
     def kv_bytes(self) -> float:
-        """Bytes per cached K or V element (scales per group included for integer caches)."""
-        b = self.kv_bits / 8
-        if self.kv_bits < 16 and not self.paper:
-            b += 2 / self.group_size
-        return b
+        return self._stored_bytes(self.kv_bits)
 
     @property
     def compute_dtype(self) -> str:
