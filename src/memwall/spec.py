@@ -93,8 +93,8 @@ class ModelSpec:
 
     def embedding_params(self) -> int:
         n = self.vocab_size * self.d_model
-        if self.position == "learned":
-            n += self.max_positions * self.d_model
+        if self.position == "learned":  # OPT's table has 2 extra rows (position offset)
+            n += (self.max_positions + self.extra.get("position_offset", 0)) * self.d_model
         n += self.type_vocab_size * self.d_model
         return n
 

@@ -1,0 +1,56 @@
+"""Memory footprint of serving and training a model, and what changes it.
+
+- `inference`: weights (quantisation scales included), KV cache, peak activations; the largest
+  batch and context that fit a device.
+- `training`: weights, gradients, optimizer state (SGD, momentum, Adam/AdamW, AdaHessian), fp32
+  master weights in mixed precision, activations derived from the model's operations
+  (`activations`), checkpointing (`checkpointing`), ZeRO stages and offload; the peak on a
+  timeline of the step.
+- `remat`: the rematerialisation trade-off, activation memory against recompute FLOPs.
+- `paper`: the paper's Figure 4 table against the accelerators of each year.
+- `measured`: real peaks on this CPU (torch + transformers), to check the predictions.
+"""
+
+from memwall.memory.checkpointing import Checkpointing, parse_checkpointing
+from memwall.memory.fit import Fit, check_fit
+from memwall.memory.inference import (
+    InferenceFootprint,
+    inference_memory,
+    kv_cache_bytes,
+    max_batch,
+    max_context,
+    weight_bytes,
+)
+from memwall.memory.optimizers import OptimizerDef, get_optimizer, optimizer_names
+from memwall.memory.paper import figure4_table, paper_training_table
+from memwall.memory.remat import claim_check, remat_curve
+from memwall.memory.training import (
+    TrainingFootprint,
+    max_train_batch,
+    model_states,
+    training_memory,
+)
+
+__all__ = [
+    "Checkpointing",
+    "Fit",
+    "InferenceFootprint",
+    "OptimizerDef",
+    "TrainingFootprint",
+    "check_fit",
+    "claim_check",
+    "figure4_table",
+    "get_optimizer",
+    "inference_memory",
+    "kv_cache_bytes",
+    "max_batch",
+    "max_context",
+    "max_train_batch",
+    "model_states",
+    "optimizer_names",
+    "paper_training_table",
+    "parse_checkpointing",
+    "remat_curve",
+    "training_memory",
+    "weight_bytes",
+]

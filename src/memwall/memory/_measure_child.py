@@ -1,0 +1,145 @@
+"""Child process of `memwall.memory.measured`: trains small models on the CPU and reports peak RSS.
+
+Reads a JSON list of runs on stdin, writes one JSON object per run on stdout. Run by the parent
+with glibc's mmap threshold pinned (MALLOC_MMAP_THRESHOLD_) so every tensor of 64 KiB or more is
+its own mapping, returned to the system when freed: resident memory then follows live tensors.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import re
+import sys
+import time
+
+_DROPOUT_KEYS = {
+    "bert": ("hidden_dropout_prob", "attention_probs_dropout_prob"),
+    "gpt2": ("resid_pdrop", "embd_pdrop", "attn_pdrop"),
+    "opt": ("dropout", "attention_dropout"),
+    "llama": ("attention_dropout",),
+}
+
+
+def _status() -> dict[str, int]:
+    with open("/proc/self/status") as f:
+        text = f.read()
+    return {k: int(re.search(k + r":\s+(\d+)", text).group(1)) * 1024 for k in ("VmRSS", "VmHWM")}
+
+
+def _reset_peak() -> bool:
+    """Reset the kernel's resident high-water mark (Linux >= 4.0): `5` to /proc/self/clear_refs."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _build(run: dict):
+    import torch
+    import transformers
+
+    cfg_dict = dict(run["config"])
+    mtype = cfg_dict.pop("model_type")
+    p = run.get("dropout", 0.0)
+    for key in _DROPOUT_KEYS.get(mtype, ()):  # every dropout the family has, at one probability
+        cfg_dict[key] = p
+    cfg = transformers.CONFIG_MAPPING[mtype](**cfg_dict)
+    cfg.use_cache = False
+    cfg._attn_implementation = run.get("attn", "sdpa")
+    if mtype == "bert":
+        cfg.num_labels = 2
+        model = transformers.AutoModelForSequenceClassification.from_config(cfg)
+    else:
+        model = transformers.AutoModelForCausalLM.from_config(cfg)
+    dtype = getattr(torch, run.get("dtype", "float32"))
+    model = model.to(dtype)
+    model.train()
+    if run.get("checkpointing"):
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(0, cfg.vocab_size, (run["batch"], run["seq_len"]), generator=g)
+    if mtype == "bert":
+        labels = torch.zeros(run["batch"], dtype=torch.long)
+    else:
+        labels = ids
+    return model, ids, labels
+
+
+def _optimizer(model, name: str):
+    import torch
+
+    params = model.parameters()
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=1e-3, foreach=False)
+    if name == "momentum":
+        return torch.optim.SGD(params, lr=1e-3, momentum=0.9, foreach=False)
+    if name == "adam":
+        return torch.optim.Adam(params, lr=1e-4, foreach=False)
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=1e-4, foreach=False)
+    raise ValueError(f"optimizer {name} is not measured")
+
+
+def run_one(run: dict) -> dict:
+    gc.collect()
+    base = _status()["VmRSS"]
+    model, ids, labels = _build(run)
+    opt = _optimizer(model, run["optimizer"])
+    gc.collect()
+    built = _status()["VmRSS"]
+    reset_ok = _reset_peak()
+    times = []
+    peak = 0
+    fb_peak = fb_base = None
+    for step in range(max(2, run.get("steps", 2))):
+        t0 = time.perf_counter()
+        opt.zero_grad(set_to_none=True)
+        if step == 1 and reset_ok:
+            # steady state: weights and optimizer state only; forward + backward on top of them
+            peak = max(peak, _status()["VmHWM"])
+            fb_base = _status()["VmRSS"]
+            _reset_peak()
+        loss = model(input_ids=ids, labels=labels).loss
+        loss.backward()
+        if step == 1 and reset_ok:
+            fb_peak = _status()["VmHWM"]
+        opt.step()
+        times.append(time.perf_counter() - t0)
+        del loss
+    states = _status()["VmRSS"]
+    peak = max(peak, _status()["VmHWM"])
+    n_params = sum(p.numel() for p in model.parameters())
+    del model, opt, ids, labels
+    gc.collect()
+    return {
+        "baseline_rss": base,
+        "weights": built - base,
+        "states": states - base,
+        "peak": peak - base,
+        "peak_reset": reset_ok,
+        "fb_peak": None if fb_peak is None else fb_peak - fb_base,  # forward + backward, step 2
+        "step_seconds": times,
+        "n_params": n_params,
+    }
+
+
+def main() -> None:
+    import torch
+
+    runs = json.loads(sys.stdin.read())
+    torch.set_num_threads(int(runs[0].get("threads", 1)) if runs else 1)
+    if runs and runs[0].get("warmup", True):
+        # One tiny run first, so lazily loaded kernels and libraries are in the baseline.
+        tiny = dict(runs[0], batch=1, seq_len=8)
+        run_one(tiny)
+    for run in runs:
+        res = run_one(run)
+        sys.stdout.write(json.dumps(res) + "\n")
+        sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,189 @@
+"""Memory of serving a model: weights, KV cache, peak activations; what fits on a device.
+
+- Weights at the chosen precision. Integer weights carry one 16-bit scale per group
+  (`Precision.weight_bytes`); only the matmul weights are quantised: embedding tables, norms and
+  biases stay 16-bit, as weight-only quantisers (GPTQ, AWQ, bitsandbytes) leave them. The
+  paper's precision (8-bit everything, no scales) quantises all.
+- KV cache: K and V of every layer for every cached token, `n_kv_heads * head_dim` wide
+  (grouped-query attention shares them), at the KV precision; a sliding window caps the tokens.
+- Activations: no_grad inference keeps nothing across kernels, so the peak is the largest
+  kernel's inputs and outputs plus the residual stream beside them, from count's op table (with
+  unfused attention the score and probability matrices are that kernel).
+- Framework overhead (CUDA context, library workspaces) is its own line, an assumption with its
+  source, never mixed into the model's bytes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from memwall.memory.activations import inference_activation_peak
+from memwall.memory.fit import largest
+from memwall.spec import (
+    MAX_BATCH,
+    MAX_LENGTH,
+    ModelSpec,
+    Precision,
+    Workload,
+    check_workload_fits,
+)
+
+
+def matmul_params(spec: ModelSpec) -> int:
+    """Parameters in weight matrices (the ones a weight-only quantiser converts)."""
+    d = spec.d_model
+    attn = d * spec.q_dim + 2 * d * spec.kv_dim + spec.q_dim * d
+    mats = 3 if spec.gated_mlp else 2
+    mlp = spec.n_experts * mats * d * spec.d_ff + (d * spec.n_experts if spec.is_moe else 0)
+    n = spec.n_layers * (attn + mlp)
+    if spec.has_lm_head and not spec.tied_embeddings:
+        n += spec.vocab_size * d
+    if spec.pooler:
+        n += d * d
+    return n
+
+
+def weight_bytes(spec: ModelSpec, precision: Precision) -> tuple[float, float]:
+    """(total weight bytes, bytes of the quantised matrices)."""
+    total = spec.n_params()
+    if precision.weight_bits >= 16 or precision.paper:
+        b = total * precision.weight_bytes
+        return b, (b if precision.weight_bits < 16 else 0.0)
+    mm = matmul_params(spec)
+    q = mm * precision.weight_bytes
+    return q + (total - mm) * 2.0, q
+
+
+def kv_cache_bytes(spec: ModelSpec, batch: int, context: int, precision: Precision) -> float:
+    """K and V of every layer for `context` tokens of `batch` sequences (decoders only)."""
+    if not spec.is_decoder:
+        return 0.0
+    tokens = min(context, spec.sliding_window) if spec.sliding_window else context
+    return 2.0 * spec.n_layers * batch * tokens * spec.kv_dim * precision.kv_bytes
+
+
+@dataclass(frozen=True)
+class InferenceFootprint:
+    model: str
+    precision: str
+    phase: str
+    batch: int
+    seq_len: int
+    gen_len: int
+    context: int
+    fused_attention: bool
+    weights: float
+    weights_quantized: float
+    kv_cache: float
+    activations: float
+    activation_op: str
+    overhead: float
+    overhead_source: str
+
+    @property
+    def total(self) -> float:
+        return self.weights + self.kv_cache + self.activations + self.overhead
+
+    def rows(self) -> list[dict[str, Any]]:
+        q = self.weights_quantized / 2**30
+        wnote = f"{self.precision}" + (f"; {q:.3g} GiB of it quantised matrices" if q else "")
+        kvnote = f"{self.context} tokens x batch {self.batch}" if self.kv_cache else "none"
+        rows = [
+            ("weights", self.weights, wnote),
+            ("KV cache", self.kv_cache, kvnote),
+            ("activations (peak)", self.activations, f"at {self.activation_op}"),
+            ("framework overhead", self.overhead, self.overhead_source),
+            ("total", self.total, ""),
+        ]
+        return [{"component": c, "bytes": float(b), "note": n} for c, b, n in rows]
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dict(self.__dict__)
+        d["total"] = self.total
+        return d
+
+
+def inference_memory(
+    spec: ModelSpec,
+    workload: Workload,
+    precision: Precision,
+    fused_attention: bool = True,
+    overhead: float = 0.0,
+    overhead_source: str = "not counted",
+) -> InferenceFootprint:
+    check_workload_fits(spec, workload)
+    w, wq = weight_bytes(spec, precision)
+    ctx = workload.total_context
+    kv = kv_cache_bytes(spec, workload.batch, ctx, precision)
+    if workload.phase == "generate":
+        # the prompt's prefill (logits of the last position only, as generation computes them)
+        # and the last decode step, which attends to the whole context: the larger of the two
+        last = Workload("decode", workload.batch, max(ctx - 1, 0))
+        act, op = inference_activation_peak(spec, last, precision, fused_attention)
+        if workload.seq_len > 0:
+            pre = Workload("prefill", workload.batch, workload.seq_len)
+            a2, op2 = inference_activation_peak(spec, pre, precision, fused_attention, True)
+            if a2 > act:
+                act, op = a2, f"{op2} (prefill)"
+    else:
+        act, op = inference_activation_peak(spec, workload, precision, fused_attention)
+    return InferenceFootprint(
+        model=spec.name,
+        precision=precision.label,
+        phase=workload.phase,
+        batch=workload.batch,
+        seq_len=workload.seq_len,
+        gen_len=workload.gen_len,
+        context=ctx,
+        fused_attention=fused_attention,
+        weights=w,
+        weights_quantized=wq,
+        kv_cache=kv,
+        activations=act,
+        activation_op=op,
+        overhead=overhead,
+        overhead_source=overhead_source,
+    )
+
+
+def max_batch(
+    spec: ModelSpec,
+    workload: Workload,
+    precision: Precision,
+    capacity: float,
+    fused_attention: bool = True,
+    overhead: float = 0.0,
+) -> int:
+    """Largest batch of this workload whose footprint fits in `capacity` bytes (0: none fits)."""
+
+    def fits(b: int) -> bool:
+        fp = inference_memory(spec, workload.with_(batch=b), precision, fused_attention, overhead)
+        return fp.total <= capacity
+
+    return largest(fits, MAX_BATCH)
+
+
+def max_context(
+    spec: ModelSpec,
+    batch: int,
+    precision: Precision,
+    capacity: float,
+    fused_attention: bool = True,
+    overhead: float = 0.0,
+) -> int:
+    """Longest context (tokens per sequence) that fits in `capacity` bytes at this batch: for a
+    decoder, generation whose prompt and output reach that many tokens (the whole KV cache, and
+    the larger of the prompt's prefill and the last decode step); for an encoder, one encode.
+    Not capped by the model's position table (compare with `spec.max_positions`)."""
+
+    def fits(n: int) -> bool:
+        wl = (
+            Workload("generate", batch, n - 1, 1)
+            if spec.is_decoder
+            else Workload("encode", batch, n)
+        )
+        fp = inference_memory(spec, wl, precision, fused_attention, overhead)
+        return fp.total <= capacity
+
+    return largest(fits, MAX_LENGTH)

@@ -1,0 +1,128 @@
+"""The paper's Figure 4: memory to train each model of its table, against accelerator memory.
+
+The table (parameters, optimizer state, activations, total; GB as printed) is the authors'
+"Memory Breakdown" README table, bundled in data/trends/paper_training_memory.csv with its
+source. Accelerator memory "of its year" is the largest memory of any GPU, TPU or accelerator
+in the devices catalog released by the end of that year (spec sheets). memwall recomputes the
+rows it can model (data/paper_figure4_models.json says how) beside the printed numbers.
+
+Note the paper's breakdown has no gradient column: its totals are parameters + optimizer state
++ activations. memwall reports gradients separately so the two can be compared part by part.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from importlib import resources
+from typing import Any
+
+import pandas as pd
+
+from memwall.memory.training import training_memory
+from memwall.spec import load_model, parse_precision
+
+GB = 1e9
+ACCELERATOR_KINDS = ("gpu", "tpu", "accelerator")
+
+
+def paper_training_table() -> pd.DataFrame:
+    """The paper's training-memory table as bundled (one row per model)."""
+    path = resources.files("memwall.data").joinpath("trends/paper_training_memory.csv")
+    with path.open("r", encoding="utf-8") as f:
+        return pd.read_csv(f)
+
+
+@functools.lru_cache(maxsize=1)
+def figure4_models() -> dict[str, dict[str, Any]]:
+    text = resources.files("memwall.data").joinpath("paper_figure4_models.json").read_text("utf-8")
+    return json.loads(text)["models"]
+
+
+def accelerator_memory_by_year(years: list[int]) -> pd.DataFrame:
+    """For each year: the catalog accelerator with the most memory released by its end."""
+    from memwall.hardware import catalog_frame
+
+    cat = catalog_frame()
+    cat = cat[cat["kind"].isin(ACCELERATOR_KINDS) & cat["mem_capacity"].notna()]
+    cat = cat[cat["released"].notna()]
+    rows = []
+    for y in sorted(set(int(y) for y in years)):
+        avail = cat[cat["released"].dt.year <= y]
+        if avail.empty:
+            rows.append({"year": y, "device": None, "display_name": None, "mem_capacity": None})
+            continue
+        best = avail.loc[avail["mem_capacity"].idxmax()]
+        rows.append(
+            {
+                "year": y,
+                "device": best["name"],
+                "display_name": best["display_name"],
+                "mem_capacity": float(best["mem_capacity"]),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def predict_row(model: str) -> dict[str, Any] | None:
+    """memwall's breakdown (bytes) for a paper row it can model, else None."""
+    setup = figure4_models().get(model)
+    if setup is None:
+        return None
+    spec = load_model(setup["preset"])
+    fp = training_memory(
+        spec,
+        batch=setup["batch"],
+        seq_len=setup["seq_len"],
+        precision=parse_precision(setup["precision"]),
+        optimizer=setup["optimizer"],
+        impl=setup["impl"],
+        fused_attention=setup["fused_attention"],
+        dropout=setup["dropout"],
+    )
+    return {
+        "preset": setup["preset"],
+        "seq_len": setup["seq_len"],
+        "batch": setup["batch"],
+        "params": fp.weights,
+        "gradients": fp.gradients,
+        "optimizer": fp.optimizer_state,
+        "activations": fp.activations,
+        "peak": fp.peak,
+        "states_plus_activations": fp.weights + fp.optimizer_state + fp.activations,
+    }
+
+
+def figure4_table() -> pd.DataFrame:
+    """The paper's rows, the accelerator memory of each year, and memwall's numbers (GB)."""
+    t = paper_training_table()
+    acc = accelerator_memory_by_year(t["year"].tolist()).set_index("year")
+    rows = []
+    for r in t.itertuples(index=False):
+        a = acc.loc[int(r.year)]
+        row = {
+            "year": int(r.year),
+            "model": r.model,
+            "optimizer": r.optimizer,
+            "input_size": r.input_size,
+            "batch_size": int(r.batch_size),
+            "paper_params_GB": r.params_memory_GB,
+            "paper_optimizer_GB": r.optimizer_memory_GB,
+            "paper_activations_GB": r.activation_memory_GB,
+            "paper_total_GB": r.total_memory_GB,
+            "accelerator": a["display_name"],
+            "accelerator_memory_GB": (a["mem_capacity"] / GB) if a["mem_capacity"] else None,
+        }
+        p = predict_row(r.model)
+        if p:
+            row.update(
+                memwall_preset=p["preset"],
+                memwall_params_GB=p["params"] / GB,
+                memwall_gradients_GB=p["gradients"] / GB,
+                memwall_optimizer_GB=p["optimizer"] / GB,
+                memwall_activations_GB=p["activations"] / GB,
+                memwall_paper_total_GB=p["states_plus_activations"] / GB,
+                memwall_peak_GB=p["peak"] / GB,
+            )
+        rows.append(row)
+    return pd.DataFrame(rows)
