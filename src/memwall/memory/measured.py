@@ -3,9 +3,10 @@
 How it measures (and why): each batch of runs goes to a fresh Python subprocess that builds the
 model with transformers from a config dict (random weights, no download) and runs two steps of
 zero_grad -> forward -> backward -> optimizer.step. The peak is the kernel's resident-set
-high-water mark (VmHWM, reset through /proc/self/clear_refs after the model is built) minus the
-resident size before the model was built; so weights, gradients, optimizer state, activations and
-temporaries are all in it, and the runtime (Python, torch, libraries) is not. The second step's
+high-water mark (VmHWM, reset through /proc/self/clear_refs after the model is built), less the
+file-backed pages resident when it is read, minus the non-file-backed resident size before the
+model was built; so weights, gradients, optimizer state, activations and temporaries are all in
+it, and the runtime (Python, torch, the libraries' code) is not. The second step's
 forward + backward is also measured on its own (`fb_peak`: its high-water mark above the size
 just before it, when only weights and optimizer state are resident): what activations, their
 temporaries and the gradients add, whatever the optimizer step does.
@@ -15,9 +16,12 @@ system charges, whatever allocates it (oneDNN scratch, autograd bookkeeping), an
 instrumentation that changes what is measured. Its noise is tamed in the child: glibc's mmap
 threshold is pinned at 64 KiB (MALLOC_MMAP_THRESHOLD_), so every tensor of that size or more is
 its own mapping and goes back to the system when freed (no heap high-water mark hiding frees),
-one malloc arena, one thread (no per-thread buffers), and a warm-up run first so lazily loaded
-libraries are in the baseline. Sizes are chosen so the peak is tens to hundreds of MB, far above
-the remaining noise (about 1 MB).
+one malloc arena, one thread (no per-thread buffers), and a tiny warm-up run of every distinct
+configuration first so lazily loaded libraries are in the baseline. File-backed pages (library
+code) are left out altogether: how many a first call into a code path maps depends on the page
+cache, not on the run -- in a freshly installed venv on a kernel with large page-cache folios, the
+first gradient-checkpointed step maps ~12 MB of libtorch_cpu.so, against ~2.5 MB in an older one.
+Sizes are chosen so the peak is tens to hundreds of MB, far above the remaining noise (about 1 MB).
 """
 
 from __future__ import annotations
