@@ -14,7 +14,7 @@ from memwall.cli._common import app, fail_line
 from memwall.errors import MemwallError
 
 # Subcommand modules, imported for their @app.command registrations.
-COMMANDS = ["analyze", "trends", "devices", "measure", "memory"]
+COMMANDS = ["analyze", "trends", "devices", "measure", "profile", "casestudy", "memory"]
 
 for _name in COMMANDS:
     importlib.import_module(f"memwall.cli.{_name}")

@@ -1,0 +1,316 @@
+"""Profiling real models: end to end on small configs, the op-name mapping, bad input.
+
+Real timing runs here, but no timing is asserted (the machine is shared): only that runs
+happened, predictions exist, the profiler's time maps onto memwall's op names, and bad input
+is one line with exit code 2.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+from memwall.calibrate import QUICK, Calibration  # noqa: E402
+from memwall.count import op_defs  # noqa: E402
+from memwall.errors import MemwallError  # noqa: E402
+from memwall.profile import build, profile_model, resolve  # noqa: E402
+from memwall.profile.opmap import FRAMEWORK, GROUPS, labelled_modules  # noqa: E402
+from memwall.spec import Workload, spec_from_config  # noqa: E402
+
+BERT2 = {
+    "model_type": "bert",
+    "hidden_size": 768,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 12,
+    "intermediate_size": 3072,
+    "max_position_embeddings": 512,
+    "vocab_size": 30522,
+    "hidden_act": "gelu",
+}
+GPT2_2 = {
+    "model_type": "gpt2",
+    "n_embd": 768,
+    "n_layer": 2,
+    "n_head": 12,
+    "n_positions": 1024,
+    "vocab_size": 50257,
+    "activation_function": "gelu_new",
+}
+LLAMA_TINY = {
+    "model_type": "llama",
+    "hidden_size": 128,
+    "intermediate_size": 256,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "max_position_embeddings": 256,
+    "vocab_size": 512,
+}
+OPT_TINY = {
+    "model_type": "opt",
+    "hidden_size": 128,
+    "ffn_dim": 256,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "max_position_embeddings": 256,
+    "vocab_size": 512,
+    "word_embed_proj_dim": 128,
+}
+MIXTRAL_TINY = {
+    **LLAMA_TINY,
+    "model_type": "mixtral",
+    "num_local_experts": 4,
+    "num_experts_per_tok": 2,
+}
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One intra-op thread: on a shared 2-core machine, 2-thread parallel regions can stall
+    for a scheduler tick each (timings are not asserted; this keeps the tests quick)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def cal(tmp_path_factory):
+    """The quick calibration, cached in a throw-away data directory for this module."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("MEMWALL_DATA_DIR", str(tmp_path_factory.mktemp("mwdata")))
+    yield Calibration.load(QUICK)
+    mp.undo()
+
+
+def _closed_names(cfg: dict, phase: str) -> set[str]:
+    spec = spec_from_config(cfg)
+    return {d.name for d in op_defs(spec, "full", True, phase)}
+
+
+def _check_result(res, repeats: int) -> None:
+    assert res.timing.n == repeats
+    assert all(t > 0 for t in res.timing.runs)
+    assert res.predicted is not None and res.predicted_time > 0
+    assert res.error is not None and res.error >= 0
+    names = {r["name"] for r in res.ops}
+    assert FRAMEWORK in names
+    for r in res.ops:
+        if r["measured"] is not None:
+            assert r["measured"] >= 0
+    json.dumps(res.to_dict())  # JSON-able as the CLI prints it
+
+
+@pytest.mark.slow
+def test_profile_bert_2_layers_end_to_end(cal):
+    wl = Workload("encode", 1, 128)
+    res = profile_model(
+        "bert2", wl, "fp32", repeats=2, config=BERT2, cal=cal, device=None, n_threads=1
+    )
+    _check_result(res, 2)
+    assert res.tokens_per_s is None  # encoders report latency only
+    prof = res.op_profile
+    assert prof.coverage >= 0.90, prof.times
+    measured = {n for n, t in prof.times.items() if t > 0}
+    assert measured - {FRAMEWORK} <= _closed_names(BERT2, "encode")
+    assert {"q_proj", "attention", "fc1", "fc2", "mlp_add_norm"} <= measured
+
+
+@pytest.mark.slow
+def test_profile_gpt2_2_layers_generate_int8_and_fp32(cal):
+    wl = Workload("generate", 1, 0, 6)
+    for prec in ("int8", "fp32"):
+        res = profile_model(
+            "gpt2-2", wl, prec, repeats=2, config=GPT2_2, cal=cal, device=None, n_threads=1
+        )
+        _check_result(res, 2)
+        assert res.tokens == 6 and res.tokens_per_s > 0
+        assert res.op_profile.coverage >= 0.90, res.op_profile.times
+        measured = {n for n, t in res.op_profile.times.items() if t > 0}
+        assert {"qkv_proj", "attention", "kv_cache_write", "lm_head"} <= measured
+        assert measured - {FRAMEWORK} <= _closed_names(GPT2_2, "decode")
+        if prec == "int8":
+            assert any("Conv1D" in n for n in res.notes)
+
+
+def test_gpt2_int8_quantises_its_conv1d_layers():
+    from transformers.pytorch_utils import Conv1D
+
+    spec, cfg = resolve("tiny-gpt2", {**GPT2_2, "n_embd": 64, "n_head": 4, "vocab_size": 128})
+    lm = build(spec, cfg, "int8")
+    mods = list(lm.module.modules())
+    qlinear = torch.ao.nn.quantized.dynamic.Linear
+    assert not any(isinstance(m, Conv1D) for m in mods)
+    assert not any(type(m) is torch.nn.Linear for m in mods)
+    # c_attn, c_proj, c_fc, c_proj per layer, plus the LM head
+    assert sum(isinstance(m, qlinear) for m in mods) == 4 * 2 + 1
+
+
+@pytest.mark.parametrize(
+    "cfg,phase",
+    [
+        (BERT2, "encode"),
+        (GPT2_2, "prefill"),
+        (LLAMA_TINY, "prefill"),
+        (OPT_TINY, "prefill"),
+        (MIXTRAL_TINY, "prefill"),
+    ],
+)
+def test_every_labelled_module_maps_to_a_closed_form_op(cfg, phase):
+    spec, raw = resolve("m", cfg)
+    lm = build(spec, raw, "fp32")
+    rules = labelled_modules(lm.module, spec.family)
+    named = {r.op for r in rules.values() if r.op is not None}
+    named |= {name for r in rules.values() for _, name in r.gaps}
+    closed = _closed_names(cfg, phase)
+    expanded = set()
+    for n in named:
+        expanded |= set(GROUPS.get(n, (n,)))
+    assert expanded <= closed | {FRAMEWORK}, expanded - closed
+    # every matmul the closed form counts has a module of its own
+    matmuls = {d.name for d in op_defs(spec, "full", True, phase) if d.kind in ("matmul",)}
+    assert matmuls <= expanded
+
+
+@pytest.mark.slow
+def test_llama_prefill_maps_rope_and_gated_mlp(cal):
+    res = profile_model(
+        "llama-tiny",
+        Workload("prefill", 1, 64),
+        "fp32",
+        repeats=1,
+        config=LLAMA_TINY,
+        cal=cal,
+        device=None,
+        n_threads=1,
+    )
+    measured = {n for n, t in res.op_profile.times.items() if t > 0}
+    assert {"rope", "gate_proj", "up_proj", "down_proj", "act_mul", "kv_cache_write"} <= measured
+
+
+# ---------------------------------------------------------------- bad input
+
+
+def run(*args: str, env_extra: dict | None = None) -> subprocess.CompletedProcess:
+    import os
+
+    env = {**os.environ, **(env_extra or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "memwall", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+
+
+def _one_line_exit_2(p: subprocess.CompletedProcess, *needles: str) -> None:
+    assert p.returncode == 2, p.stderr
+    lines = [ln for ln in p.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("memwall: error:"), p.stderr
+    assert "Traceback" not in p.stderr
+    for n in needles:
+        assert n in lines[0], lines[0]
+    assert p.stdout == ""
+
+
+def test_length_beyond_learned_positions_is_refused():
+    p = run("profile", "gpt2", "--phase", "prefill", "--seq-len", "2048")
+    _one_line_exit_2(p, "1024", "--extend-positions")
+    p = run("profile", "bert-base", "--seq-len", "513")
+    _one_line_exit_2(p, "512")
+
+
+def test_positions_extended_when_asked_and_said():
+    from memwall.profile import check_positions
+
+    spec, _ = resolve("gpt2")
+    pos, note = check_positions(spec, Workload("generate", 1, 0, 2048), extend=True)
+    assert pos == 2048 and "extended from 1024 to 2048" in note
+    with pytest.raises(MemwallError, match="--extend-positions"):
+        check_positions(spec, Workload("generate", 1, 0, 2048), extend=False)
+
+
+@pytest.mark.parametrize("prec", ["fp16", "int4", "4/16/8", "fp64"])
+def test_precision_the_cpu_cannot_run(prec):
+    p = run("profile", "bert-base", "--precision", prec)
+    _one_line_exit_2(p, "fp32, bf16, int8")
+
+
+def test_model_too_large_to_allocate_is_refused_before_building():
+    p = run("profile", "mixtral-8x7b", "--precision", "bf16")
+    _one_line_exit_2(p, "GiB")
+
+
+def test_mixtral_int8_is_refused():
+    p = run("profile", "mixtral-8x7b", "--precision", "int8")
+    _one_line_exit_2(p, "experts")
+
+
+def test_config_transformers_cannot_build(tmp_path):
+    """A config memwall reads but transformers refuses (an unknown rope scaling type)."""
+    cfg = {**LLAMA_TINY, "rope_scaling": {"rope_type": "no-such-scaling", "factor": 2.0}}
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(cfg))
+    p = run("profile", str(path), "--seq-len", "8", "--repeats", "1", "--no-per-op")
+    _one_line_exit_2(p, "transformers cannot build")
+
+
+def test_unknown_model_suggests():
+    p = run("profile", "gtp2")
+    _one_line_exit_2(p, "gpt2")
+
+
+@pytest.mark.slow
+def test_cli_profile_json(tmp_path):
+    cfg = tmp_path / "gpt2-2.json"
+    cfg.write_text(json.dumps({**GPT2_2, "n_embd": 256, "n_head": 4, "vocab_size": 4096}))
+    p = run(
+        "profile",
+        str(cfg),
+        "--phase",
+        "generate",
+        "--seq-len",
+        "4",
+        "--gen-len",
+        "4",
+        "--repeats",
+        "2",
+        "--device",
+        "none",
+        "--format",
+        "json",
+        env_extra={"MEMWALL_DATA_DIR": str(tmp_path / "data"), "MEMWALL_CALIBRATION": "quick"},
+    )
+    assert p.returncode == 0, p.stderr
+    d = json.loads(p.stdout)
+    assert d["workload"] == {"phase": "generate", "batch": 1, "seq_len": 4, "gen_len": 4}
+    assert d["measured"]["runs"] == 2 and d["measured"]["latency"] > 0
+    assert d["predicted"]["latency"] > 0 and d["predicted"]["terms"]
+    assert d["tokens_per_s"] > 0
+    assert {"torch", "transformers", "threads"} <= set(d["environment"])
+
+
+def test_cached_calibration_that_disagrees_with_the_machine_is_remeasured():
+    """A calibration cached while the machine ran 1000x slower must not be reused."""
+    import copy
+
+    fresh = Calibration.load(QUICK, persist=False)
+    fresh.ensure("fp32")
+    stale = copy.deepcopy(fresh.data)
+    stale["linear"]["fp32"]["curves"] = {
+        k: [[m, r / 1000] for m, r in pts] for k, pts in stale["linear"]["fp32"]["curves"].items()
+    }
+    stale["linear"]["fp32"]["dispatch"] *= 1000
+    stale["overhead"] = {"gpt2/fp32/decode": {"fixed": 1.0}}
+    slow_dispatch = stale["linear"]["fp32"]["dispatch"]
+    cal = Calibration(stale, QUICK)
+    cal.ensure("fp32")
+    assert cal.data["linear"]["fp32"]["dispatch"] < slow_dispatch / 10
+    assert "gpt2/fp32/decode" not in cal.data["overhead"]
