@@ -12,6 +12,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 from memwall.calibrate import QUICK, Calibration  # noqa: E402
 from memwall.casestudy import LENGTHS, MODELS, counted, run_casestudy, workload_for  # noqa: E402
@@ -47,16 +48,6 @@ TINY = {
         "vocab_size": 256,
     },
 }
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: on a shared 2-core machine, 2-thread parallel regions can stall
-    for a scheduler tick each (timings are not asserted; this keeps the tests quick)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

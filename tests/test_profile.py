@@ -15,6 +15,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 from memwall.calibrate import QUICK, Calibration  # noqa: E402
 from memwall.count import op_defs  # noqa: E402
@@ -68,16 +69,6 @@ MIXTRAL_TINY = {
     "num_local_experts": 4,
     "num_experts_per_tok": 2,
 }
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: on a shared 2-core machine, 2-thread parallel regions can stall
-    for a scheduler tick each (timings are not asserted; this keeps the tests quick)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

@@ -43,6 +43,38 @@ class Format(str, Enum):
     csv = "csv"
 
 
+class Phase(str, Enum):
+    encode = "encode"
+    prefill = "prefill"
+    decode = "decode"
+    generate = "generate"
+
+
+def default_phase(is_decoder: bool) -> str:
+    return "prefill" if is_decoder else "encode"
+
+
+# The workload flags every model command shares (same names, same meaning everywhere).
+ModelArg = Annotated[
+    str,
+    typer.Argument(
+        help="Preset name (bert-base, gpt2, llama-3-8b, ...) or path to an HF config.json."
+    ),
+]
+PhaseOpt = Annotated[
+    Phase | None, typer.Option(help="Default: encode for encoders, prefill for decoders.")
+]
+BatchOpt = Annotated[int, typer.Option(help="Sequences per step.")]
+SeqLenOpt = Annotated[
+    int,
+    typer.Option(
+        "--seq-len",
+        help="Tokens per sequence (encode/prefill), or context already cached "
+        "(decode/generate; 0 = generate from no prompt, the paper's setting).",
+    ),
+]
+GenLenOpt = Annotated[int, typer.Option("--gen-len", help="Tokens generated (generate).")]
+
 FormatOpt = Annotated[
     Format, typer.Option("--format", "-f", help="Output: table (Rich), json (one object) or csv.")
 ]

@@ -8,17 +8,22 @@ from typing import Annotated
 
 import typer
 
-from memwall.cli._common import FormatOpt, app, emit, rich_table, si
+from memwall.cli._common import (
+    BatchOpt,
+    FormatOpt,
+    GenLenOpt,
+    ModelArg,
+    PhaseOpt,
+    SeqLenOpt,
+    app,
+    default_phase,
+    emit,
+    rich_table,
+    si,
+)
 from memwall.count import op_table, totals
 from memwall.errors import MemwallError
 from memwall.spec import Workload, load_model_config, parse_precision
-
-
-class Phase(str, Enum):
-    encode = "encode"
-    prefill = "prefill"
-    decode = "decode"
-    generate = "generate"
 
 
 class Convention(str, Enum):
@@ -48,31 +53,13 @@ OP_COLUMNS = [
 ]
 
 
-def default_phase(is_decoder: bool) -> str:
-    return "prefill" if is_decoder else "encode"
-
-
 @app.command("analyze")
 def analyze(
-    model: Annotated[
-        str,
-        typer.Argument(
-            help="Preset name (bert-base, gpt2, llama-3-8b, ...) or path to an HF config.json."
-        ),
-    ],
-    phase: Annotated[
-        Phase | None, typer.Option(help="Default: encode for encoders, prefill for decoders.")
-    ] = None,
-    batch: Annotated[int, typer.Option(help="Sequences per step.")] = 1,
-    seq_len: Annotated[
-        int,
-        typer.Option(
-            "--seq-len",
-            help="Tokens per sequence (prefill/encode),"
-            " or context already cached (decode/generate).",
-        ),
-    ] = 128,
-    gen_len: Annotated[int, typer.Option("--gen-len", help="Tokens generated (generate).")] = 128,
+    model: ModelArg,
+    phase: PhaseOpt = None,
+    batch: BatchOpt = 1,
+    seq_len: SeqLenOpt = 128,
+    gen_len: GenLenOpt = 128,
     precision: Annotated[
         str,
         typer.Option(

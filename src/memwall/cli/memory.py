@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from memwall.cli._common import FormatOpt, app, binary, emit, rich_table, si
+from memwall.cli._common import FormatOpt, Phase, app, binary, emit, rich_table, si
 from memwall.errors import MemwallError
 from memwall.spec import Workload, load_model, parse_precision
 
@@ -16,13 +16,6 @@ from memwall.spec import Workload, load_model, parse_precision
 class Mode(str, Enum):
     infer = "infer"
     train = "train"
-
-
-class Phase(str, Enum):
-    encode = "encode"
-    prefill = "prefill"
-    decode = "decode"
-    generate = "generate"
 
 
 class Impl(str, Enum):

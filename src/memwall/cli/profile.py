@@ -9,8 +9,20 @@ from typing import Annotated, Any
 import typer
 from rich.text import Text
 
-from memwall.cli._common import FormatOpt, app, emit, err_console, rich_table, si
-from memwall.cli.analyze import Phase, default_phase
+from memwall.cli._common import (
+    BatchOpt,
+    FormatOpt,
+    GenLenOpt,
+    ModelArg,
+    PhaseOpt,
+    SeqLenOpt,
+    app,
+    default_phase,
+    emit,
+    err_console,
+    rich_table,
+    si,
+)
 from memwall.errors import MemwallError
 from memwall.spec import Workload
 
@@ -172,23 +184,11 @@ def result_tables(res: Any) -> list[Any]:
 
 @app.command("profile")
 def profile_cmd(
-    model: Annotated[
-        str,
-        typer.Argument(help="Preset name (bert-base, gpt2, ...) or path to an HF config.json."),
-    ],
-    phase: Annotated[
-        Phase | None, typer.Option(help="Default: encode for encoders, prefill for decoders.")
-    ] = None,
-    batch: Annotated[int, typer.Option(help="Sequences per step.")] = 1,
-    seq_len: Annotated[
-        int,
-        typer.Option(
-            "--seq-len",
-            help="Tokens per sequence (prefill/encode), or context already cached "
-            "(decode/generate; 0 = generate from no prompt, the paper's setting).",
-        ),
-    ] = 128,
-    gen_len: Annotated[int, typer.Option("--gen-len", help="Tokens generated (generate).")] = 128,
+    model: ModelArg,
+    phase: PhaseOpt = None,
+    batch: BatchOpt = 1,
+    seq_len: SeqLenOpt = 128,
+    gen_len: GenLenOpt = 128,
     precision: Annotated[
         str,
         typer.Option(help="fp32, bf16, or int8 (dynamic int8 Linear layers: the paper's setting)."),
