@@ -25,8 +25,9 @@ named term (seconds, FLOP/s, bytes/s) so that every predicted time can be explai
   activation (GPT-2's tanh-GELU is 8 kernels; BERT's erf-GELU is compute-bound) and for the
   residual add + norm, at a cache-sized and a DRAM-sized tensor: the closed form counts each
   such chain as one fused kernel moving a few bytes per element, eager PyTorch does not.
-- `kv_cache_concat`: transformers' DynamicCache appends with torch.cat, copying the whole cache
-  on every step (the closed form counts only the new token's write).
+- `kv_concat_bandwidth(dtype)`: transformers' DynamicCache appends with torch.cat, copying the
+  whole cache on every step (the closed form counts only the new token's write); priced at the
+  measured bytes/s of such appends over caches larger than the last-level cache.
 
 Calibrations are cached per machine, thread count and library versions in the user data
 directory (`MEMWALL_DATA_DIR` overrides it); `recalibrate=True` measures again.
@@ -319,6 +320,32 @@ def measure_sdpa_decode(dtype: str, cfg: CalConfig) -> float:
     return 1.0 / slope
 
 
+def measure_kv_concat(dtype: str, cfg: CalConfig) -> float:
+    """Bytes/s of appending one token to a KV tensor with torch.cat (what DynamicCache does):
+    read the old cache, write old + new; slope between two cache sizes, each cycled over
+    enough copies to exceed the caches."""
+    import torch
+
+    h, hd = cfg.sdpa_heads, cfg.head_dim
+    esize = 2 if dtype == "bf16" else 4
+    res = []
+    with torch.inference_mode():
+        new = torch.randn(1, h, 1, hd, dtype=_tdtype(dtype))
+        for ctx in cfg.decode_contexts:
+            per = h * ctx * hd * esize
+            n = max(2, math.ceil(cfg.decode_set_bytes / per))
+            olds = [torch.randn(1, h, ctx, hd, dtype=_tdtype(dtype)) for _ in range(n)]
+
+            def run(olds=olds) -> None:
+                for k in olds:
+                    torch.cat([k, new], dim=-2)
+
+            res.append((2 * per, mean_time(run, cfg.reps, cfg.min_time) / n))
+    (b1, t1), (b2, t2) = res
+    slope = (t2 - t1) / (b2 - b1) if b2 > b1 else 0.0
+    return 1.0 / slope if slope > 0 else b2 / t2
+
+
 def measure_pointwise(dtype: str, cfg: CalConfig) -> list[list[float]]:
     """[[bytes moved, bytes/s], ...] of `a + b` (fresh output) by size, dispatch removed."""
     import torch
@@ -552,6 +579,7 @@ class Calibration:
         self._section("sdpa", act, lambda: measure_sdpa(act, cfg))
         self._section("sdpa_decode_bandwidth", act, lambda: measure_sdpa_decode(act, cfg))
         self._section("pointwise", act, lambda: measure_pointwise(act, cfg))
+        self._section("kv_concat_bandwidth", act, lambda: measure_kv_concat(act, cfg))
 
     def _spot_check(self, dtype: str) -> None:
         """Reuse a cached calibration only if this machine still runs like it: one Linear at
@@ -581,7 +609,14 @@ class Calibration:
         if not ok:
             if self.on_measure:
                 self.on_measure("cached calibration disagrees with this machine now: remeasuring")
-            for key in ("linear", "gemv_bandwidth", "sdpa", "sdpa_decode_bandwidth", "pointwise"):
+            for key in (
+                "linear",
+                "gemv_bandwidth",
+                "sdpa",
+                "sdpa_decode_bandwidth",
+                "pointwise",
+                "kv_concat_bandwidth",
+            ):
                 self.data.get(key, {}).pop(dtype, None)
                 self.data.get(key, {}).pop(_act_dtype(dtype), None)
             for key in ("overhead", "eager_pointwise"):
@@ -616,6 +651,9 @@ class Calibration:
 
     def sdpa_decode_bandwidth(self, dtype: str) -> float:
         return float(self.data["sdpa_decode_bandwidth"][_act_dtype(dtype)])
+
+    def kv_concat_bandwidth(self, dtype: str) -> float:
+        return float(self.data["kv_concat_bandwidth"][_act_dtype(dtype)])
 
     def pointwise_bandwidth(self, dtype: str, nbytes: float) -> float:
         return _interp_log(self.data["pointwise"][_act_dtype(dtype)], nbytes)
@@ -678,6 +716,16 @@ class Calibration:
                     self.sdpa_decode_bandwidth(act),
                     "bytes/s",
                     "one query over a KV cache: slope between two cache sizes",
+                )
+            )
+        if act in self.data.get("kv_concat_bandwidth", {}):
+            out.append(
+                Term(
+                    f"kv_concat_bandwidth({act})",
+                    self.kv_concat_bandwidth(act),
+                    "bytes/s",
+                    "appending one token to a KV cache with torch.cat (transformers' "
+                    "DynamicCache): bytes read + written, slope between two cache sizes",
                 )
             )
         pw = self.data.get("pointwise", {}).get(act)
@@ -910,9 +958,9 @@ def predict(
                 per_layer = 2 * B * spec.kv_dim * esize * (2 * ctx + T)  # read old, write old+new
                 nb = per_layer * cnt
                 tc = 0.0
-                tm = nb / cal.pointwise_bandwidth(act, per_layer / 2)
+                tm = nb / cal.kv_concat_bandwidth(act)
                 nbytes = nb
-                term = "kv_cache_concat (torch.cat copies the cache)"
+                term = f"kv_concat_bandwidth({act}): torch.cat copies the cache"
             elif name in eager_names:
                 op, width = eager_names[name]
                 n_el = T * width * max(1, spec.experts_per_token if op != "add_norm" else 1)
