@@ -1,10 +1,10 @@
-# Two commands do everything on a fresh machine: `make demo` (the main job so far) and `make test`.
+# Two commands do everything on a fresh machine: `make report` (the main job) and `make test`.
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo lint format clean bench
+.PHONY: test demo lint format clean bench report screenshot
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -14,12 +14,22 @@ $(STAMP): pyproject.toml constraints.txt
 
 test: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q
 
 demo: $(STAMP)
 	$(BIN)/memwall analyze bert-base --phase encode --seq-len 128 --convention paper
 	$(BIN)/memwall analyze bert-large --phase encode --seq-len 128 --convention paper
 	$(BIN)/memwall analyze gpt2 --phase generate --seq-len 0 --gen-len 128 --convention paper
+
+# The main job: the whole analysis of this machine as one HTML file (build/report/index.html).
+report: $(STAMP)
+	$(BIN)/memwall report --out build/report
+
+# docs/report.png: the report's first screen in headless Chromium (/usr/bin/chromium).
+screenshot: $(STAMP)
+	test -f build/report/index.html || $(MAKE) report
+	$(BIN)/python -m memwall.report.screenshot build/report/index.html docs/report.png
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

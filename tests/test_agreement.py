@@ -75,7 +75,21 @@ def test_closed_form_and_trace_agree(name, wl):
 
 
 @pytest.mark.parametrize(
-    "preset", ["opt-1.3b", "llama-2-7b", "llama-3-8b", "mistral-7b", "qwen2.5-7b", "gpt2-xl"]
+    "preset",
+    [
+        "opt-1.3b",
+        "llama-2-7b",
+        "llama-3-8b",
+        "mistral-7b",
+        "qwen2.5-7b",
+        "gpt2-xl",
+        "qwen3-8b",
+        "phi-3-mini",
+        "gemma-2-2b",
+        "gemma-3-1b",
+        "deepseek-v2-lite",
+        "falcon-7b",
+    ],  # fmt: skip
 )
 @pytest.mark.parametrize("wl", [Workload("prefill", 2, 128), Workload("decode", 1, 300)])
 def test_presets_agree_on_the_meta_device(preset, wl):
@@ -85,3 +99,62 @@ def test_presets_agree_on_the_meta_device(preset, wl):
     closed = totals(op_table(spec, wl))
     assert traced["flops"] == pytest.approx(closed["flops"], rel=0.01)
     assert traced["bytes"] == pytest.approx(closed["bytes"], rel=0.05)
+
+
+# ------------------------------------------------------- issue 10: what transformers builds
+
+SMALL = dict(
+    hidden_size=128, intermediate_size=344, num_hidden_layers=4, num_attention_heads=4,
+    num_key_value_heads=2, vocab_size=1000, max_position_embeddings=8192,
+)  # fmt: skip
+
+
+def _meta_params(cfg: dict) -> int:
+    from memwall.trace import build_model
+
+    return sum(p.numel() for p in build_model(cfg, device="meta").parameters())
+
+
+OPT_SMALL = dict(
+    model_type="opt", hidden_size=128, ffn_dim=512, num_hidden_layers=3, num_attention_heads=4,
+    vocab_size=1000, max_position_embeddings=256, word_embed_proj_dim=128,
+)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        {**OPT_SMALL, "layer_norm_elementwise_affine": False},
+        dict(model_type="qwen2", **SMALL, attention_bias=False),
+        dict(model_type="mistral", **SMALL),
+        dict(model_type="gpt2", n_embd=128, n_layer=2, n_head=4, vocab_size=1000, n_positions=64),
+        dict(model_type="qwen3", **SMALL, head_dim=64, attention_bias=True),
+        dict(model_type="phi3", **SMALL, pad_token_id=0),
+        dict(model_type="gpt_neox", **SMALL, use_parallel_residual=False, attention_bias=False),
+    ],
+    ids=[
+        "opt-no-affine",
+        "qwen2-attention_bias-false",
+        "mistral",
+        "gpt2",
+        "qwen3",
+        "phi3",
+        "gpt_neox-sequential",
+    ],  # fmt: skip
+)
+def test_parameter_count_matches_the_model_transformers_builds(cfg):
+    assert spec_from_config(cfg).n_params() == _meta_params(cfg)
+
+
+def test_qwen2_window_layers_agree_with_the_trace():
+    cfg = dict(
+        model_type="qwen2", **SMALL, use_sliding_window=True, sliding_window=64,
+        max_window_layers=2,
+    )  # fmt: skip
+    spec = spec_from_config(cfg, "small-qwen2")
+    wl = Workload("decode", 1, 300)
+    closed = totals(op_table(spec, wl))
+    traced = totals(trace_config(cfg, wl, device="meta", name="small-qwen2"))
+    by_hand = (2 * 301 + 2 * 64) * 2 * 2 * 32 * 4  # K and V, 2 heads x 32, fp32
+    assert closed["bytes_kv"] == by_hand
+    assert traced["bytes_kv"] == pytest.approx(by_hand, rel=0.01)

@@ -14,11 +14,12 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-from memwall.calibrate import QUICK, Calibration  # noqa: E402
-from memwall.casestudy import LENGTHS, MODELS, counted, run_casestudy, workload_for  # noqa: E402
 from memwall.count import op_table, totals  # noqa: E402
 from memwall.errors import MemwallError  # noqa: E402
+from memwall.measure.calibration import Calibration  # noqa: E402
+from memwall.measure.terms import QUICK  # noqa: E402
 from memwall.spec import load_model  # noqa: E402
+from memwall.studies.casestudy import LENGTHS, MODELS, counted, run_casestudy, workload_for  # noqa: E402
 
 TINY = {
     "bert-base": {
@@ -85,7 +86,7 @@ def test_measures_rows_and_extends_positions_deliberately(cal):
     assert len(d["rows"]) == 6 and not d["interrupted"] and not d["skipped"]
     for r in d["rows"]:
         assert r["flops"] > 0 and r["mops"] > 0 and r["intensity"] > 0
-        for p in ("fp32", "int8"):
+        for p in ("fp32", "int8-dynamic"):  # int8 is read as int8-dynamic
             assert r[f"latency_{p}"] > 0 and r[f"predicted_{p}"] > 0
             assert r[f"error_{p}"] >= 0 and r[f"measured_{p}"] is True
     ref = case.row("bert-base", 8)
@@ -93,6 +94,28 @@ def test_measures_rows_and_extends_positions_deliberately(cal):
     # gpt2's tiny table has 16 positions; generating 32 tokens needs the table extended
     assert any("gpt2: position table extended from 16 to 32" in n for n in d["notes"])
     assert d["prediction_error"]["n"] == 12
+
+
+@pytest.mark.slow
+def test_two_interleaved_passes_pool_runs_and_give_the_run_to_run_difference(cal):
+    order = []
+    case = run_casestudy(
+        ["bert-base", "gpt2"],
+        [8],
+        ["fp32"],
+        full=True,
+        repeats=2,
+        cal=cal,
+        configs=TINY,
+        on_row=lambda r: order.append(r["model"]),
+        passes=2,
+    )
+    assert order == ["bert-base", "gpt2", "bert-base", "gpt2"]  # interleaved, not back to back
+    for r in case.to_dict()["rows"]:
+        m1, m2 = r["latency_fp32_passes"]
+        assert r["runs_fp32"] >= 4 and r["latency_fp32_min"] <= min(m1, m2)
+        assert r["pass_difference_fp32"] == pytest.approx(abs(m1 - m2) / r["latency_fp32"])
+        assert isinstance(r["noisy_fp32"], bool) and r["repeatability_fp32"] >= 0
 
 
 @pytest.mark.slow
@@ -112,51 +135,6 @@ def test_keyboard_interrupt_keeps_finished_rows(cal):
     assert [(r["model"], r["length"]) for r in measured] == seen
     assert all(r["flops"] > 0 for r in case.rows)  # counted rows are all kept
     assert any("interrupted" in n for n in case.notes)
-
-
-@pytest.mark.slow
-def test_cli_interrupt_prints_finished_rows(tmp_path, monkeypatch, capsys):
-    """Ctrl-C in `memwall casestudy` prints the rows already measured, then exits 130."""
-    import memwall.cli.casestudy as cs
-    from memwall.cli import main
-
-    paths = []
-    for name, cfg in TINY.items():
-        p = tmp_path / f"{name}.json"
-        p.write_text(json.dumps(cfg))
-        paths.append(str(p))
-    calls = []
-
-    def hook(row):
-        calls.append(row)
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(cs, "ON_ROW", hook)
-    monkeypatch.setenv("MEMWALL_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("MEMWALL_CALIBRATION", "quick")
-    argv = [
-        "casestudy",
-        "--models",
-        ",".join(paths),
-        "--lengths",
-        "8,16",
-        "--precisions",
-        "fp32",
-        "--repeats",
-        "1",
-        "--device",
-        "none",
-        "--format",
-        "json",
-    ]
-    with pytest.raises(SystemExit) as e:
-        main(argv)
-    assert e.value.code == 130
-    out = json.loads(capsys.readouterr().out)
-    assert out["interrupted"] is True
-    done = [r for r in out["rows"] if r["latency_fp32"] is not None]
-    assert len(calls) == 1 and len(done) == 1
-    assert done[0]["model"] == calls[0]["model"] and done[0]["length"] == calls[0]["length"]
 
 
 @pytest.mark.slow
@@ -182,8 +160,8 @@ def test_budget_skips_long_lengths_and_says_so(cal):
 
 
 def test_plot_writes_png_and_svg_atomically(tmp_path):
-    from memwall.casestudy import CaseStudy
-    from memwall.plots_casestudy import plot_casestudy
+    from memwall.plots.casestudy import plot_casestudy
+    from memwall.studies.casestudy import CaseStudy
 
     rows = []
     for m in MODELS:

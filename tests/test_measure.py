@@ -8,11 +8,10 @@ from __future__ import annotations
 import json
 
 import pytest
-from typer.testing import CliRunner
 
-import memwall.measure as mm
+import memwall.measure.roofs as mm
 from memwall.errors import MemwallError
-from memwall.hardware import device_from_measurement, get_device
+from memwall.hardware import device_from_measurement
 from memwall.measure import (
     KiB,
     MiB,
@@ -177,20 +176,3 @@ def test_interrupt_keeps_what_was_measured(monkeypatch):
     assert res["metadata"]["interrupted"] is True
     assert res["dram_bandwidth"] > 0 and res["op_overhead"] > 0
     assert res["gemv_bandwidth"] is None and not is_complete(res)
-
-
-def test_cli_measure_saves_a_usable_device(monkeypatch, tmp_path):
-    from memwall.cli import app
-
-    monkeypatch.setenv("MEMWALL_DATA_DIR", str(tmp_path))
-    monkeypatch.setattr(mm, "QUICK", config(True, **TINY))
-    r = CliRunner().invoke(app, ["measure", "--quick", "--save", "tiny-box", "--format", "json"])
-    assert r.exit_code == 0, r.output
-    out = json.loads(r.stdout)
-    assert out["device"] == "tiny-box" and len(out["saved"]) == 2
-    assert set(out["ridge"]) >= {"fp32"}
-    for name in ("local", "tiny-box"):
-        d = get_device(name)
-        assert d.measured and d.memory_bandwidth() == out["dram_bandwidth"]
-    r = CliRunner().invoke(app, ["devices", "--name", "tiny", "--format", "json"])
-    assert json.loads(r.stdout)["devices"][0]["measured"] is True

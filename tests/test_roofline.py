@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 from memwall.count import op_table
 from memwall.errors import MemwallError
 from memwall.hardware import CacheLevel, Device, get_device
-from memwall.plots_roofline import plot_roofline
-from memwall.roofline import decode_ridge_batch, decode_terms, predict
+from memwall.plots.roofline import plot_roofline
+from memwall.predict import decode_ridge_batch, decode_terms, predict_roofline
 from memwall.spec import Workload, load_model
 
 DEV = Device(
@@ -53,7 +53,7 @@ def ops(rows: list[tuple]) -> pd.DataFrame:
     dtype=st.sampled_from(["fp32", "bf16"]),
 )
 def test_time_is_the_larger_roof(flops, nbytes, count, dtype):
-    p = predict(ops([("op", "matmul", count, flops, nbytes, dtype)]), DEV)
+    p = predict_roofline(ops([("op", "matmul", count, flops, nbytes, dtype)]), DEV)
     r = p.ops.iloc[0]
     tc, tm = flops / DEV.peak(dtype), nbytes / DEV.mem_bandwidth
     assert r["t_compute"] == pytest.approx(tc)
@@ -70,7 +70,7 @@ def test_bound_flips_from_memory_to_compute_exactly_at_the_ridge():
         ridge = DEV.peak(dtype) / DEV.mem_bandwidth
         intensities = np.geomspace(ridge / 100, ridge * 100, 41)
         rows = [(f"op{i}", "matmul", 1, x * 1e9, 1e9, dtype) for i, x in enumerate(intensities)]
-        p = predict(ops(rows), DEV)
+        p = predict_roofline(ops(rows), DEV)
         bounds = list(p.ops["bound"])
         flip = bounds.index("compute")
         assert set(bounds[:flip]) == {"memory"} and set(bounds[flip:]) == {"compute"}
@@ -84,11 +84,11 @@ def test_bound_flips_from_memory_to_compute_exactly_at_the_ridge():
 def test_overhead_is_per_op_instance_layers_times_steps():
     df = ops([("a", "matmul", 12, 1e6, 1e6, "fp32"), ("b", "norm", 1, 0.0, 1e3, "fp32")])
     df["steps"] = 16
-    p = predict(df, MEASURED)
+    p = predict_roofline(df, MEASURED)
     assert list(p.ops["t_overhead"]) == pytest.approx([1e-6 * 12 * 16, 1e-6 * 16])
     roof = np.maximum(p.ops["t_compute"], p.ops["t_memory"])
     assert np.allclose(p.ops["time"], roof + p.ops["t_overhead"])
-    q = predict(df, MEASURED, overhead=False)
+    q = predict_roofline(df, MEASURED, overhead=False)
     assert (q.ops["t_overhead"] == 0).all()
     assert p.totals["time"] - q.totals["time"] == pytest.approx(p.totals["t_overhead"])
     fr = p.totals
@@ -99,7 +99,7 @@ def test_overhead_is_per_op_instance_layers_times_steps():
 
 def test_missing_count_and_steps_default_to_one():
     df = pd.DataFrame({"name": ["x"], "flops": [1e9], "bytes": [1e9], "dtype": ["fp32"]})
-    p = predict(df, MEASURED)
+    p = predict_roofline(df, MEASURED)
     assert p.ops["t_overhead"].iloc[0] == pytest.approx(1e-6)
 
 
@@ -116,12 +116,12 @@ def test_missing_count_and_steps_default_to_one():
 )
 def test_bad_tables_raise_one_line(df, match):
     with pytest.raises(MemwallError, match=match) as e:
-        predict(df, DEV)
+        predict_roofline(df, DEV)
     assert "\n" not in str(e.value)
 
 
 def test_to_dict_is_json_and_names_the_roofs():
-    p = predict(
+    p = predict_roofline(
         ops([("a", "matmul", 2, 1e9, 1e8, "bf16")]),
         MEASURED.__class__(
             **{
@@ -140,12 +140,12 @@ def test_to_dict_is_json_and_names_the_roofs():
 def test_real_model_decode_is_memory_bound_and_prefill_matmuls_compute_bound():
     spec = load_model("llama-2-7b")
     h100 = get_device("h100-sxm")
-    dec = predict(op_table(spec, Workload("decode", 1, 512), "bf16"), h100)
+    dec = predict_roofline(op_table(spec, Workload("decode", 1, 512), "bf16"), h100)
     assert (dec.ops["bound"] == "memory").all()
     assert dec.totals["frac_memory_bound"] == pytest.approx(1.0)
     # weights dominate batch-1 decode: time ~ bytes / bandwidth
     assert dec.totals["time"] == pytest.approx(dec.totals["bytes"] / 3.35e12, rel=1e-6)
-    pre = predict(op_table(spec, Workload("prefill", 8, 2048), "bf16"), h100)
+    pre = predict_roofline(op_table(spec, Workload("prefill", 8, 2048), "bf16"), h100)
     mm = pre.ops[pre.ops["kind"] == "matmul"]
     assert (mm["bound"] == "compute").all()
 
@@ -184,7 +184,7 @@ def test_plot_writes_png_and_svg(tmp_path, suffix, magic):
     spec = load_model("gpt2")
     df = op_table(spec, Workload("prefill", 1, 128), "fp32")
     out = tmp_path / f"roof{suffix}"
-    plot_roofline(predict(df, MEASURED), MEASURED, out)
+    plot_roofline(predict_roofline(df, MEASURED), MEASURED, out)
     data = out.read_bytes()
     assert magic in data[:400]
     if suffix == ".svg":
@@ -214,7 +214,7 @@ def test_hardware_roofline_and_plot_import_without_torch():
 
     code = (
         "import sys; sys.modules['torch'] = None\n"
-        "import memwall.hardware, memwall.roofline, memwall.plots_roofline, memwall.measure\n"
+        "import memwall.hardware, memwall.predict, memwall.plots.roofline, memwall.measure\n"
         "from memwall.hardware import get_device\n"
         "print(get_device('tpu-v4').ridge('bf16'))\n"
         "try:\n"

@@ -15,7 +15,7 @@ from torch import nn  # noqa: E402
 
 from memwall.count import POINTWISE_FLOPS, op_table, totals  # noqa: E402
 from memwall.errors import MemwallError  # noqa: E402
-from memwall.spec import Workload, load_model, spec_from_config  # noqa: E402
+from memwall.spec import Workload, load_model, parse_precision, spec_from_config  # noqa: E402
 from memwall.trace import (  # noqa: E402
     Tracer,
     flop_counter_mode,
@@ -245,7 +245,7 @@ def test_meta_device_counts_what_cpu_counts_attention_included():
 def test_trace_table_columns_and_bf16():
     wl = Workload("decode", 1, 16)
     f32 = trace_config(TINY_LLAMA, wl, device="cpu")
-    bf16 = trace_config(TINY_LLAMA, wl, precision="bf16", device="cpu")
+    bf16 = trace_config(TINY_LLAMA, wl, precision=parse_precision("bf16"), device="cpu")
     cf = op_table(spec_from_config(TINY_LLAMA), wl)
     assert list(f32.columns[: len(cf.columns)]) == list(cf.columns)
     assert {"module", "aten_ops", "bytes_eager"} <= set(f32.columns)
@@ -273,24 +273,36 @@ def test_generate_sums_its_decode_steps_exactly():
     assert (df.steps == 4).all()
 
 
-def test_auto_device_is_meta_for_big_weights_or_big_work():
+def test_auto_device_is_meta_unless_routing_needs_values():
     gpt2 = load_model("gpt2")
-    assert resolve_device(gpt2, torch.float32, "auto", Workload("decode", 1, 16)) == "cpu"
-    assert resolve_device(gpt2, torch.float32, "auto", Workload("prefill", 64, 1024)) == "meta"
+    assert resolve_device(gpt2, torch.float32, "auto", Workload("decode", 1, 16)) == "meta"
     assert resolve_device(load_model("llama-2-7b"), torch.bfloat16, "auto") == "meta"
+    small_moe = spec_from_config(
+        dict(TINY_LLAMA, model_type="mixtral", num_local_experts=4, num_experts_per_tok=2)
+    )
+    assert resolve_device(small_moe, torch.float32, "auto", Workload("decode", 1, 8)) == "cpu"
+    assert resolve_device(gpt2, torch.float32, "cpu") == "cpu"
+
+
+@pytest.mark.parametrize("wl", [Workload("prefill", 2, 12), Workload("generate", 1, 5, 3)])
+def test_meta_trace_counts_what_cpu_counts(wl):
+    cpu = trace_config(TINY_LLAMA, wl, device="cpu")
+    meta = trace_config(TINY_LLAMA, wl, device="auto")
+    assert meta.attrs["device"] == "meta"
+    for col in ("flops", "matmul_flops", "bytes_weight", "bytes_kv"):
+        assert meta[col].sum() == pytest.approx(cpu[col].sum(), rel=1e-9), col
+    # activations: a few bytes apart (the cache's fill level is an int64 scalar on meta runs)
+    assert meta.bytes_act.sum() == pytest.approx(cpu.bytes_act.sum(), rel=1e-4)
 
 
 def test_bad_input_is_one_clear_error():
     wl = Workload("decode", 1, 8)
     with pytest.raises(MemwallError, match="fp32, bf16 or fp16"):
-        trace_config(TINY_LLAMA, wl, precision="int8")
+        trace_config(TINY_LLAMA, wl, precision=parse_precision("int8"))
     with pytest.raises(MemwallError, match="device"):
         trace_config(TINY_LLAMA, wl, device="gpu")
     with pytest.raises(MemwallError, match="config"):
         trace_table(spec_from_config(TINY_LLAMA, "not-a-preset"), wl)
-    moe = dict(TINY_LLAMA, model_type="mixtral", num_local_experts=4, num_experts_per_tok=2)
-    with pytest.raises(MemwallError, match="mixture-of-experts"):
-        trace_config(moe, wl, device="meta")
 
 
 def test_small_moe_traces_on_cpu():
@@ -300,7 +312,19 @@ def test_small_moe_traces_on_cpu():
     t = totals(op_table(spec_from_config(moe), wl))
     assert df.flops.sum() == pytest.approx(t["flops"], rel=0.01)
     assert "moe" in set(df.kind)
-    assert "aten.topk.default" in df.attrs["coverage"]  # no formula: reported, not hidden
+    assert df.attrs["coverage"] == {}  # the router's topk has a formula now
+    assert "balanced routing" not in df.attrs["note"]  # cpu: real routing
+
+
+@pytest.mark.parametrize("wl", [Workload("decode", 1, 8), Workload("prefill", 2, 16)])
+def test_moe_on_meta_routes_as_the_closed_form_assumes(wl):
+    moe = dict(TINY_LLAMA, model_type="mixtral", num_local_experts=8, num_experts_per_tok=2)
+    df = trace_config(moe, wl, device="meta")
+    t = totals(op_table(spec_from_config(moe), wl))
+    assert df.attrs["device"] == "meta" and "balanced routing" in df.attrs["note"]
+    assert df.flops.sum() == pytest.approx(t["flops"], rel=0.01)
+    # one token touches exactly k experts; 32 tokens touch all 8 (closed form: 7.99)
+    assert df.bytes_weight.sum() == pytest.approx(t["bytes_weight"], rel=0.01)
 
 
 def _peak_rss_during(fn):

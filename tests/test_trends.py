@@ -4,16 +4,12 @@ from __future__ import annotations
 
 import csv
 import io
-import json
-import subprocess
-import sys
 from datetime import date
 from importlib import resources
 
 import numpy as np
 import pandas as pd
 import pytest
-from PIL import Image
 
 from memwall.errors import MemwallError
 from memwall.trends import (
@@ -50,24 +46,14 @@ PAPER_20YR = {
 HARDWARE = ("peak_flops", "dram_bw", "interconnect_bw", "accelerator_memory")
 
 
-def memwall(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "memwall", *args], capture_output=True, text=True, timeout=300
-    )
-
-
 @pytest.fixture(scope="module")
 def paper_json() -> dict:
-    r = memwall("trends", "--dataset", "paper", "--format", "json")
-    assert r.returncode == 0, r.stderr
-    return json.loads(r.stdout)
+    return summarize("paper")
 
 
 @pytest.fixture(scope="module")
 def current_json() -> dict:
-    r = memwall("trends", "--dataset", "current", "--format", "json")
-    assert r.returncode == 0, r.stderr
-    return json.loads(r.stdout)
+    return summarize("current")
 
 
 # ---------------------------------------------------------------- the paper's numbers
@@ -315,43 +301,10 @@ def test_paper_training_memory_table():
 # ---------------------------------------------------------------- plots
 
 
-def _assert_image(path) -> None:
-    with Image.open(path) as im:
-        im.verify()
-    with Image.open(path) as im:
-        assert im.format == "PNG" and im.width > 600 and im.height > 400
-        px = np.asarray(im.convert("L"), dtype=float)
-    assert px.std() > 10  # not a blank canvas
-    assert (px < 128).mean() > 0.005  # some ink: points, lines, text
-
-
-@pytest.mark.slow
-def test_plot_command_writes_valid_figures(tmp_path):
-    r = memwall("trends", "--plot", str(tmp_path), "--format", "json")
-    assert r.returncode == 0, r.stderr
-    written = json.loads(r.stdout)["plots"]
-    assert sorted(p.rsplit("/", 1)[-1] for p in written) == [
-        "paper_fig1_hardware.png",
-        "paper_fig2_models.png",
-    ]
-    r = memwall("trends", "-d", "current", "--plot", str(tmp_path), "--format", "csv")
-    assert r.returncode == 0, r.stderr
-    files = sorted(p.name for p in tmp_path.iterdir())
-    assert files == [
-        "current_hardware.png",
-        "current_models.png",
-        "current_ridge_point.png",
-        "paper_fig1_hardware.png",
-        "paper_fig2_models.png",
-    ]  # no temporary files left behind
-    for p in tmp_path.iterdir():
-        _assert_image(p)
-
-
 def test_failed_save_leaves_nothing(tmp_path, monkeypatch):
     from matplotlib.figure import Figure
 
-    from memwall.plots_trends import plot_paper_figures
+    from memwall.plots.trends import plot_paper_figures
 
     def boom(self, *a, **k):
         raise OSError("disk full")
@@ -360,58 +313,3 @@ def test_failed_save_leaves_nothing(tmp_path, monkeypatch):
     with pytest.raises(OSError):
         plot_paper_figures(tmp_path)
     assert list(tmp_path.iterdir()) == []
-
-
-# ---------------------------------------------------------------- bad input
-
-
-@pytest.mark.parametrize(
-    "args, needle",
-    [
-        (["--dataset", "papr"], "unknown dataset 'papr'"),
-        (["--series", "flops"], "unknown series 'flops'"),
-        (["--dataset", "current", "--series", "nope"], "unknown series 'nope'"),
-        (["--series", "transformer_params", "--since", "2021"], "a fit needs at least 3"),
-        (["--since", "2030"], "a fit needs at least 3"),
-        (["--since", "soon"], "--since 'soon' is not a year"),
-        (["--since", "2020", "--until", "2010"], "is after --until"),
-    ],
-)
-def test_bad_input_is_one_line_exit_2(args, needle, capsys):
-    from memwall.cli import main
-
-    with pytest.raises(SystemExit) as e:
-        main(["trends", *args, "--format", "json"])
-    assert e.value.code == 2
-    out = capsys.readouterr()
-    assert out.out == ""
-    lines = out.err.strip().splitlines()
-    assert len(lines) == 1 and needle in lines[0], out.err
-    assert "Traceback" not in out.err
-
-
-def test_bad_input_via_the_installed_command(tmp_path):
-    target = tmp_path / "file.txt"
-    target.write_text("x")
-    for args in (["--dataset", "nope"], ["--plot", str(target)]):
-        r = memwall("trends", *args)
-        assert r.returncode == 2, r.stderr
-        assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
-        assert r.stdout == ""
-    assert target.read_text() == "x"
-
-
-def test_table_and_csv_formats():
-    t = memwall("trends")
-    assert t.returncode == 0 and "Growth rates" in t.stdout and "Printed" in t.stdout
-    c = memwall("trends", "--format", "csv", "--series", "peak_flops,dram_bw")
-    rows = list(csv.DictReader(io.StringIO(c.stdout)))
-    assert [r["series"] for r in rows] == ["peak_flops", "dram_bw"]
-    assert float(rows[0]["growth_per_2yr"]) == pytest.approx(PAPER["peak_flops"][1], rel=0.005)
-
-
-def test_summarize_api_matches_cli(paper_json):
-    api = summarize("paper")
-    assert [f["series"] for f in api["fits"]] == [f["series"] for f in paper_json["fits"]]
-    for a, b in zip(api["fits"], paper_json["fits"], strict=True):
-        assert a["growth_per_2yr"] == pytest.approx(b["growth_per_2yr"], rel=1e-12)

@@ -11,7 +11,10 @@ class MemwallError(ValueError):
 
 
 def suggest(name: str, choices: Iterable[str], n: int = 3) -> str:
-    """A ' (did you mean ...?)' suffix with the closest names, or '' when none is close."""
-    close = difflib.get_close_matches(name.lower(), [c.lower() for c in choices], n=n, cutoff=0.5)
-    lookup = {c.lower(): c for c in choices}
+    """A ' (did you mean ...?)' suffix with the closest names other than `name` itself
+    (case and spaces aside), or '' when none is close."""
+    key = name.strip().lower()
+    lookup = {c.strip().lower(): c for c in choices}
+    lookup.pop(key, None)  # never suggest what was typed: it was already refused
+    close = difflib.get_close_matches(key, list(lookup), n=n, cutoff=0.5)
     return f" (did you mean {', '.join(lookup[c] for c in close)}?)" if close else ""

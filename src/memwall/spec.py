@@ -7,23 +7,55 @@ nothing in them is ever executed. Bundled presets are the same files, shipped as
 from __future__ import annotations
 
 import json
-import re
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, fields, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
+from memwall.configfile import MAX_CONFIG_BYTES, read_config_file
+from memwall.configs import MAX_LENGTH, check_common, short, sources, validate
 from memwall.errors import MemwallError, suggest
+from memwall.families import Family, activations, family_for_config
+from memwall.precision import (
+    PAPER_PRECISION,
+    RUNNABLE_ALIASES,
+    RUNNABLE_PRECISIONS,
+    Precision,
+    act_dtype,
+    kernel_dtype,
+    parse_precision,
+    runnable_precision,
+)
 
-MAX_LENGTH = 10_000_000  # tokens; beyond this a length is a typo, not a workload
+# Precision lives in memwall.precision; re-exported: memwall.spec names every input type.
+__all__ = [
+    "PAPER_PRECISION",
+    "RUNNABLE_ALIASES",
+    "RUNNABLE_PRECISIONS",
+    "Precision",
+    "act_dtype",
+    "kernel_dtype",
+    "parse_precision",
+    "runnable_precision",
+    "MAX_BATCH",
+    "MAX_CONFIG_BYTES",
+    "MAX_LENGTH",
+    "PHASES",
+    "ModelSpec",
+    "Workload",
+    "check_workload_fits",
+    "load_model",
+    "load_model_config",
+    "preset_config",
+    "preset_names",
+    "read_config_file",
+    "spec_from_config",
+]
+
 MAX_BATCH = 1_000_000
-MAX_DIM = 1_000_000
-MAX_LAYERS = 10_000
-MAX_CONFIG_BYTES = 4 * 1024 * 1024
 
 Phase = Literal["encode", "prefill", "decode", "generate"]
 PHASES: tuple[str, ...] = ("encode", "prefill", "decode", "generate")
-FAMILIES = ("bert", "gpt2", "opt", "llama", "mistral", "qwen2", "mixtral")
 
 
 @dataclass(frozen=True)
@@ -31,7 +63,7 @@ class ModelSpec:
     """The architecture facts that counting needs, normalised across model families."""
 
     name: str
-    family: str  # model_type of the config: bert, gpt2, opt, llama, mistral, qwen2, mixtral
+    family: str  # a family of data/families.json (bert, gpt2, opt, llama, ...)
     is_decoder: bool
     n_layers: int
     d_model: int
@@ -50,7 +82,11 @@ class ModelSpec:
     qkv_bias: bool
     o_bias: bool
     mlp_bias: bool
-    fused_qkv: bool = False  # one projection to Q, K and V (GPT-2's c_attn)
+    fused_qkv: bool = False  # one projection to Q, K and V (GPT-2's c_attn, Phi-3's qkv_proj)
+    fused_gate_up: bool = False  # one projection to the gate and up halves (Phi-3's gate_up_proj)
+    qk_norm: bool = False  # RMSNorm over each query and key head (Qwen3's q_norm, k_norm)
+    parallel_block: bool = False  # attention and MLP both read the layer input (GPT-NeoX)
+    rotary_fraction: float = 1.0  # share of each head's width that is rotated (GPT-NeoX: 0.25)
     type_vocab_size: int = 0  # BERT token-type embeddings
     embed_norm: bool = False  # BERT normalises the embeddings
     final_norm: bool = True
@@ -58,10 +94,29 @@ class ModelSpec:
     n_experts: int = 1
     experts_per_token: int = 1
     sliding_window: int | None = None
+    window_layers: int | None = None  # layers that use the sliding window (None: all of them)
     norm_eps: float = 1e-5
     rope_theta: float = 10000.0
     raw_activation: str = ""  # the config's own activation name
-    extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    norm_affine: bool = True  # norms carry a weight (and, for LayerNorm, a bias)
+    q_scale_kernel: bool = False  # queries scaled in a kernel of their own (OPT)
+    position_offset: int = 0  # extra rows of a learned position table (OPT: 2)
+    sandwich_norm: bool = False  # norms after attention and after the MLP too (Gemma 2/3)
+    embed_scale: bool = False  # embeddings multiplied by sqrt(d_model) (Gemma)
+    attn_softcap: float | None = None  # cap * tanh(scores / cap) before softmax (Gemma 2)
+    logit_softcap: float | None = None  # cap * tanh(logits / cap) after the LM head (Gemma 2)
+    eager_attention: bool = False  # transformers has no fused (SDPA) path: scores materialised
+    attn_sinks: bool = False  # one learned sink logit per head joins each softmax (GPT-OSS)
+    router_bias: bool = False  # the MoE router's linear has a bias (GPT-OSS)
+    kv_broadcast: bool = False  # K/V repeated to every query head before the cache (Falcon-40B)
+    block_norms: int = 2  # norms per block (a Falcon-7B parallel block has one)
+    kv_lora_rank: int = 0  # MLA (DeepSeek): the cached latent's width (0: not MLA)
+    q_lora_rank: int = 0  # MLA: queries through a low-rank projection (0: one q_proj)
+    rope_head_dim: int = 0  # MLA: the rotated part of each query/key head (shared key)
+    v_head_dim: int = 0  # MLA: value head width (0: head_dim)
+    n_shared_experts: int = 0  # experts every token runs, beside its routed top-k (DeepSeek)
+    dense_layers: int = 0  # the first layers run a dense MLP of `dense_d_ff` (DeepSeek)
+    dense_d_ff: int = 0
 
     @property
     def q_dim(self) -> int:
@@ -72,6 +127,11 @@ class ModelSpec:
         return self.n_kv_heads * self.head_dim
 
     @property
+    def kv_cached_dim(self) -> int:
+        """Width of K (and of V) as cached and read by attention, per token and layer."""
+        return (self.n_heads if self.kv_broadcast else self.n_kv_heads) * self.head_dim
+
+    @property
     def is_moe(self) -> bool:
         return self.n_experts > 1
 
@@ -79,30 +139,103 @@ class ModelSpec:
     def has_lm_head(self) -> bool:
         return self.is_decoder
 
-    def layer_params(self) -> int:
-        """Parameters of one Transformer block (all experts of a MoE layer included)."""
+    @property
+    def n_window_layers(self) -> int:
+        """Layers whose attention is limited to the sliding window."""
+        if self.sliding_window is None:
+            return 0
+        return self.n_layers if self.window_layers is None else self.window_layers
+
+    def kv_tokens(self, context: int) -> int:
+        """Cached tokens summed over the layers at `context` (a window caps its layers)."""
+        w = self.n_window_layers
+        if not w:
+            return self.n_layers * context
+        return (self.n_layers - w) * context + w * min(context, self.sliding_window)
+
+    def kv_note(self, context: int, batch: int) -> str:
+        """What the KV cache holds, in tokens per sequence, naming the sliding window."""
+        w, n = self.n_window_layers, self.n_layers
+        if not w or context <= self.sliding_window:
+            return f"{context:,} tokens x batch {batch}"
+        kept = f"{self.sliding_window:,}-token sliding window"
+        where = "every layer" if w == n else f"{w} of {n} layers ({n - w} hold all {context:,})"
+        return f"{min(context, self.sliding_window):,} tokens x batch {batch} ({kept} in {where})"
+
+    def norm_params(self) -> int:
+        """Parameters of one norm: weight (and LayerNorm's bias), none without affine."""
+        if not self.norm_affine:
+            return 0
+        return self.d_model * (2 if self.norm == "layernorm" else 1)
+
+    @property
+    def is_mla(self) -> bool:
+        return self.kv_lora_rank > 0
+
+    @property
+    def kv_width(self) -> int:
+        """Elements cached per token and layer: K and V, or MLA's latent and shared rope key."""
+        return self.kv_lora_rank + self.rope_head_dim if self.is_mla else 2 * self.kv_cached_dim
+
+    @property
+    def o_dim(self) -> int:
+        """Width of the attention output (o_proj's input)."""
+        return self.n_heads * self.v_head_dim if self.v_head_dim else self.q_dim
+
+    @property
+    def moe_layers(self) -> int:
+        return self.n_layers - self.dense_layers if self.is_moe else 0
+
+    def attn_params(self) -> int:
+        d, b = self.d_model, self.qkv_bias
+        o = self.o_dim * d + (d if self.o_bias else 0) + (self.n_heads if self.attn_sinks else 0)
+        if not self.is_mla:
+            attn = d * self.q_dim + 2 * d * self.kv_dim + o
+            return attn + ((self.q_dim + 2 * self.kv_dim) if b else 0)
+        ql, kv = self.q_lora_rank, self.kv_lora_rank + self.rope_head_dim
+        q = (d * ql + ql * b + ql + ql * self.q_dim) if ql else d * self.q_dim  # + q_a norm
+        nope = self.head_dim - self.rope_head_dim
+        up = self.kv_lora_rank * self.n_heads * (nope + self.v_head_dim)
+        return q + d * kv + kv * b + self.kv_lora_rank + up + o  # + kv_a norm
+
+    def mlp_params(self, moe: bool) -> int:
+        """One layer's MLP: dense, or all experts + router + shared experts."""
         d = self.d_model
-        attn = d * self.q_dim + 2 * d * self.kv_dim + self.q_dim * d
-        attn += (self.q_dim + 2 * self.kv_dim) if self.qkv_bias else 0
-        attn += d if self.o_bias else 0
         n_mats = 3 if self.gated_mlp else 2
-        expert = n_mats * d * self.d_ff + ((self.d_ff * (n_mats - 1) + d) if self.mlp_bias else 0)
-        mlp = self.n_experts * expert + (d * self.n_experts if self.is_moe else 0)
-        norms = 2 * d * (2 if self.norm == "layernorm" else 1)
-        return attn + mlp + norms
+        if not moe:
+            f = self.dense_d_ff or self.d_ff
+            return n_mats * d * f + ((f * (n_mats - 1) + d) if self.mlp_bias else 0)
+        f = self.d_ff
+        expert = n_mats * d * f + ((f * (n_mats - 1) + d) if self.mlp_bias else 0)
+        shared = n_mats * d * f * self.n_shared_experts
+        router = (d + self.router_bias) * self.n_experts
+        return self.n_experts * expert + router + shared
+
+    def layer_params(self) -> int:
+        """Parameters of one Transformer block (all experts of a MoE layer included); the mean
+        over the layers where the first ones are dense (DeepSeek)."""
+        return self.layers_params() // self.n_layers
+
+    def layers_params(self) -> int:
+        """Parameters of all Transformer blocks."""
+        qk = 2 * self.head_dim if self.qk_norm else 0
+        norms = 4 if self.sandwich_norm else self.block_norms
+        common = self.attn_params() + norms * self.norm_params() + qk
+        moe = self.moe_layers
+        dense = self.n_layers - moe
+        return self.n_layers * common + moe * self.mlp_params(True) + dense * self.mlp_params(False)
 
     def embedding_params(self) -> int:
         n = self.vocab_size * self.d_model
         if self.position == "learned":  # OPT's table has 2 extra rows (position offset)
-            n += (self.max_positions + self.extra.get("position_offset", 0)) * self.d_model
+            n += (self.max_positions + self.position_offset) * self.d_model
         n += self.type_vocab_size * self.d_model
         return n
 
     def n_params(self) -> int:
         """All parameters, counting tied embedding matrices once."""
-        n = self.embedding_params() + self.n_layers * self.layer_params()
-        norm_w = self.d_model * (2 if self.norm == "layernorm" else 1)
-        n += norm_w if (self.final_norm or self.embed_norm) else 0
+        n = self.embedding_params() + self.layers_params()
+        n += self.norm_params() if (self.final_norm or self.embed_norm) else 0
         if self.has_lm_head and not self.tied_embeddings:
             n += self.vocab_size * self.d_model
         if self.pooler:
@@ -115,183 +248,149 @@ class ModelSpec:
             return self.n_params()
         d = self.d_model
         expert = 3 * d * self.d_ff if self.gated_mlp else 2 * d * self.d_ff
-        idle = self.n_layers * (self.n_experts - self.experts_per_token) * expert
+        idle = self.moe_layers * (self.n_experts - self.experts_per_token) * expert
         return self.n_params() - idle
 
     def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        out.pop("extra")
-        return out
+        return asdict(self)
 
 
 # ---------------------------------------------------------------- config parsing
 
-
-def _field(cfg: dict, keys: tuple[str, ...], what: str, default: Any = ...) -> Any:
-    for k in keys:
-        if k in cfg and cfg[k] is not None:
-            return cfg[k]
-    if default is ...:
-        raise MemwallError(f"config is missing required field {keys[0]!r} ({what})")
-    return default
-
-
-def _int(cfg: dict, keys: tuple[str, ...], what: str, default: Any = ..., hi: int = MAX_DIM) -> int:
-    v = _field(cfg, keys, what, default)
-    if isinstance(v, bool) or not isinstance(v, int | float) or int(v) != v:
-        raise MemwallError(f"config field {keys[0]!r} must be an integer, got {v!r}")
-    v = int(v)
-    if v < 1 or v > hi:
-        raise MemwallError(f"config field {keys[0]!r} must be between 1 and {hi:,}, got {v:,}")
-    return v
-
-
-_ACTIVATIONS = {
-    "gelu": "gelu",
-    "gelu_new": "gelu_tanh",
-    "gelu_pytorch_tanh": "gelu_tanh",
-    "gelu_fast": "gelu_tanh",
-    "relu": "relu",
-    "silu": "silu",
-    "swish": "silu",
-}
+SPEC_ATTRS = frozenset(f.name for f in fields(ModelSpec))
 
 
 def spec_from_config(cfg: Any, name: str = "custom") -> ModelSpec:
     """Build a ModelSpec from a parsed HF-style config dict, validating every field used."""
-    if not isinstance(cfg, dict):
-        raise MemwallError("config must be a JSON object")
-    mtype = cfg.get("model_type")
-    if not isinstance(mtype, str):
-        raise MemwallError(
-            f"config is missing required field 'model_type' (accepted: {', '.join(FAMILIES)})"
-        )
-    mtype = mtype.lower()
-    if mtype not in FAMILIES:
-        raise MemwallError(
-            f"unsupported model_type {mtype!r}{suggest(mtype, FAMILIES)}; "
-            f"accepted: {', '.join(FAMILIES)}"
-        )
-    d = _int(cfg, ("hidden_size", "n_embd", "d_model"), "model width")
-    layers = _int(cfg, ("num_hidden_layers", "n_layer", "num_layers"), "layers", hi=MAX_LAYERS)
-    heads = _int(cfg, ("num_attention_heads", "n_head"), "attention heads")
-    kv_heads = _int(cfg, ("num_key_value_heads",), "key/value heads", default=heads)
-    vocab = _int(cfg, ("vocab_size",), "vocabulary size", hi=100_000_000)
-    head_dim_given = cfg.get("head_dim")
-    if head_dim_given is None:
-        if d % heads:
+    fam = family_for_config(cfg)
+    v = validate(fam, cfg)
+    src = sources(fam, cfg)
+    for attr, f in fam.fields.items():
+        if f.refuse and v[attr]:
             raise MemwallError(
-                f"attention heads ({heads}) must divide the model width ({d}); "
-                "or give 'head_dim' explicitly"
+                f"config field {src[attr]!r} is true: not supported by the closed form "
+                f"(family {fam.name}); set it to false, or count the real module with "
+                "--engine trace"
             )
-        head_dim = d // heads
-    else:
-        head_dim = _int(cfg, ("head_dim",), "head width")
-    if heads % kv_heads:
-        raise MemwallError(f"key/value heads ({kv_heads}) must divide attention heads ({heads})")
-    act_name = str(_field(cfg, ("hidden_act", "activation_function"), "activation", "gelu"))
-    if act_name not in _ACTIVATIONS:
-        raise MemwallError(
-            f"unsupported activation {act_name!r}; accepted: {', '.join(sorted(_ACTIVATIONS))}"
-        )
-    common: dict[str, Any] = dict(
+        if f.only is not None and v[attr] is not None and v[attr] != f.only:
+            raise MemwallError(
+                f"config field {src[attr]!r} is {short(v[attr])}: only {f.only!r} is supported by "
+                f"the closed form (family {fam.name}); or count the real module with "
+                "--engine trace"
+            )
+        if f.equals and v[attr] != v[f.equals]:
+            raise MemwallError(
+                f"config field {src[attr]!r} ({v[attr]}) must equal {src[f.equals]!r} "
+                f"({v[f.equals]}) for family {fam.name}"
+            )
+    _check_heads(fam, v, src)
+    check_common(cfg, v["vocab_size"])
+    window, n_window = _window(fam, v, src)
+    attrs = {**fam.fixed, **{k: x for k, x in v.items() if k in SPEC_ATTRS}}
+    attrs.update(
         name=name,
-        family=mtype,
-        n_layers=layers,
-        d_model=d,
-        n_heads=heads,
-        n_kv_heads=kv_heads,
-        head_dim=head_dim,
-        vocab_size=vocab,
-        activation=_ACTIVATIONS[act_name],
-        raw_activation=act_name,
+        family=fam.name,
+        head_dim=v.get("head_dim") or v["d_model"] // v["n_heads"],
+        n_kv_heads=v.get("n_kv_heads") or v["n_heads"],
+        raw_activation=v["activation"],
+        activation=activations()[v["activation"]],
+        sliding_window=window,
+        window_layers=n_window,
     )
-    if mtype == "bert":
-        return ModelSpec(
-            **common,
-            is_decoder=False,
-            d_ff=_int(cfg, ("intermediate_size",), "FFN width"),
-            max_positions=_int(cfg, ("max_position_embeddings",), "positions", hi=MAX_LENGTH),
-            gated_mlp=False,
-            norm="layernorm",
-            pre_norm=False,
-            position="learned",
-            tied_embeddings=True,
-            qkv_bias=True,
-            o_bias=True,
-            mlp_bias=True,
-            type_vocab_size=_int(cfg, ("type_vocab_size",), "token types", default=2),
-            embed_norm=True,
-            final_norm=False,
-            pooler=bool(cfg.get("add_pooling_layer", True)),
-            norm_eps=float(cfg.get("layer_norm_eps", 1e-12)),
+    if v.get("kv_lora_rank"):  # MLA: query/key heads are the unrotated and rotated parts
+        attrs.update(
+            head_dim=v["nope_head_dim"] + v["rope_head_dim"],
+            q_lora_rank=v["q_lora_rank"] or 0,
+            n_kv_heads=v["n_heads"],
+            dense_layers=min(v["dense_layers"], v["n_layers"]),
         )
-    if mtype == "gpt2":
-        return ModelSpec(
-            **common,
-            is_decoder=True,
-            d_ff=_int(cfg, ("n_inner",), "FFN width", default=4 * d),
-            max_positions=_int(cfg, ("n_positions", "n_ctx"), "positions", hi=MAX_LENGTH),
-            gated_mlp=False,
-            norm="layernorm",
-            pre_norm=True,
-            position="learned",
-            tied_embeddings=bool(cfg.get("tie_word_embeddings", True)),
-            qkv_bias=True,
-            o_bias=True,
-            mlp_bias=True,
-            fused_qkv=True,
-            norm_eps=float(cfg.get("layer_norm_epsilon", 1e-5)),
+    if "multi_query" in v:
+        attrs.update(_falcon_heads(v))
+    if attrs.get("n_experts", 1) > 1 and "experts_per_token" not in attrs:
+        attrs["experts_per_token"] = 1
+    return ModelSpec(**attrs)
+
+
+def _falcon_heads(v: dict) -> dict[str, Any]:
+    """Falcon's K/V heads and norms as transformers builds them: the new decoder architecture
+    (40B, 180B) projects `num_kv_heads` K/V heads but caches them repeated to every head;
+    otherwise `multi_query` means one K/V head; a parallel block has one norm (two in the new
+    architecture, or `num_ln_in_parallel_attn`)."""
+    new, heads = v["new_arch"], v["n_heads"]
+    if new and not v["parallel_block"]:
+        raise MemwallError(
+            "config field 'parallel_attn' is false with 'new_decoder_architecture': transformers "
+            "cannot run that combination; accepted: parallel_attn true"
         )
-    if mtype == "opt":
-        proj = cfg.get("word_embed_proj_dim", d)
-        if proj not in (None, d):
+    kv = (v.get("n_kv_heads") or heads) if new else (1 if v["multi_query"] else heads)
+    norms = (v.get("parallel_norms") or (2 if new else 1)) if v["parallel_block"] else 2
+    return dict(n_kv_heads=kv, kv_broadcast=bool(new), block_norms=norms)
+
+
+def _check_heads(fam: Family, v: dict, src: dict) -> None:
+    d, heads = v["d_model"], v["n_heads"]
+    if v.get("kv_lora_rank"):  # MLA: head widths are given, not derived from the width
+        v = {**v, "head_dim": v["nope_head_dim"] + v["rope_head_dim"]}
+    if v.get("head_dim") is None and d % heads:
+        raise MemwallError(
+            f"attention heads ({heads}) must divide the model width ({d}); "
+            "or give 'head_dim' explicitly"
+        )
+    kv = v.get("n_kv_heads") or heads
+    if heads % kv:
+        raise MemwallError(f"key/value heads ({kv}) must divide attention heads ({heads})")
+    head_dim = v.get("head_dim") or d // heads
+    if fam.fixed.get("position") == "rotary" and head_dim % 2:
+        raise MemwallError(
+            f"rotary position embeddings need an even head width, got head_dim {head_dim}"
+        )
+    if heads * head_dim > 64 * d:
+        raise MemwallError(
+            f"heads x head_dim ({heads} x {head_dim}) is over 64 times the model width ({d})"
+        )
+    e, k = v.get("n_experts") or 1, v.get("experts_per_token") or 1
+    if k > e:
+        raise MemwallError(
+            f"{src.get('experts_per_token')!r} ({k}) exceeds {src.get('n_experts')!r} ({e})"
+        )
+
+
+def _window(fam: Family, v: dict, src: dict) -> tuple[int | None, int]:
+    """(sliding window, number of layers that use it), as transformers decides them.
+
+    Mistral and Mixtral window every layer when `sliding_window` is set; Gemma all but every
+    `sliding_window_pattern`-th layer (Gemma 2: every 2nd, fixed); Qwen2 only when
+    `use_sliding_window` is true, and then only the layers from `max_window_layers` on (or the
+    layers `layer_types` marks `sliding_attention`).
+    """
+    layers = v["n_layers"]
+    window = v.get("sliding_window")
+    if "use_sliding_window" in v and not v["use_sliding_window"]:
+        window = None
+    types = v.get("layer_types")
+    if types is not None:
+        if len(types) != layers:
             raise MemwallError(
-                f"OPT configs with word_embed_proj_dim ({proj}) != hidden_size ({d}) "
-                "are not supported"
+                f"config field 'layer_types' has {len(types)} entries; "
+                f"accepted: one per layer ({layers})"
             )
-        return ModelSpec(
-            **common,
-            is_decoder=True,
-            d_ff=_int(cfg, ("ffn_dim",), "FFN width"),
-            max_positions=_int(cfg, ("max_position_embeddings",), "positions", hi=MAX_LENGTH),
-            gated_mlp=False,
-            norm="layernorm",
-            pre_norm=bool(cfg.get("do_layer_norm_before", True)),
-            position="learned",
-            tied_embeddings=bool(cfg.get("tie_word_embeddings", True)),
-            qkv_bias=bool(cfg.get("enable_bias", True)),
-            o_bias=bool(cfg.get("enable_bias", True)),
-            mlp_bias=bool(cfg.get("enable_bias", True)),
-            final_norm=bool(cfg.get("do_layer_norm_before", True)),
-            extra={"position_offset": 2},
-        )
-    # Llama-style: llama, mistral, qwen2, mixtral
-    experts = _int(cfg, ("num_local_experts",), "experts", default=1, hi=100_000)
-    topk = _int(cfg, ("num_experts_per_tok",), "experts per token", default=1, hi=100_000)
-    if topk > experts:
-        raise MemwallError(f"num_experts_per_tok ({topk}) exceeds num_local_experts ({experts})")
-    bias = bool(cfg.get("attention_bias", mtype == "qwen2"))
-    window = cfg.get("sliding_window") if cfg.get("use_sliding_window", True) else None
-    return ModelSpec(
-        **common,
-        is_decoder=True,
-        d_ff=_int(cfg, ("intermediate_size",), "FFN width"),
-        max_positions=_int(cfg, ("max_position_embeddings",), "positions", hi=MAX_LENGTH),
-        gated_mlp=True,
-        norm="rmsnorm",
-        pre_norm=True,
-        position="rotary",
-        tied_embeddings=bool(cfg.get("tie_word_embeddings", False)),
-        qkv_bias=bias,
-        o_bias=bool(cfg.get("attention_bias", False)) and mtype != "qwen2",
-        mlp_bias=bool(cfg.get("mlp_bias", False)),
-        n_experts=experts,
-        experts_per_token=topk,
-        sliding_window=int(window) if isinstance(window, int) and window > 0 else None,
-        norm_eps=float(cfg.get("rms_norm_eps", 1e-6)),
-        rope_theta=float(cfg.get("rope_theta", 10000.0)),
-    )
+        n = sum(t == "sliding_attention" for t in types)
+        if n and window is None:
+            raise MemwallError(
+                "config field 'layer_types' names sliding_attention layers but no "
+                "'sliding_window' is in use"
+            )
+        return (window if n else None), n
+    if window is None:
+        return None, 0
+    every = v.get("window_pattern") or fam.window_every
+    if every:  # Gemma: every `every`-th layer attends globally, the others in the window
+        n = layers - layers // every
+        return (window if n else None), n
+    if "max_window_layers" in v:
+        n = layers - min(v["max_window_layers"], layers)
+        return (window if n else None), n
+    return window, layers
 
 
 def _preset_dir():
@@ -314,28 +413,12 @@ def preset_config(name: str) -> dict:
     return json.loads(path.read_text())
 
 
-def read_config_file(path: str | Path) -> dict:
-    """Read a config.json as data (size-capped, strict JSON), never as code."""
-    p = Path(path)
-    if p.is_dir():
-        p = p / "config.json"
-    if not p.is_file():
-        raise MemwallError(f"no such config file: {p}")
-    if p.stat().st_size > MAX_CONFIG_BYTES:
-        raise MemwallError(f"config file {p} is larger than {MAX_CONFIG_BYTES // 1024} KiB")
-    try:
-        cfg = json.loads(p.read_text(encoding="utf-8"), parse_constant=_reject_constant)
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
-        raise MemwallError(f"config file {p} is not valid JSON: {e}") from None
-    return cfg
-
-
-def _reject_constant(name: str) -> None:
-    raise MemwallError(f"config contains {name}, which is not a number")
-
-
 def load_model_config(name_or_path: str) -> tuple[ModelSpec, dict]:
     """The spec and the raw config dict (engines that build the real model need the dict)."""
+    if not isinstance(name_or_path, str) or not name_or_path.strip():
+        raise MemwallError(
+            "the model is empty: give a preset name (e.g. gpt2) or a path to a config.json"
+        )
     looks_like_path = "/" in name_or_path or name_or_path.endswith(".json")
     if looks_like_path or (Path(name_or_path).exists() and name_or_path not in preset_names()):
         cfg = read_config_file(name_or_path)
@@ -347,91 +430,6 @@ def load_model_config(name_or_path: str) -> tuple[ModelSpec, dict]:
 def load_model(name_or_path: str) -> ModelSpec:
     """A preset name (`gpt2`) or a path to an HF `config.json` (or its folder)."""
     return load_model_config(name_or_path)[0]
-
-
-# ---------------------------------------------------------------- precision
-
-_NAMED_PRECISIONS = {
-    "fp32": (32, 32, 32),
-    "bf16": (16, 16, 16),
-    "fp16": (16, 16, 16),
-    "int8": (8, 8, 8),
-    "int4": (4, 16, 16),
-}
-_ALLOWED_BITS = (2, 3, 4, 8, 16, 32)
-
-
-@dataclass(frozen=True)
-class Precision:
-    """Bits of weights, activations and KV cache; integer weights carry one fp16 scale per group.
-
-    `paper=True` is the paper's accounting: every number exactly that many bits, no scales.
-    """
-
-    weight_bits: int
-    act_bits: int
-    kv_bits: int
-    group_size: int = 128
-    name: str = ""
-    float_kind: str = "bf16"  # which 16-bit float: bf16 or fp16
-    paper: bool = False
-
-    def _stored_bytes(self, bits: int) -> float:
-        """Bytes per stored element; integers carry one 2-byte scale per group (not in `paper`)."""
-        scales = 2 / self.group_size if bits < 16 and not self.paper else 0.0
-        return bits / 8 + scales
-
-    @property
-    def weight_bytes(self) -> float:
-        return self._stored_bytes(self.weight_bits)
-
-    @property
-    def act_bytes(self) -> float:
-        return self.act_bits / 8
-
-    @property
-    def kv_bytes(self) -> float:
-        return self._stored_bytes(self.kv_bits)
-
-    @property
-    def compute_dtype(self) -> str:
-        """The dtype the matmuls run in: the wider of weights and activations."""
-        bits = max(self.weight_bits, self.act_bits)
-        if bits >= 32:
-            return "fp32"
-        if bits == 16:
-            return self.float_kind
-        return "int8" if self.weight_bits >= 8 else "int4"
-
-    @property
-    def label(self) -> str:
-        return self.name or f"{self.weight_bits}/{self.act_bits}/{self.kv_bits}"
-
-
-def parse_precision(text: str, group_size: int = 128) -> Precision:
-    """`fp32`, `bf16`, `fp16`, `int8`, `int4`, or `W/A/KV` bits such as `4/16/8`."""
-    t = text.strip().lower()
-    if not 1 <= group_size <= 1 << 20:
-        raise MemwallError(f"group size must be between 1 and {1 << 20}, got {group_size}")
-    if t in _NAMED_PRECISIONS:
-        w, a, kv = _NAMED_PRECISIONS[t]
-        return Precision(w, a, kv, group_size, name=t, float_kind="fp16" if t == "fp16" else "bf16")
-    m = re.fullmatch(r"(\d+)/(\d+)/(\d+)", t)
-    if not m:
-        raise MemwallError(
-            f"unknown precision {text!r}{suggest(t, _NAMED_PRECISIONS)}; accepted: "
-            f"{', '.join(_NAMED_PRECISIONS)} or W/A/KV bits such as 4/16/8"
-        )
-    w, a, kv = (int(x) for x in m.groups())
-    for what, bits in (("weight", w), ("activation", a), ("KV-cache", kv)):
-        if bits not in _ALLOWED_BITS:
-            raise MemwallError(
-                f"{what} bits must be one of {', '.join(map(str, _ALLOWED_BITS))}, got {bits}"
-            )
-    return Precision(w, a, kv, group_size, name=t)
-
-
-PAPER_PRECISION = Precision(8, 8, 8, name="8-bit (paper)", paper=True)
 
 
 # ---------------------------------------------------------------- workload
@@ -495,3 +493,18 @@ def check_workload_fits(spec: ModelSpec, wl: Workload) -> None:
         )
     if spec.is_decoder and wl.phase == "encode":
         raise MemwallError(f"{spec.name} is a decoder: use --phase prefill, decode or generate")
+
+
+def positions_note(spec: ModelSpec, tokens: int) -> str | None:
+    """Counting past a model's positions is allowed, and said (the same words everywhere)."""
+    if not spec.is_decoder and spec.position != "learned" or tokens <= spec.max_positions:
+        return None
+    if spec.position == "learned":
+        return (
+            f"{tokens:,} tokens pass {spec.name}'s {spec.max_positions:,} learned positions: "
+            "counted as if its position table were longer (the model cannot run this as is)"
+        )
+    return (
+        f"{tokens:,} tokens pass {spec.name}'s {spec.max_positions:,} trained positions "
+        "(max_position_embeddings): counted; the model was not trained this long"
+    )

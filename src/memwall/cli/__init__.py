@@ -1,43 +1,45 @@
-"""The `memwall` command. Each subcommand lives in its own module and registers itself on `app`."""
+"""The `memwall` command. Each subcommand lives in its own module and registers itself on `app`.
+
+Importing this package is light: Typer, Rich and the subcommands load when `main()` runs,
+inside its interrupt handler, so a Ctrl-C while they load is one line and exit 130 too.
+"""
 
 from __future__ import annotations
 
-import importlib
 import sys
-
-try:  # typer >= 0.2x vendors its own click
-    from typer._click import exceptions as click
-except ImportError:  # pragma: no cover - older typer uses click itself
-    from click import exceptions as click
-
-from memwall.cli._common import app, fail_line
-from memwall.errors import MemwallError
+from typing import Any
 
 # Subcommand modules, imported for their @app.command registrations.
-COMMANDS = ["analyze", "trends", "devices", "measure", "profile", "casestudy", "memory"]
-
-for _name in COMMANDS:
-    importlib.import_module(f"memwall.cli.{_name}")
+COMMANDS = [
+    "analyze",
+    "trends",
+    "devices",
+    "measure",
+    "profile",
+    "casestudy",
+    "memory",
+    "parallel",
+    "report",
+    "compress",
+]
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: bad input is one line on stderr and exit code 2, never a traceback."""
+    """Entry point: bad input is one line on stderr and exit code 2, never a traceback;
+    Ctrl-C is one line saying what was kept and exit code 130."""
     try:
-        rc = app(args=argv, prog_name="memwall", standalone_mode=False)
-    except click.NoArgsIsHelpError as e:  # a group called bare: its help, then exit 2
-        sys.stdout.write(e.ctx.get_help() + "\n")
-        sys.exit(2)
-    except click.UsageError as e:
-        hint = f" (see 'memwall {e.ctx.info_name} --help')" if e.ctx and e.ctx.parent else ""
-        fail_line(e.format_message().replace("\n", " ") + hint)
-        sys.exit(2)
-    except click.ClickException as e:
-        fail_line(e.format_message().replace("\n", " "))
-        sys.exit(2)
-    except MemwallError as e:
-        fail_line(str(e))
-        sys.exit(2)
+        from memwall.cli._common import run  # the heavy part of starting up
     except KeyboardInterrupt:
-        fail_line("interrupted")
+        sys.stderr.write("memwall: interrupted while starting: nothing was done\n")
         sys.exit(130)
-    sys.exit(rc if isinstance(rc, int) else 0)
+    run(argv, COMMANDS)
+
+
+def __getattr__(name: str) -> Any:
+    """`from memwall.cli import app`: the Typer app with every subcommand registered."""
+    if name == "app":
+        from memwall.cli._common import app, register
+
+        register(COMMANDS)
+        return app
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import importlib
 import io
 import json
 import math
@@ -13,6 +14,11 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+
+try:  # typer >= 0.2x vendors its own click
+    from typer._click import exceptions as click
+except ImportError:  # pragma: no cover - older typer uses click itself
+    from click import exceptions as click
 from rich.markup import escape
 from rich.table import Table
 
@@ -58,7 +64,9 @@ def default_phase(is_decoder: bool) -> str:
 ModelArg = Annotated[
     str,
     typer.Argument(
-        help="Preset name (bert-base, gpt2, llama-3-8b, ...) or path to an HF config.json."
+        help="Preset name (bert-base, gpt2, llama-3-8b, ...), path to an HF config.json, "
+        "torchvision:NAME (e.g. torchvision:resnet50), or module:function: Python code you "
+        "choose to run, returning (module, inputs) (never run from a config file)."
     ),
 ]
 PhaseOpt = Annotated[
@@ -78,11 +86,54 @@ GenLenOpt = Annotated[int, typer.Option("--gen-len", help="Tokens generated (gen
 FormatOpt = Annotated[
     Format, typer.Option("--format", "-f", help="Output: table (Rich), json (one object) or csv.")
 ]
+QuantizeHeadOpt = Annotated[
+    bool,
+    typer.Option(
+        "--quantize-head",
+        help="Integer formats: quantize the LM head and embeddings too (default: 16-bit).",
+    ),
+]
 
 
-def fail_line(msg: str) -> None:
+OP_COLUMNS = [
+    "name",
+    "kind",
+    "layer",
+    "count",
+    "flops",
+    "bytes",
+    "intensity",
+    "bytes_weight",
+    "bytes_act",
+    "bytes_kv",
+    "bytes_read",
+    "bytes_written",
+    "dtype",
+]
+
+
+def op_columns(kv_cache: bool, predicted: bool) -> list[tuple[str, str, Any]]:
+    """The table columns of an operation table (`analyze`): the KV-cache reads where a model
+    has a cache, the predicted time and bound where a device was given."""
+    cols: list[tuple[str, str, Any]] = [
+        ("name", "op", None),
+        ("kind", "kind", None),
+        ("count", "x", lambda v: str(int(v))),
+        ("flops", "FLOPs", lambda v: si(v)),
+        ("bytes", "bytes", lambda v: si(v, "B")),
+        ("intensity", "FLOP/B", lambda v: f"{v:.3g}"),
+        ("bytes_weight", "weights", lambda v: si(v, "B")),
+    ]
+    if kv_cache:
+        cols.append(("bytes_kv", "KV read", lambda v: si(v, "B")))
+    if predicted:
+        cols += [("time", "pred. time", lambda v: si(v, "s")), ("bound", "bound", None)]
+    return cols
+
+
+def fail_line(msg: str, prefix: str = "memwall: error: ") -> None:
     """Print one error line to stderr (no markup interpretation of user text)."""
-    sys.stderr.write(f"memwall: error: {msg}\n")
+    sys.stderr.write(f"{prefix}{msg}\n")
     sys.stderr.flush()
 
 
@@ -107,7 +158,8 @@ def print_json(obj: dict) -> None:
 
 
 def print_csv(rows: Sequence[dict], columns: Sequence[str] | None = None) -> None:
-    if not rows:
+    """CSV on stdout; with known columns, the header is printed even when no row matched."""
+    if not rows and not columns:
         return
     cols = list(columns or rows[0].keys())
     buf = io.StringIO()
@@ -152,9 +204,14 @@ def rich_table(
     caption: str | None = None,
 ) -> Table:
     """columns: (key, header, formatter or None for str)."""
-    t = Table(title=title, caption=caption, caption_justify="left", header_style="bold")
+    t = Table(
+        title=escape(title),  # titles and captions carry user text (series, file names)
+        caption=escape(caption) if caption else None,
+        caption_justify="left",
+        header_style="bold",
+    )
     for _, header, _f in columns:
-        t.add_column(header, justify="left" if _f is None else "right")
+        t.add_column(escape(header), justify="left" if _f is None else "right")
     for r in rows:
         cells = [(f or str)(r.get(k)) if r.get(k) is not None else "-" for k, _, f in columns]
         t.add_row(*[escape(c) for c in cells])  # data, not markup: "[add+norm]" must show
@@ -181,3 +238,54 @@ def emit(
 def require(cond: bool, msg: str) -> None:
     if not cond:
         raise MemwallError(msg)
+
+
+# What an interrupted command keeps, said in the one line Ctrl-C prints (see `keep_note`).
+_NOTHING_KEPT = "nothing was saved (outputs are written whole or not at all)"
+_kept = [_NOTHING_KEPT]
+
+
+def keep_note(text: str) -> None:
+    """Say what this run has kept so far, for the line printed if it is interrupted
+    (e.g. "3 of 10 timed runs printed", "the previous complete measurement is kept")."""
+    _kept[0] = text
+
+
+def register(commands: Sequence[str], argv: Sequence[str] | None = None) -> None:
+    """Import the subcommand modules: each registers itself on `app`. Given the command line,
+    only the subcommand it names is imported (start-up time is the import time of what runs);
+    without one (`memwall`, `memwall --help`, a misspelt command) every subcommand is."""
+    first = next((a for a in argv or () if not a.startswith("-")), None)
+    for name in [first] if first in commands else commands:
+        importlib.import_module(f"memwall.cli.{name}")
+
+
+def _interrupted() -> None:
+    fail_line(f"interrupted: {_kept[0]}", prefix="memwall: ")
+    sys.exit(130)
+
+
+def run(argv: list[str] | None, commands: Sequence[str]) -> None:
+    """Run the command line: one line and exit 2 for bad input, one line and 130 for Ctrl-C."""
+    _kept[0] = _NOTHING_KEPT
+    try:
+        register(commands, sys.argv[1:] if argv is None else argv)
+        rc = app(args=argv, prog_name="memwall", standalone_mode=False)
+    except click.NoArgsIsHelpError as e:  # a group called bare: its help, then exit 2
+        sys.stdout.write(e.ctx.get_help() + "\n")
+        sys.exit(2)
+    except click.UsageError as e:
+        hint = f" (see 'memwall {e.ctx.info_name} --help')" if e.ctx and e.ctx.parent else ""
+        fail_line(e.format_message().replace("\n", " ") + hint)
+        sys.exit(2)
+    except click.ClickException as e:
+        fail_line(e.format_message().replace("\n", " "))
+        sys.exit(2)
+    except MemwallError as e:
+        fail_line(str(e))
+        sys.exit(2)
+    except KeyboardInterrupt:  # raised outside Typer's own handler (e.g. while registering)
+        _interrupted()
+    if rc == 130:  # Typer turns a KeyboardInterrupt inside a command into exit code 130
+        _interrupted()
+    sys.exit(rc if isinstance(rc, int) else 0)

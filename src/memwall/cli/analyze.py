@@ -9,21 +9,32 @@ from typing import Annotated
 import typer
 
 from memwall.cli._common import (
+    OP_COLUMNS,
     BatchOpt,
     FormatOpt,
     GenLenOpt,
     ModelArg,
     PhaseOpt,
+    QuantizeHeadOpt,
     SeqLenOpt,
     app,
     default_phase,
     emit,
+    op_columns,
     rich_table,
     si,
 )
+from memwall.cli._sources import analyze_module
 from memwall.count import op_table, totals
 from memwall.errors import MemwallError
-from memwall.spec import Workload, load_model_config, parse_precision
+from memwall.io import check_output_path
+from memwall.sources import module_source
+from memwall.spec import Workload, load_model_config, parse_precision, positions_note
+
+GEN_LEN_DEFAULT = 128
+TOTAL_KEYS = (
+    "flops", "bytes", "intensity", "bytes_weight", "bytes_act", "bytes_kv", "bytes_written",
+)  # fmt: skip
 
 
 class Convention(str, Enum):
@@ -36,30 +47,13 @@ class Engine(str, Enum):
     trace = "trace"
 
 
-OP_COLUMNS = [
-    "name",
-    "kind",
-    "layer",
-    "count",
-    "flops",
-    "bytes",
-    "intensity",
-    "bytes_weight",
-    "bytes_act",
-    "bytes_kv",
-    "bytes_read",
-    "bytes_written",
-    "dtype",
-]
-
-
 @app.command("analyze")
 def analyze(
     model: ModelArg,
     phase: PhaseOpt = None,
     batch: BatchOpt = 1,
     seq_len: SeqLenOpt = 128,
-    gen_len: GenLenOpt = 128,
+    gen_len: GenLenOpt = 128,  # GEN_LEN_DEFAULT
     precision: Annotated[
         str,
         typer.Option(
@@ -71,6 +65,7 @@ def analyze(
         int,
         typer.Option(help="Quantisation group size (one fp16 scale per group of integer weights)."),
     ] = 128,
+    quantize_head: QuantizeHeadOpt = False,
     convention: Annotated[
         Convention,
         typer.Option(help="full: all the model executes; paper: the paper's Figure 3 accounting."),
@@ -92,44 +87,89 @@ def analyze(
     device: Annotated[
         str | None,
         typer.Option(
-            help="Predict time on this device (catalog name, 'local', or a saved measurement)."
+            help="Predict time on this device: a catalog name, 'local', a saved measurement, "
+            "or a what-if NAME@KEY=FACTOR (keys bw, flops, mem, link; e.g. h100-sxm@bw=2)."
         ),
     ] = None,
     plot: Annotated[
         Path | None, typer.Option(help="With --device: write a roofline plot (.png or .svg).")
     ] = None,
+    image_size: Annotated[
+        int | None,
+        typer.Option("--image-size", help="Image side in pixels (torchvision:NAME; default 224)."),
+    ] = None,
+    launch: Annotated[
+        str,
+        typer.Option(
+            help="With a catalog --device: graph (CUDA graphs / compiled runtime) or eager "
+            "(one host launch per kernel)."
+        ),
+    ] = "graph",
     fmt: FormatOpt = "table",  # type: ignore[assignment]
 ) -> None:
     """Per-operation FLOPs, bytes moved and arithmetic intensity (FLOPs/byte)."""
+    src = module_source(model)
+    if src is not None:  # torchvision:NAME or module:function: the trace engine
+        return analyze_module(
+            src, phase, batch, seq_len, image_size, precision, convention.value,
+            not unfused_attention, device, plot, fmt,
+        )  # fmt: skip
+    if image_size is not None:
+        raise MemwallError("--image-size is for torchvision:NAME and module:function models")
     spec, config = load_model_config(model)
-    ph = phase.value if phase is not None else default_phase(spec.is_decoder)
-    wl = Workload(ph, batch, seq_len, gen_len if ph == "generate" else 0)
-    prec = parse_precision(precision, group_size)
+    wl = _workload(spec, phase, batch, seq_len, gen_len)
+    prec = parse_precision(precision, group_size, quantize_head)
     if plot is not None and device is None:
         raise MemwallError("--plot needs --device (the roofline is drawn against a device)")
-    if plot is not None and plot.suffix.lower() not in (".png", ".svg"):
-        raise MemwallError(f"--plot file must end in .png or .svg, got {plot.name!r}")
+    if launch != "graph" and device is None:
+        raise MemwallError("--launch needs --device (it sets how kernels reach that device)")
+    if plot is not None:
+        check_output_path(plot, ("png", "svg"), "--plot file")  # folder, name, writable: first
     fused = not unfused_attention
-    if engine is Engine.closed:
-        df = op_table(spec, wl, prec, convention.value, fused)
-    else:
-        if convention is Convention.paper:
-            raise MemwallError(
-                "--engine trace counts what the model executes: use --convention "
-                "full (the paper convention is closed-form only)"
-            )
-        from memwall.trace import trace_table
+    df = _count(spec, config, wl, prec, convention, engine, fused)
+    payload = _payload(spec, wl, prec, df, convention, engine, fused)
+    pred = None
+    if device is not None:
+        pred = _predict(df, device, prec, launch, plot, payload)
 
-        df = trace_table(spec, wl, prec, fused=fused, config=config)
+    def table():
+        return [_table(spec, wl, df, payload, pred, launch)]
+
+    emit(fmt, payload, df.to_dict("records"), table, OP_COLUMNS)
+
+
+def _workload(spec, phase, batch: int, seq_len: int, gen_len: int) -> Workload:
+    ph = phase.value if phase is not None else default_phase(spec.is_decoder)
+    if gen_len < 0 or (ph != "generate" and gen_len != GEN_LEN_DEFAULT):
+        raise MemwallError(
+            f"--gen-len {gen_len} is not accepted here: it applies to --phase generate "
+            f"(the phase here is {ph}) and must be >= 1"
+        )
+    return Workload(ph, batch, seq_len, gen_len if ph == "generate" else 0)
+
+
+def _count(spec, config, wl, prec, convention: Convention, engine: Engine, fused: bool):
+    if engine is Engine.closed:
+        return op_table(spec, wl, prec, convention.value, fused)
+    if convention is Convention.paper:
+        raise MemwallError(
+            "--engine trace counts what the model executes: use --convention "
+            "full (the paper convention is closed-form only)"
+        )
+    from memwall.trace import trace_table
+
+    return trace_table(spec, wl, prec, fused=fused, config=config)
+
+
+def _payload(spec, wl, prec, df, convention: Convention, engine: Engine, fused: bool) -> dict:
     tot = totals(df)
+    full = convention is Convention.full
     payload: dict = {
         "model": spec.name,
         "convention": convention.value,
         "engine": engine.value,
-        "precision": df.attrs.get("precision", prec.label)
-        if convention is Convention.full
-        else "8-bit (paper)",
-        "fused_attention": fused and convention is Convention.full,
+        "precision": df.attrs.get("precision", prec.label) if full else "8-bit (paper)",
+        "fused_attention": fused and full,
         "workload": {
             "phase": wl.phase,
             "batch": wl.batch,
@@ -137,15 +177,7 @@ def analyze(
             "gen_len": wl.gen_len,
         },
         "params": spec.n_params(),
-        "totals": {
-            "flops": tot["flops"],
-            "bytes": tot["bytes"],
-            "intensity": tot["intensity"],
-            "bytes_weight": tot["bytes_weight"],
-            "bytes_act": tot["bytes_act"],
-            "bytes_kv": tot["bytes_kv"],
-            "bytes_written": tot["bytes_written"],
-        },
+        "totals": {k: tot[k] for k in TOTAL_KEYS},
         "units": {
             "flops": "FLOP (1 multiply-accumulate = 2 FLOPs)",
             "bytes": "byte",
@@ -153,54 +185,61 @@ def analyze(
         },
         "ops": [{k: r[k] for k in OP_COLUMNS if k in r} for r in df.to_dict("records")],
     }
+    if full:
+        payload["notes"] = [n for n in (positions_note(spec, wl.total_context), prec.note) if n]
     if "coverage" in df.attrs:
         payload["coverage"] = df.attrs["coverage"]
-    pred = None
-    if device is not None:
-        from memwall.hardware import get_device
-        from memwall.roofline import predict
+    return payload
 
-        dev = get_device(device)
-        pred = predict(df, dev)
-        payload["prediction"] = pred.to_dict()
-        if plot is not None:
-            from memwall.plots_roofline import plot_roofline
 
-            plot_roofline(pred, dev, plot)
-            payload["plot"] = str(plot)
+def _predict(df, device: str, prec, launch: str, plot: Path | None, payload: dict):
+    from memwall.hardware import get_device
+    from memwall.predict import predict_roofline
+    from memwall.predict.efficiency import device_prediction
 
-    def table():
-        title = (
-            f"{spec.name} {wl.phase} batch={wl.batch} seq_len={wl.seq_len}"
-            + (f" gen_len={wl.gen_len}" if wl.phase == "generate" else "")
-            + f" | convention={convention.value} precision={payload['precision']}"
-            + f" engine={engine.value}"
+    dev = get_device(device)
+    if dev.measured and launch != "graph":
+        raise MemwallError(
+            "--launch applies to catalog and what-if devices; a measured device uses its "
+            "own measured per-op overhead"
         )
-        rows = df.to_dict("records")
-        cols = [
-            ("name", "op", None),
-            ("kind", "kind", None),
-            ("count", "x", lambda v: str(int(v))),
-            ("flops", "FLOPs", lambda v: si(v)),
-            ("bytes", "bytes", lambda v: si(v, "B")),
-            ("intensity", "FLOP/B", lambda v: f"{v:.3g}"),
-            ("bytes_weight", "weights", lambda v: si(v, "B")),
-            ("bytes_kv", "KV read", lambda v: si(v, "B")),
-        ]
-        if pred is not None:
-            rows = pred.ops.to_dict("records")
-            cols += [("time", "pred. time", lambda v: si(v, "s")), ("bound", "bound", None)]
-        caption = (
-            f"total: {si(tot['flops'])}FLOP, {si(tot['bytes'], 'B')} moved, intensity "
-            f"{tot['intensity']:.3g} FLOP/B (counted, not measured; x = layers per row; "
-            "1 MAC = 2 FLOPs)"
-        )
-        if pred is not None:
-            caption += (
-                f"\npredicted on {device}: {si(pred.totals['time'], 's')} "
-                f"({'measured' if pred.to_dict().get('measured') else 'spec-sheet'} roofs)"
-            )
-        out = [rich_table(title, rows, cols, caption)]
-        return out
+    if dev.measured:
+        pred = predict_roofline(df, dev)
+    else:  # catalog and what-if devices: spec-sheet roofs x published efficiencies
+        pred = device_prediction(df, dev, prec, launch)
+    payload["prediction"] = pred.to_dict()
+    if plot is not None:
+        from memwall.plots.roofline import plot_roofline
 
-    emit(fmt, payload, df.to_dict("records"), table, OP_COLUMNS)
+        plot_roofline(getattr(pred, "roofline", pred), dev, plot)
+        payload["plot"] = str(plot)
+    return pred
+
+
+def _table(spec, wl, df, payload: dict, pred, launch: str):
+    title = (
+        f"{spec.name} {wl.phase} batch={wl.batch} seq_len={wl.seq_len}"
+        + (f" gen_len={wl.gen_len}" if wl.phase == "generate" else "")
+        + f" | convention={payload['convention']} precision={payload['precision']}"
+        + f" engine={payload['engine']}"
+    )
+    rows = df.to_dict("records") if pred is None else pred.ops.to_dict("records")
+    cols = op_columns(kv_cache=True, predicted=pred is not None)
+    tot = payload["totals"]
+    caption = (
+        f"total: {si(tot['flops'])}FLOP, {si(tot['bytes'], 'B')} moved, intensity "
+        f"{tot['intensity']:.3g} FLOP/B (counted, not measured; x = layers per row; "
+        "1 MAC = 2 FLOPs)"
+    )
+    for n in payload.get("notes", []):
+        caption += f"\nnote: {n}"
+    if pred is not None:
+        caption += f"\npredicted on {pred.device.display_name}: {si(pred.totals['time'], 's')} "
+        if "time_low" in pred.totals:
+            low, high = si(pred.totals["time_low"], "s"), si(pred.totals["time_high"], "s")
+            caption += f"(range {low}-{high}; spec-sheet roofs x published efficiencies, "
+            caption += f"launch={launch})"
+        else:
+            caption += f"({pred.device.roof_origin} roofs)"
+        caption += f"\n{pred.describe()}" if hasattr(pred, "describe") else ""
+    return rich_table(title, rows, cols, caption)

@@ -9,7 +9,8 @@ from typing import Annotated, Any
 import typer
 from rich.text import Text
 
-from memwall.cli._common import FormatOpt, app, emit, fail_line, rich_table, si
+from memwall.cli._common import FormatOpt, app, emit, fail_line, keep_note, rich_table, si
+from memwall.cli._progress import progress_bar
 from memwall.errors import MemwallError
 
 CSV_COLUMNS_BASE = ["model", "length", "flops", "mops", "intensity"]
@@ -18,6 +19,9 @@ _PER_PRECISION = [
     "latency_{p}_q1",
     "latency_{p}_q3",
     "runs_{p}",
+    "relative_iqr_{p}",
+    "noisy_{p}",
+    "pass_difference_{p}",
     "normalized_{p}",
     "predicted_{p}",
     "error_{p}",
@@ -43,8 +47,19 @@ def _ratio(v: Any) -> str:
     return "-" if v is None else f"{v:.3g}x"
 
 
+def _spreads(row: dict[str, Any], precisions: Any) -> dict[str, str]:
+    """Each precision's measured spread (IQR over median), flagged NOISY where it stayed wide."""
+    out = {}
+    for p in precisions:
+        iqr = row.get(f"relative_iqr_{p}")
+        flag = " NOISY" if row.get(f"noisy_{p}") else ""
+        out[f"spread_{p}"] = "-" if iqr is None else _pct(iqr) + flag
+    return out
+
+
 def tables(case: Any) -> list[Any]:
     out: list[Any] = []
+    shown = [{**r, **_spreads(r, case.precisions)} for r in case.rows]
     cols: list[tuple[str, str, Any]] = [
         ("model", "model", None),
         ("length", "L", str),
@@ -58,17 +73,19 @@ def tables(case: Any) -> list[Any]:
             (f"normalized_{p}", f"{p} norm.", _ratio),
             (f"predicted_{p}", f"{p} predicted", lambda v: si(v, "s")),
             (f"error_{p}", f"{p} error", _pct),
+            (f"spread_{p}", f"{p} spread", None),
         ]
     out.append(
         rich_table(
             "AI and Memory Wall, Figure 3, on this machine (batch 1)",
-            case.rows,
+            shown,
             cols,
             caption=(
                 "FLOPs / MOPs / intensity: counted, paper convention (8-bit, closed form). "
                 "Latency: measured median on this machine (random weights), normalised to "
                 "BERT-Base at 128 per precision; predicted: calibrated roofline; "
-                "error = |predicted - measured| / measured. BERT: encoder forward over L; "
+                "error = |predicted - measured| / measured; spread = interquartile range of "
+                "the timed runs over their median. BERT: encoder forward over L; "
                 "GPT-2: L tokens generated from no prompt."
             ),
         )
@@ -87,6 +104,15 @@ def tables(case: Any) -> list[Any]:
             f"worst {_pct(pe['worst'])}"
         )
     lines += [f"note: {n}" for n in case.notes]
+    c = case.calibration
+    if c:
+        busy = c.get("others_busy_cores")
+        lines.append(
+            f"calibration: {c['age_days'] * 24:.1f} h old, {c['rounds']} interleaved rounds, "
+            f"largest spread {_pct(c.get('max_spread'))}, other processes "
+            + (f"{busy:.1f} cores busy" if busy is not None else "not measured")
+            + (", NOISY (not cached)" if c["noisy"] else "")
+        )
     env = case.env
     if env:
         lines.append(
@@ -138,26 +164,19 @@ def casestudy_cmd(
     fmt: FormatOpt = "table",  # type: ignore[assignment]
 ) -> None:
     """FLOPs, MOPs, intensity (counted) and latency (measured and predicted) of the case study."""
-    from memwall.calibrate import Calibration
-    from memwall.casestudy import run_casestudy
-    from memwall.cli.profile import progress_bar
-    from memwall.plots_casestudy import check_plot_path, plot_casestudy
-    from memwall.profile import local_device
-    from memwall.profile import threads as use_threads
+    from memwall.plots.casestudy import FORMATS, plot_casestudy
+    from memwall.plots.save import check_plot_path
+    from memwall.studies.casestudy import casestudy_here  # torch: only when run
 
     model_list = [m.strip() for m in models.split(",") if m.strip()]
     if not model_list:
         raise MemwallError("--models is empty")
     length_list = _ints(lengths, "lengths")
     prec_list = [p.strip().lower() for p in precisions.split(",") if p.strip()]
-    if not 1 <= repeats <= 1000:
-        raise MemwallError(f"--repeats must be between 1 and 1000, got {repeats}")
-    if not budget > 0:
-        raise MemwallError(f"--budget must be a positive number of seconds, got {budget}")
     if plot is not None:
-        check_plot_path(plot)
-    dev, dev_note = local_device(None if device.lower() == "none" else device)
-    with use_threads(threads), progress_bar(None, "case study") as bar:
+        check_plot_path(plot, FORMATS)  # before any work
+    keep_note("the rows measured so far are printed")
+    with progress_bar(None, "case study") as bar:
         sized = {"total": 0.0}
 
         def on_progress(desc: str, advance: float, total: float) -> None:
@@ -168,29 +187,35 @@ def casestudy_cmd(
             if advance:
                 bar.advance(advance)
 
-        cal = Calibration.load(recalibrate=not reuse_calibration)
-        case = run_casestudy(
+        case = casestudy_here(
             model_list,
             length_list,
             prec_list,
-            full=full,
-            budget_s=budget,
-            repeats=repeats,
-            cal=cal,
-            device=dev,
-            on_row=ON_ROW,
-            on_progress=on_progress,
+            full,
+            budget,
+            repeats,
+            threads,
+            None if device.lower() == "none" else device,
+            reuse_calibration,
+            ON_ROW,
+            on_progress,
         )
-    if dev_note:
-        case.notes.append(dev_note)
+    plot_error = ""
     if plot is not None:
-        plot_casestudy(case, plot)
-        case.notes.append(f"figure written to {plot}")
+        try:
+            plot_casestudy(case, plot)
+            case.notes.append(f"figure written to {plot}")
+        except (MemwallError, OSError) as e:
+            plot_error = f"figure not written to {plot}: {e}; the rows are printed above"
+            case.notes.append(plot_error)
     csv_cols = CSV_COLUMNS_BASE + [c.format(p=p) for p in case.precisions for c in _PER_PRECISION]
     emit(fmt, case.to_dict(), case.rows, lambda: tables(case), csv_cols)
     if case.interrupted:
-        fail_line("interrupted: the rows measured so far are above")
+        fail_line("interrupted: the rows measured so far are above", prefix="memwall: ")
         sys.exit(130)
+    if plot_error:
+        fail_line(plot_error)
+        sys.exit(1)
 
 
 __all__ = ["casestudy_cmd"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import sys
 from enum import Enum
 from typing import Annotated
@@ -10,8 +9,15 @@ from typing import Annotated
 import typer
 
 from memwall.cli._common import FormatOpt, app, binary, emit, rich_table, si
-from memwall.errors import MemwallError, suggest
-from memwall.hardware import COLUMNS, Device, load_catalog, load_saved, saved_names
+from memwall.errors import MemwallError
+from memwall.hardware import (
+    COLUMNS,
+    Device,
+    filter_devices,
+    load_catalog,
+    load_saved,
+    saved_names,
+)
 
 
 class Kind(str, Enum):
@@ -39,33 +45,6 @@ def _saved_devices() -> list[Device]:
     return out
 
 
-def filter_devices(
-    devices: list[Device],
-    kind: str | None = None,
-    vendor: str | None = None,
-    since: int | None = None,
-    name: str | None = None,
-) -> list[Device]:
-    """Devices matching every given filter (vendor and name: case-insensitive substrings)."""
-    out = devices
-    if kind:
-        out = [d for d in out if d.kind == kind]
-    if vendor:
-        v = vendor.strip().lower()
-        vendors = sorted({d.vendor for d in devices if d.vendor})
-        if not any(v in x.lower() for x in vendors):
-            raise MemwallError(
-                f"no vendor matches {vendor!r}{suggest(v, vendors)}; vendors: {', '.join(vendors)}"
-            )
-        out = [d for d in out if v in d.vendor.lower()]
-    if since is not None:
-        out = [d for d in out if d.released is not None and d.released >= dt.date(since, 1, 1)]
-    if name:
-        s = name.strip().lower()
-        out = [d for d in out if s in d.name or s in d.display_name.lower()]
-    return out
-
-
 @app.command("devices")
 def devices(
     kind: Annotated[Kind | None, typer.Option(help="Only this kind of device.")] = None,
@@ -88,8 +67,6 @@ def devices(
     fmt: FormatOpt = "table",  # type: ignore[assignment]
 ) -> None:
     """The device catalog: peaks per dtype, memory, interconnect, and a source for every row."""
-    if since is not None and not 1950 <= since <= 2100:
-        raise MemwallError(f"--since must be a year between 1950 and 2100, got {since}")
     pool = load_catalog() + (_saved_devices() if measured else [])
     sel = filter_devices(pool, kind.value if kind else None, vendor, since, name)
     rows = [d.row() for d in sel]

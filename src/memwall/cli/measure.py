@@ -6,9 +6,9 @@ from typing import Annotated, Any
 
 import typer
 
-from memwall.cli._common import FormatOpt, app, binary, emit, err_console, rich_table, si
+from memwall.cli._common import FormatOpt, app, binary, emit, fail_line, keep_note, rich_table, si
+from memwall.cli._progress import progress_bar
 from memwall.errors import MemwallError
-from memwall.hardware import check_save_name, device_from_measurement, save_measurement
 
 
 def result_rows(res: dict[str, Any]) -> list[dict[str, Any]]:
@@ -23,11 +23,12 @@ def result_rows(res: dict[str, Any]) -> list[dict[str, Any]]:
         }
     ]
     for d, v in (res.get("peak_flops") or {}).items():
+        unit = "OP/s" if d.startswith("int") else "FLOP/s"
         rows.append(
             {
                 "quantity": f"peak_flops.{d}",
                 "value": v,
-                "unit": "OP/s" if d.startswith("int") else "FLOP/s",
+                "unit": unit,
                 "how": notes.get(f"peak_{d}", ""),
             }
         )
@@ -68,6 +69,27 @@ def result_rows(res: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+def _caption(payload: dict[str, Any]) -> str:
+    meta = payload["metadata"]
+    cap = (
+        f"{meta['cpu_model']}, {meta['threads']} threads, torch {meta['torch']}, "
+        f"{meta['date']} ({meta['mode']} mode). Best of repeated runs after warm-up."
+    )
+    if payload.get("ridge"):
+        cap += "\nridge (FLOP/byte, peak / DRAM bandwidth): " + ", ".join(
+            f"{d} {r:.3g}" for d, r in payload["ridge"].items()
+        )
+    if payload["saved"]:
+        cap += f"\nsaved as device {payload['device']!r}: " + ", ".join(payload["saved"])
+    return cap
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "unavailable"
+    return si(v) if v >= 1 else si(v, "s")
+
+
 @app.command("measure")
 def measure_cmd(
     quick: Annotated[
@@ -77,52 +99,48 @@ def measure_cmd(
         str | None,
         typer.Option(help="Also save under this name (always saved as 'local')."),
     ] = None,
+    collectives: Annotated[
+        bool, typer.Option("--collectives", help="Time collectives on --world local processes.")
+    ] = False,
+    world: Annotated[int, typer.Option(help="Processes for --collectives.")] = 2,
+    device: Annotated[
+        str, typer.Option(help="Where to measure: cpu (default), cuda, cuda:N or mps.")
+    ] = "cpu",
     fmt: FormatOpt = "table",  # type: ignore[assignment]
 ) -> None:
     """Measure this machine's roofline: bandwidth per memory level, peak FLOP/s, overheads."""
-    from memwall.measure import config, is_complete, measure
+    if collectives and device != "cpu":
+        raise MemwallError("--device is for the roofline measurement, not --collectives")
+    if collectives:  # memwall parallel's measurement (torch.distributed), rendered there
+        from memwall.cli.parallel import measure_collectives_cli
 
-    name = check_save_name(save) if save is not None else None
-    res = measure(config(quick), progress=True)
-    meta = res["metadata"]
-    saved: list[str] = []
-    if is_complete(res):
-        saved = [str(p) for p in save_measurement(res, name)]
-    payload = {**res, "saved": saved, "device": name or "local"}
-    if is_complete(res):
-        dev = device_from_measurement(res, name or "local")
-        payload["ridge"] = {d: dev.ridge(d) for d in dev.peaks}
-    rows = result_rows(res)
+        return measure_collectives_cli(world, quick, fmt)
+    from memwall.measure.record import measure_and_save  # torch: loaded only for this command
+    from memwall.measure.timing import check_device
 
-    def table():
-        cols = [
-            ("quantity", "quantity", None),
-            ("value", "value", lambda v: _fmt(v)),
-            ("unit", "unit", None),
-            ("how", "how (measured)", None),
-        ]
-        cap = (
-            f"{meta['cpu_model']}, {meta['threads']} threads, torch {meta['torch']}, "
-            f"{meta['date']} ({meta['mode']} mode). Best of repeated runs after warm-up."
-        )
-        if payload.get("ridge"):
-            cap += "\nridge (FLOP/byte, peak / DRAM bandwidth): " + ", ".join(
-                f"{d} {r:.3g}" for d, r in payload["ridge"].items()
-            )
-        if saved:
-            cap += f"\nsaved as device {payload['device']!r}: " + ", ".join(saved)
-        return [rich_table("memwall measure (measured on this machine)", rows, cols, cap)]
+    dev = check_device(device)  # one line, exit 2, before any work
 
-    emit(fmt, payload, rows, table, ["quantity", "value", "unit", "how"])
-    if meta.get("interrupted"):
-        err_console.print("[yellow]interrupted: partial measurement[/yellow]")
-        if not saved:
-            raise typer.Exit(130)
-    if not is_complete(res):
-        raise MemwallError("measurement incomplete (no DRAM bandwidth or no peak): nothing saved")
-
-
-def _fmt(v: Any) -> str:
-    if v is None:
-        return "unavailable"
-    return si(v) if v >= 1 else si(v, "s")
+    keep_note("the previous saved measurement is kept")
+    with progress_bar(None, "measuring") as bar:
+        payload = measure_and_save(quick, save, bar.step, dev)
+    rows = result_rows(payload)
+    cols = [
+        ("quantity", "quantity", None),
+        ("value", "value", _fmt),
+        ("unit", "unit", None),
+        ("how", "how (measured)", None),
+    ]
+    table = [
+        rich_table("memwall measure (measured on this machine)", rows, cols, _caption(payload))
+    ]
+    emit(fmt, payload, rows, lambda: table, ["quantity", "value", "unit", "how"])
+    err = payload["save_error"]
+    if payload["metadata"].get("interrupted"):
+        kept = payload.get("save_note") or err or "nothing saved"
+        keep_note(f"partial measurement printed above; {kept}")
+        raise typer.Exit(130)
+    if err and "incomplete" in err:
+        raise MemwallError(err)
+    if err:
+        fail_line(f"{err}; the results are printed above")
+        raise typer.Exit(1)

@@ -2,14 +2,37 @@
 
 from __future__ import annotations
 
+import inspect
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from memwall.cli._common import FormatOpt, Phase, app, binary, emit, rich_table, si
+from memwall.cli._common import (
+    FormatOpt,
+    Phase,
+    QuantizeHeadOpt,
+    app,
+    binary,
+    emit,
+    rich_table,
+    si,
+)
+from memwall.cli._sources import memory_module
 from memwall.errors import MemwallError
+from memwall.memory.fit import resolve_device
+from memwall.memory.report import (
+    MemoryReport,
+    TrainSetup,
+    figure4_report,
+    framework_overhead_for,
+    infer_report,
+    infer_workload,
+    tradeoff_report,
+    train_report,
+)
+from memwall.sources import module_source
 from memwall.spec import Workload, load_model, parse_precision
 
 
@@ -21,41 +44,6 @@ class Mode(str, Enum):
 class Impl(str, Enum):
     eager = "eager"
     fused = "fused"
-
-
-BREAKDOWN_COLUMNS = ["component", "bytes", "share", "note"]
-UNITS = {"bytes": "byte", "flops": "FLOP (1 multiply-accumulate = 2 FLOPs)"}
-
-
-def _share(rows: list[dict], total: float) -> list[dict]:
-    for r in rows:
-        r["share"] = r["bytes"] / total if total else 0.0
-    return rows
-
-
-def _device_and_overhead(device: str | None, overhead_gib: float | None):
-    from memwall.memory.fit import resolve_device
-    from memwall.memory.training import framework_overhead
-
-    dev = resolve_device(device) if device else None
-    if overhead_gib is not None:
-        if not 0 <= overhead_gib <= 1e6:
-            raise MemwallError(f"--overhead-gib must be between 0 and 1e6, got {overhead_gib}")
-        return dev, overhead_gib * 2**30, "given with --overhead-gib"
-    if dev is None:
-        return None, 0.0, "not counted (give --device or --overhead-gib)"
-    nbytes, short, _source = framework_overhead(dev.kind)
-    return dev, nbytes, f"assumed for a {dev.kind} ({short})"
-
-
-def _positions_note(spec, tokens: int) -> str | None:
-    """Learned position tables cap the length: say so (the memory is still defined)."""
-    if spec.position == "learned" and tokens > spec.max_positions:
-        return (
-            f"{tokens:,} tokens exceed {spec.name}'s {spec.max_positions:,} learned positions: "
-            "the model cannot run this length as is"
-        )
-    return None
 
 
 def _breakdown_table(title: str, rows: list[dict], caption: str):
@@ -72,7 +60,10 @@ def _breakdown_table(title: str, rows: list[dict], caption: str):
 def memory(
     model: Annotated[
         str | None,
-        typer.Argument(help="Preset name (bert-base, gpt2, llama-3-70b, ...) or a config.json."),
+        typer.Argument(
+            help="Preset name (bert-base, gpt2, llama-3-70b, ...), a config.json, "
+            "torchvision:NAME or module:function (Python code you choose to run)."
+        ),
     ] = None,
     mode: Annotated[Mode, typer.Option(help="infer: serving; train: one training step.")] = (
         Mode.infer
@@ -87,6 +78,7 @@ def memory(
             "mixed precision with fp32 master weights and optimizer state."
         ),
     ] = "bf16",
+    quantize_head: QuantizeHeadOpt = False,
     checkpointing: Annotated[
         str,
         typer.Option(help="none, full, every:K, sqrt, layers:M or selective (train)."),
@@ -118,7 +110,9 @@ def memory(
     ] = None,
     batch: Annotated[int, typer.Option(help="Sequences (per device when training).")] = 1,
     seq_len: Annotated[int, typer.Option("--seq-len", help="Tokens per sequence / prompt.")] = 512,
-    gen_len: Annotated[int, typer.Option("--gen-len", help="Tokens generated (generate).")] = 128,
+    gen_len: Annotated[
+        int | None, typer.Option("--gen-len", help="Tokens generated (generate; default 128).")
+    ] = None,
     overhead_gib: Annotated[
         float | None,
         typer.Option(
@@ -136,114 +130,113 @@ def memory(
         typer.Option("--paper-figure4", help="The paper's training-memory table (Fig. 4)."),
     ] = False,
     plot: Annotated[Path | None, typer.Option(help="Write a figure (.png, .svg, .pdf).")] = None,
+    image_size: Annotated[
+        int | None,
+        typer.Option("--image-size", help="Image side in pixels (torchvision:NAME; default 224)."),
+    ] = None,
     fmt: FormatOpt = "table",  # type: ignore[assignment]
 ) -> None:
     """Memory to serve or train a model: weights, KV cache, gradients, optimizer state,
     activations; checkpointing, ZeRO and offload; fit on a device."""
     if plot is not None:
-        from memwall.plots_memory import _target
-
-        _target(plot)  # refuse a bad path before any work
+        _plots().check_plot_path(plot)  # refuse a bad path before any work
+    given = _given_flags(locals())
     if paper_figure4:
-        return _paper_figure4(plot, fmt)
+        fixed = given - {"--paper-figure4", "--plot", "--format"}
+        _refuse(fixed, "--paper-figure4 shows the paper's fixed table")
+        if model is not None:
+            raise MemwallError("--paper-figure4 takes no MODEL (it shows the paper's own models)")
+        return _render_figure4(figure4_report(), plot, fmt)
     if model is None:
         raise MemwallError("give a MODEL (preset name or config.json), or --paper-figure4")
+    src = module_source(model)
+    if src is not None:  # torchvision:NAME or module:function: a traced module
+        _refuse(given - MODULE_FLAGS, "a module's memory is traced (see --help)")
+        return memory_module(
+            src, mode.value, batch, seq_len, image_size, precision, optimizer, fmt
+        )  # fmt: skip
+    if image_size is not None:
+        raise MemwallError("--image-size is for torchvision:NAME and module:function models")
     spec = load_model(model)
-    prec = parse_precision(precision)
-    dev, overhead, overhead_src = _device_and_overhead(device, overhead_gib)
-    fused = not unfused_attention
+    prec = parse_precision(precision, quantize_head=quantize_head)
+    dev = resolve_device(device) if device is not None else None
+    overhead = framework_overhead_for(dev, overhead_gib)
+    setup = TrainSetup(
+        prec, optimizer, checkpointing, zero, devices, offload, not no_master, impl.value,
+        not unfused_attention, dropout,
+    )  # fmt: skip
     if mode is Mode.train:
-        if phase is not None:
-            raise MemwallError("--phase is for --mode infer; training runs whole sequences")
+        _refuse(given & INFER_ONLY, "training runs whole sequences of --seq-len tokens")
+        _refuse(given & {"--quantize-head"}, "training keeps 16- or 32-bit weights")
         if tradeoff:
-            return _tradeoff(
-                spec, batch, seq_len, prec, optimizer, impl.value, fused, dropout, plot, fmt
-            )
-        return _train(
-            spec,
-            prec,
-            optimizer,
-            checkpointing,
-            zero,
-            devices,
-            offload,
-            not no_master,
-            impl.value,
-            fused,
-            dropout,
-            batch,
-            seq_len,
-            dev,
-            overhead,
-            overhead_src,
-            plot,
-            fmt,
-        )
-    if tradeoff:
-        raise MemwallError("--tradeoff is for --mode train")
-    for flag, val, default in (
-        ("--optimizer", optimizer, "adam"),
-        ("--checkpointing", checkpointing, "none"),
-        ("--zero", zero, 0),
-        ("--devices", devices, 1),
-        ("--offload", offload, False),
-    ):
-        if val != default:
-            raise MemwallError(f"{flag} is for --mode train")
-    ph = phase.value if phase is not None else ("generate" if spec.is_decoder else "encode")
-    wl = Workload(ph, batch, seq_len, gen_len if ph == "generate" else 0)
-    return _infer(spec, wl, prec, fused, dev, overhead, overhead_src, plot, fmt)
+            _refuse(given & NOT_TRADEOFF, "--tradeoff compares every checkpointing strategy")
+            return _render_tradeoff(tradeoff_report(spec, batch, seq_len, setup), spec, plot, fmt)
+        rep = train_report(spec, batch, seq_len, setup, dev, overhead)
+        return _render_train(rep, spec, setup, plot, fmt)
+    _refuse(given & TRAIN_ONLY, "it is for --mode train")
+    wl = infer_workload(spec, phase.value if phase else None, batch, seq_len, gen_len)
+    rep = infer_report(spec, wl, prec, not unfused_attention, dev, overhead)
+    return _render_infer(rep, spec, wl, prec, plot, fmt)
 
 
-def _infer(spec, wl, prec, fused, dev, overhead, overhead_src, plot, fmt) -> None:
-    from memwall.memory.fit import check_fit
-    from memwall.memory.inference import inference_memory, max_batch, max_context
+def _plots() -> Any:
+    """The memory figures, imported only when one is asked for (matplotlib is slow to load)."""
+    from memwall.plots import memory
 
-    fp = inference_memory(spec, wl, prec, fused, overhead, overhead_src)
-    rows = _share(fp.rows(), fp.total)
-    payload: dict[str, Any] = {
-        "model": spec.name,
-        "mode": "infer",
-        "precision": prec.label,
-        "fused_attention": fused,
-        "predicted": "closed form (memwall.memory), not measured",
-        "workload": {
-            "phase": wl.phase,
-            "batch": wl.batch,
-            "seq_len": wl.seq_len,
-            "gen_len": wl.gen_len,
-            "context": wl.total_context,
-        },
-        "params": spec.n_params(),
-        "footprint": fp.to_dict(),
-        "breakdown": rows,
-        "units": UNITS,
+    return memory
+
+
+# Flags that apply to one mode only (the rest apply everywhere).
+MODULE_FLAGS = {
+    "--mode", "--batch", "--seq-len", "--image-size", "--precision", "--optimizer", "--format",
+}  # fmt: skip
+TRAIN_ONLY = {
+    "--optimizer", "--checkpointing", "--zero", "--devices", "--offload", "--no-master",
+    "--impl", "--dropout", "--tradeoff",
+}  # fmt: skip
+INFER_ONLY = {"--phase", "--gen-len"}
+NOT_TRADEOFF = {
+    "--checkpointing", "--zero", "--devices", "--offload", "--no-master", "--device",
+    "--overhead-gib",
+}  # fmt: skip
+
+
+def _given_flags(args: dict[str, Any]) -> set[str]:
+    """The flags whose value differs from its default in `memory`'s signature (what the user
+    typed, in effect), by their command-line names."""
+    params = inspect.signature(memory).parameters
+    return {
+        "--format" if name == "fmt" else "--" + name.replace("_", "-")
+        for name, p in params.items()
+        if name != "model" and args[name] != p.default
     }
-    note = _positions_note(spec, wl.total_context)
-    if note:
-        payload["note"] = note
-    fit = None
-    if dev is not None:
-        fit = check_fit(fp.total, dev)
-        payload["fit"] = fit.to_dict()
-        payload["max_batch"] = max_batch(spec, wl, prec, fit.capacity, fused, overhead)
-        payload["max_context"] = max_context(spec, wl.batch, prec, fit.capacity, fused, overhead)
-        payload["max_positions"] = spec.max_positions
-    if plot is not None:
-        from memwall.plots_memory import plot_breakdown
 
-        payload["plot"] = str(plot_breakdown(fp, plot, fit))
+
+def _refuse(flags: set[str], why: str) -> None:
+    if flags:
+        names = ", ".join(sorted(flags))
+        raise MemwallError(f"{names} {'does' if len(flags) == 1 else 'do'} not apply here: {why}")
+
+
+def _notes_caption(rep: MemoryReport) -> str:
+    return "".join(f"\nnote: {n}" for n in rep.notes)
+
+
+def _render_infer(rep: MemoryReport, spec, wl: Workload, prec, plot, fmt) -> None:
+    fp, fit, payload = rep.footprint, rep.fit, rep.payload
+    if plot is not None:
+        payload["plot"] = str(_plots().plot_breakdown(fp, plot, fit))
 
     def table():
         title = (
             f"{spec.name} inference memory: {wl.phase} batch={wl.batch} "
             f"seq_len={wl.seq_len}"
             + (f" gen_len={wl.gen_len}" if wl.gen_len else "")
-            + f" | precision={prec.label} attention={'fused' if fused else 'unfused'}"
+            + f" | precision={prec.label} attention="
+            + ("fused" if payload["fused_attention"] else "unfused")
         )
         cap = "predicted by memwall's closed form (not measured); bytes per device"
-        if note:
-            cap += f"\nnote: {note}"
+        cap += _notes_caption(rep)
         if fit is not None:
             cap += (
                 f"\n{fit.verdict}; capacity {binary(fit.capacity)} ({fit.origin}); largest "
@@ -251,140 +244,44 @@ def _infer(spec, wl, prec, fused, dev, overhead, overhead_src, plot, fmt) -> Non
                 f"{wl.batch}: {payload['max_context']:,} tokens (model's positions: "
                 f"{spec.max_positions:,})"
             )
-        return [_breakdown_table(title, rows, cap)]
+        return [_breakdown_table(title, rep.rows, cap)]
 
-    emit(fmt, payload, rows, table, BREAKDOWN_COLUMNS)
+    emit(fmt, payload, rep.rows, table, rep.columns)
 
 
-def _train(
-    spec,
-    prec,
-    optimizer,
-    checkpointing,
-    zero,
-    devices,
-    offload,
-    master,
-    impl,
-    fused,
-    dropout,
-    batch,
-    seq_len,
-    dev,
-    overhead,
-    overhead_src,
-    plot,
-    fmt,
-) -> None:
-    from memwall.memory.fit import check_fit
-    from memwall.memory.training import max_train_batch, training_memory
-
-    Workload("prefill", batch, seq_len)  # validates batch and length
-    kw = dict(
-        precision=prec,
-        optimizer=optimizer,
-        checkpointing=checkpointing,
-        zero=zero,
-        devices=devices,
-        offload=offload,
-        master_weights=master,
-        impl=impl,
-        fused_attention=fused,
-        dropout=dropout,
-        overhead=overhead,
-        overhead_source=overhead_src,
-    )
-    fp = training_memory(spec, batch, seq_len, **kw)
-    rows = _share(fp.rows(), fp.peak)
-    payload: dict[str, Any] = {
-        "model": spec.name,
-        "mode": "train",
-        "precision": fp.precision,
-        "predicted": "closed form (memwall.memory), not measured",
-        "setup": {
-            "optimizer": fp.optimizer,
-            "checkpointing": fp.checkpointing,
-            "zero": zero,
-            "devices": devices,
-            "offload": offload,
-            "master_weights": master and prec.weight_bits < 32,
-            "impl": impl,
-            "fused_attention": fused,
-            "dropout": dropout,
-        },
-        "workload": {
-            "batch_per_device": batch,
-            "global_batch": batch * devices,
-            "seq_len": seq_len,
-        },
-        "params": fp.n_params,
-        "per_device": fp.to_dict(),
-        "breakdown": rows,
-        "units": UNITS,
-    }
-    note = _positions_note(spec, seq_len)
-    if note:
-        payload["note"] = note
-    fit = None
-    if dev is not None:
-        fit = check_fit(fp.peak, dev)
-        payload["fit"] = fit.to_dict()
-        payload["max_batch_per_device"] = max_train_batch(spec, seq_len, fit.capacity, **kw)
+def _render_train(rep: MemoryReport, spec, setup: TrainSetup, plot, fmt) -> None:
+    fp, fit, payload = rep.footprint, rep.fit, rep.payload
     if plot is not None:
-        from memwall.plots_memory import plot_breakdown
-
-        payload["plot"] = str(plot_breakdown(fp, plot, fit))
+        payload["plot"] = str(_plots().plot_breakdown(fp, plot, fit))
 
     def table():
         title = (
-            f"{spec.name} training memory per device: batch {batch} x {seq_len}, "
+            f"{spec.name} training memory per device: batch {fp.batch} x {fp.seq_len}, "
             f"{fp.precision}, {fp.optimizer}, checkpointing {fp.checkpointing}, "
-            f"ZeRO-{zero} over {devices}" + (", offload" if offload else "")
+            f"ZeRO-{fp.zero} over {fp.devices}" + (", offload" if fp.offload else "")
         )
         cap = (
-            f"predicted by memwall's closed form (not measured), {impl} kernels, "
-            f"{'fused' if fused else 'unfused'} attention; peak = largest total on the "
-            f"step's timeline ({fp.peak_event}); step {si(fp.step_flops)}FLOP, "
-            f"recompute +{100 * fp.recompute_overhead:.1f}%"
+            f"predicted by memwall's closed form (not measured), {fp.impl} kernels, "
+            f"{'fused' if fp.fused_attention else 'unfused'} attention; peak = largest total on "
+            f"the step's timeline ({fp.peak_event}); step {si(fp.step_flops)}FLOP, "
+            f"recompute +{100 * fp.recompute_overhead:.1f}%; optimizer state excludes the "
+            "master weights (own row)"
         )
+        cap += _notes_caption(rep)
         if fit is not None:
             cap += (
                 f"\n{fit.verdict}; capacity {binary(fit.capacity)} ({fit.origin}); largest "
                 f"micro-batch that fits: {payload['max_batch_per_device']}"
             )
-        return [_breakdown_table(title, rows, cap)]
+        return [_breakdown_table(title, rep.rows, cap)]
 
-    emit(fmt, payload, rows, table, BREAKDOWN_COLUMNS)
+    emit(fmt, payload, rep.rows, table, rep.columns)
 
 
-def _tradeoff(spec, batch, seq_len, prec, optimizer, impl, fused, dropout, plot, fmt) -> None:
-    from memwall.memory.remat import claim_check, remat_curve
-
-    Workload("prefill", batch, seq_len)
-    curve = remat_curve(spec, batch, seq_len, prec, optimizer, impl, fused, dropout)
-    check = claim_check(curve)
-    rows = curve.to_dict("records")
-    payload = {
-        "model": spec.name,
-        "mode": "train",
-        "precision": prec.label,
-        "workload": {"batch": batch, "seq_len": seq_len},
-        "impl": impl,
-        "fused_attention": fused,
-        "dropout": dropout,
-        "predicted": "closed form (memwall.memory), not measured",
-        "curve": rows,
-        "paper_claim": check,
-        "units": {
-            "activation_memory": "byte",
-            "recompute_flops": "FLOP",
-            "extra_compute": "fraction of a step without recomputation",
-        },
-    }
+def _render_tradeoff(rep: MemoryReport, spec, plot, fmt) -> None:
+    payload, check = rep.payload, rep.extra["claim"]
     if plot is not None:
-        from memwall.plots_memory import plot_remat
-
-        payload["plot"] = str(plot_remat(curve, plot))
+        payload["plot"] = str(_plots().plot_remat(rep.footprint, plot))
 
     def table():
         cols = [
@@ -404,37 +301,22 @@ def _tradeoff(spec, batch, seq_len, prec, optimizer, impl, fused, dropout, plot,
         if c:
             cap += f"; 5x first reached by {c['strategy']} at +{100 * c['extra_compute']:.1f}%"
         cap += "\npredicted (closed form); compute = forward + backward (3x forward)"
+        cap += _notes_caption(rep)
+        wl = payload["workload"]
         title = (
-            f"{spec.name} rematerialisation trade-off: batch {batch} x {seq_len}, "
-            f"{prec.label}, {impl}, {'fused' if fused else 'unfused'} attention"
+            f"{spec.name} rematerialisation trade-off: batch {wl['batch']} x {wl['seq_len']}, "
+            f"{payload['precision']}, {payload['impl']}, "
+            f"{'fused' if payload['fused_attention'] else 'unfused'} attention"
         )
-        return [rich_table(title, rows, cols, cap)]
+        return [rich_table(title, rep.rows, cols, cap)]
 
-    emit(
-        fmt,
-        payload,
-        rows,
-        table,
-        ["strategy", "activation_memory", "reduction", "extra_compute", "recompute_flops", "peak"],
-    )
+    emit(fmt, payload, rep.rows, table, rep.columns)
 
 
-def _paper_figure4(plot, fmt) -> None:
-    from memwall.memory.paper import figure4_table
-
-    t = figure4_table()
-    rows = t.to_dict("records")
-    payload = {
-        "figure": "Gholami et al., AI and Memory Wall, Fig. 4 (training memory)",
-        "source": "the authors' README 'Memory Breakdown' table (amirgholami/ai_and_memory_wall "
-        "@ a1f1d67), GB as printed; accelerators: memwall device catalog (spec sheets); "
-        "memwall columns: predicted by the closed form, in 1e9 bytes",
-        "rows": rows,
-    }
+def _render_figure4(rep: MemoryReport, plot, fmt) -> None:
+    payload = rep.payload
     if plot is not None:
-        from memwall.plots_memory import plot_paper_figure4
-
-        payload["plot"] = str(plot_paper_figure4(plot, t))
+        payload["plot"] = str(_plots().plot_paper_figure4(plot, rep.footprint))
 
     def gb(v):
         return "-" if v != v else f"{v:.2f}"  # NaN -> '-'
@@ -455,9 +337,10 @@ def _paper_figure4(plot, fmt) -> None:
             ("accelerator", "largest accelerator of the year", None),
         ]
         cap = (
-            "GB; paper columns as printed (its totals have no gradients); memwall = "
-            "predicted (closed form) for the rows it models; accelerators: spec sheets"
+            "GB = 2^30 bytes (the paper's unit); paper columns as printed (its totals have no "
+            "gradients); memwall = predicted (closed form or traced module) for every row; "
+            "accelerators: spec sheets"
         )
-        return [rich_table("Memory to train (paper's Fig. 4 data)", rows, cols, cap)]
+        return [rich_table("Memory to train (paper's Fig. 4 data)", rep.rows, cols, cap)]
 
-    emit(fmt, payload, rows, table, list(t.columns))
+    emit(fmt, payload, rep.rows, table, rep.columns)

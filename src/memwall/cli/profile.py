@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Annotated, Any
 
 import typer
@@ -17,14 +15,12 @@ from memwall.cli._common import (
     PhaseOpt,
     SeqLenOpt,
     app,
-    default_phase,
     emit,
-    err_console,
+    keep_note,
     rich_table,
     si,
 )
-from memwall.errors import MemwallError
-from memwall.spec import Workload
+from memwall.cli._progress import progress_bar
 
 OP_CSV = [
     "name",
@@ -44,46 +40,24 @@ def _pct(v: Any) -> str:
     return "-" if v is None else f"{100 * v:.1f}%"
 
 
-class Bar:
-    """A Rich progress bar on stderr: advance by units of work, describe, resize."""
-
-    def __init__(self, prog: Any, task: Any) -> None:
-        self._prog, self._task = prog, task
-
-    def advance(self, n: float = 1.0) -> None:
-        self._prog.update(self._task, advance=n)
-
-    def describe(self, text: str) -> None:
-        self._prog.update(self._task, description=text)
-
-    def resize(self, total: float) -> None:
-        self._prog.update(self._task, total=total)
-
-
-@contextmanager
-def progress_bar(total: float | None, label: str) -> Iterator[Bar]:
-    """A transient Rich bar on stderr (never on stdout, which carries the result)."""
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TimeElapsedColumn(),
-        console=err_console,
-        transient=True,
-    ) as prog:
-        yield Bar(prog, prog.add_task(label, total=total))
-
-
 def summary_rows(res: Any) -> list[dict[str, Any]]:
     """Headline figures: measured, predicted (calibrated and plain roofline), tokens/s."""
     t = res.timing
+    if not t.n:
+        return [{"what": "measured latency", "value": "-", "detail": "no timed run finished"}]
     rows = [
         {
             "what": "measured latency (median)",
             "value": si(t.median, "s"),
-            "detail": f"IQR {si(t.q1, 's')} .. {si(t.q3, 's')}, min {si(t.min, 's')}, "
-            f"max {si(t.max, 's')}, {t.n} runs after {t.warmup} warm-up",
+            "detail": f"IQR {si(t.q1, 's')} .. {si(t.q3, 's')} ({_pct(t.relative_iqr)} of the "
+            f"median), min {si(t.min, 's')}, max {si(t.max, 's')}, {t.n} runs after "
+            f"{t.warmup} warm-up" + (f" ({t.added} added: wide spread)" if t.added else ""),
+        },
+        {
+            "what": "repeatability",
+            "value": "NOISY" if t.noisy else "ok",
+            "detail": f"runs differ by up to {_pct(t.repeatability)} of the median; noisy when "
+            f"the IQR exceeds {_pct(t.to_dict()['noisy_limit'])} of it",
         },
         {
             "what": "predicted latency (calibrated)",
@@ -91,6 +65,14 @@ def summary_rows(res: Any) -> list[dict[str, Any]]:
             "detail": f"error {_pct(res.error)} (|predicted - measured| / measured)",
         },
     ]
+    if res.interrupted:
+        rows.append(
+            {
+                "what": "interrupted",
+                "value": f"{t.n} of {res.planned_runs}",
+                "detail": "timed runs finished; nothing predicted",
+            }
+        )
     if res.baseline is not None:
         b = res.baseline
         rows.append(
@@ -122,6 +104,24 @@ def summary_rows(res: Any) -> list[dict[str, Any]]:
     return rows
 
 
+def by_term_table(rows: list[dict[str, Any]]) -> Any:
+    """Which calibration term carries the error (`memwall.studies.profile.term_rows`)."""
+    return rich_table(
+        "error by calibration term: predicted vs measured time of the ops each term prices",
+        rows,
+        [
+            ("term", "term", None),
+            ("predicted", "predicted", lambda v: si(v, "s")),
+            ("predicted_share", "share of prediction", _pct),
+            ("measured", "measured", lambda v: si(v, "s")),
+            ("difference", "pred - meas", lambda v: si(v, "s")),
+            ("share_of_error", "share of error", _pct),
+        ],
+        caption="an op's measured time is split between its kernel term and overhead in "
+        "proportion to their predicted times",
+    )
+
+
 def terms_table(terms: Any) -> Any:
     """The calibration terms (curves on one line each)."""
     rows = [{"name": t.name, "value": t.display(), "unit": t.unit, "how": t.how} for t in terms]
@@ -134,6 +134,18 @@ def terms_table(terms: Any) -> Any:
             ("unit", "unit", None),
             ("how", "how", None),
         ],
+    )
+
+
+def _spot_text(spot: dict[str, Any] | None) -> str:
+    """The cached calibration's spot check, in words ("" when none was needed)."""
+    if not spot:
+        return ""
+    r = spot["ratios"]
+    verdict = "agreed" if spot["agreed"] else "disagreed: remeasured"
+    return (
+        f"; cached record spot-checked ({spot['dtype']}): Linear rate x{r['linear_rate']:.2f}, "
+        f"dispatch x{r['dispatch']:.2f} of cached, {verdict}"
     )
 
 
@@ -168,10 +180,22 @@ def result_tables(res: Any) -> list[Any]:
                 caption="times summed over layers and steps; share = of profiled model time",
             )
         )
+    if res.by_term:
+        out.append(by_term_table(res.by_term))
     if res.predicted is not None:
         out.append(terms_table(res.predicted.terms))
     env = res.env
     lines = [f"note: {n}" for n in res.notes]
+    c = res.calibration
+    if c:
+        busy = c["others_busy_cores"]
+        lines.append(
+            f"calibration: {c['age_days'] * 24:.1f} h old, {c['rounds']} interleaved rounds, "
+            f"largest spread {_pct(c['max_spread'])}, other processes "
+            + (f"{busy:.1f} cores busy" if busy is not None else "not measured")
+            + (", NOISY (not cached)" if c["noisy"] else "")
+            + _spot_text(c.get("spot_check"))
+        )
     lines.append(
         f"environment: {env['cpu_model']}, {env['threads']} threads "
         f"({env.get('threads_choice', '')}), torch {env['torch']}, "
@@ -191,7 +215,10 @@ def profile_cmd(
     gen_len: GenLenOpt = 128,
     precision: Annotated[
         str,
-        typer.Option(help="fp32, bf16, or int8 (dynamic int8 Linear layers: the paper's setting)."),
+        typer.Option(
+            help="fp32, bf16, or int8-dynamic (also spelled int8: dynamic int8 Linear layers, "
+            "the paper's setting)."
+        ),
     ] = "fp32",
     repeats: Annotated[int, typer.Option(help="Timed runs (median and spread reported).")] = 5,
     warmup: Annotated[int, typer.Option(help="Untimed runs first.")] = 1,
@@ -212,41 +239,40 @@ def profile_cmd(
         str,
         typer.Option(help="Measured device for the plain roofline ('none' to skip)."),
     ] = "local",
+    budget: Annotated[
+        float,
+        typer.Option(
+            help="Seconds of timed runs that may be added while their spread is wide "
+            "(interquartile range over 10% of the median); 0: exactly --repeats runs."
+        ),
+    ] = 30.0,
     recalibrate: Annotated[
         bool, typer.Option("--recalibrate", help="Measure the calibration terms again.")
     ] = False,
     fmt: FormatOpt = "table",  # type: ignore[assignment]
 ) -> None:
     """Measured latency beside predicted latency (calibrated roofline), per op and end to end."""
-    from memwall.calibrate import Calibration
-    from memwall.profile import (
-        build,
-        check_positions,
-        check_precision,
-        local_device,
-        profile_loaded,
-        resolve,
-    )
-    from memwall.profile import (
-        threads as use_threads,
-    )
+    from memwall.studies.profile import ProfileRequest, run_profile  # torch: only when run
 
-    spec, cfg = resolve(model)
-    ph = phase.value if phase is not None else default_phase(spec.is_decoder)
-    wl = Workload(ph, batch, seq_len, gen_len if ph == "generate" else 0)
-    prec = check_precision(precision, spec)
-    positions, pos_note = check_positions(spec, wl, extend_positions)
-    if not 1 <= repeats <= 10_000:
-        raise MemwallError(f"--repeats must be between 1 and 10000, got {repeats}")
-    if not 0 <= warmup <= 1000:
-        raise MemwallError(f"--warmup must be between 0 and 1000, got {warmup}")
-    dev, dev_note = local_device(None if device.lower() == "none" else device)
-    with use_threads(threads), progress_bar(warmup + repeats, f"building {spec.name}") as bar:
-        lm = build(spec, cfg, prec, positions, wl)
-        bar.describe(f"timing {spec.name} {wl.phase} {prec}")
-        cal = Calibration.load(recalibrate=recalibrate, on_measure=bar.describe)
-        notes = [n for n in (pos_note, dev_note) if n]
-        res = profile_loaded(
-            lm, wl, repeats, warmup, per_op, cal, dev, notes, lambda _i: bar.advance()
-        )
+    req = ProfileRequest(
+        model,
+        phase.value if phase is not None else None,
+        batch,
+        seq_len,
+        gen_len,
+        precision,
+        repeats,
+        warmup,
+        threads,
+        extend_positions,
+        per_op,
+        None if device.lower() == "none" else device,
+        recalibrate,
+        budget,
+    )
+    with progress_bar(warmup + repeats, f"resolving {model}") as bar:
+        res = run_profile(req, bar.describe, lambda _i: bar.advance())
     emit(fmt, res.to_dict(), res.ops, lambda: result_tables(res), OP_CSV)
+    if res.interrupted:
+        keep_note(f"{res.timing.n} of {res.planned_runs} timed runs finished, printed above")
+        raise typer.Exit(130)

@@ -223,7 +223,7 @@ def trends(
 
     payload = summarize(dataset, series, since, until)
     if plot is not None:
-        from memwall.plots_trends import plot_dataset
+        from memwall.plots.trends import plot_dataset
 
         written = plot_dataset(
             dataset,

@@ -2,10 +2,11 @@
 
 - `inference`: weights (quantisation scales included), KV cache, peak activations; the largest
   batch and context that fit a device.
-- `training`: weights, gradients, optimizer state (SGD, momentum, Adam/AdamW, AdaHessian), fp32
-  master weights in mixed precision, activations derived from the model's operations
-  (`activations`), checkpointing (`checkpointing`), ZeRO stages and offload; the peak on a
-  timeline of the step.
+- `states`: weights, gradients, optimizer state (SGD, momentum, Adam/AdamW, AdaHessian) and fp32
+  master weights in mixed precision, per device under ZeRO stages and offload.
+- `training`: one step: those states, activations derived from the model's operations
+  (`activations`), checkpointing (`checkpointing`); the peak on a timeline of the step.
+- `report`: what `memwall memory` answers (the JSON payload and the breakdown rows).
 - `remat`: the rematerialisation trade-off, activation memory against recompute FLOPs.
 - `paper`: the paper's Figure 4 table against the accelerators of each year.
 - `measured`: real peaks on this CPU (torch + transformers), to check the predictions.
@@ -24,12 +25,8 @@ from memwall.memory.inference import (
 from memwall.memory.optimizers import OptimizerDef, get_optimizer, optimizer_names
 from memwall.memory.paper import figure4_table, paper_training_table
 from memwall.memory.remat import claim_check, remat_curve
-from memwall.memory.training import (
-    TrainingFootprint,
-    max_train_batch,
-    model_states,
-    training_memory,
-)
+from memwall.memory.states import model_states
+from memwall.memory.training import TrainingFootprint, max_train_batch, training_memory
 
 __all__ = [
     "Checkpointing",

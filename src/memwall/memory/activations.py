@@ -46,6 +46,7 @@ import pandas as pd
 
 from memwall.count import op_table
 from memwall.errors import MemwallError
+from memwall.families import eager_chain_activations, get_family
 from memwall.spec import ModelSpec, Precision, Workload, check_workload_fits
 
 IMPLS = ("eager", "fused")
@@ -54,10 +55,6 @@ MASK_BYTES = 1.0  # CUDA native_dropout keeps a bool mask
 LABELS = (
     2  # the encoder's training head: pooler + a 2-way classifier (BertForSequenceClassification)
 )
-_GELU_CHAINS = ("gelu_new", "gelu_fast")  # transformers implements these as eager op chains
-_HIDDEN_DROPOUT = ("bert", "gpt2", "opt")  # families with dropout on the residual branches
-_EMBED_DROPOUT = ("bert", "gpt2")  # ... and on the embeddings
-_FP32_SOFTMAX = ("opt", "llama", "mistral", "qwen2", "mixtral")  # eager softmax(dtype=float32)
 MLP_TENSORS = frozenset(
     "router_probs expert_inputs expert_gate expert_up expert_silu expert_act expert_out gate up "
     "act_gate act_mul_out fc1_out gelu_chain act_out mlp_dropout_mask".split()
@@ -128,6 +125,56 @@ def _check_impl(impl: str) -> None:
         raise MemwallError(f"unknown implementation {impl!r}; accepted: {', '.join(IMPLS)}")
 
 
+@dataclass(frozen=True)
+class _Step:
+    """What every saved-tensor rule of one training step reads."""
+
+    spec: ModelSpec
+    o: LayerOps
+    eager: bool
+    fused_attention: bool
+    dropout: float
+    mask_bytes: float
+
+    @property
+    def a(self) -> float:
+        return self.o.act_bytes
+
+    @property
+    def td(self) -> float:
+        return self.o.out["o_proj"]  # one T x d_model activation
+
+    @property
+    def mask_td(self) -> float:
+        return self.o.tokens * self.spec.d_model * self.mask_bytes
+
+    @property
+    def hidden_drop(self) -> bool:
+        return self.dropout > 0 and get_family(self.spec.family).hidden_dropout
+
+    @property
+    def scores(self) -> float:
+        return self.o.batch * self.spec.n_heads * self.o.seq_len**2  # attention scores
+
+    @property
+    def stats(self) -> float:
+        return self.o.tokens * FP32 * (2 if self.spec.norm == "layernorm" else 1)
+
+    def norm(self, prefix: str, where: str) -> list[Saved]:
+        eager_rms = self.eager and self.spec.norm == "rmsnorm"
+        norm_in = self.td * (FP32 / self.a if eager_rms and self.a < FP32 else 1.0)
+        s = [
+            Saved("layer", f"{prefix}_input", norm_in, f"{where} norm backward"),
+            Saved("layer", f"{prefix}_stats", self.stats, f"{where} norm backward (fp32)"),
+            Saved("layer", f"{prefix}_output", self.td, "input of the next matmul"),
+        ]
+        if eager_rms:
+            s.append(
+                Saved("layer", f"{prefix}_normalized", self.td, "eager RMSNorm: x/rms before *w")
+            )
+        return s
+
+
 def saved_tensors(
     spec: ModelSpec,
     batch: int,
@@ -141,115 +188,123 @@ def saved_tensors(
 ) -> list[Saved]:
     """Every tensor a training step keeps for backward (see the module docstring for the rules)."""
     _check_impl(impl)
+    if spec.is_mla:
+        raise MemwallError(
+            f"training activations of {spec.name} (multi-head latent attention) are not modelled; "
+            "inference memory is (use --mode infer)"
+        )
     if not 0.0 <= dropout < 1.0:
         raise MemwallError(f"dropout must be in [0, 1), got {dropout}")
     o = ops or layer_ops(spec, batch, seq_len, precision, fused_attention)
-    eager = impl == "eager"
-    a = precision.act_bytes
-    T = o.tokens
-    td = o.out["o_proj"]  # one T x d_model activation
-    mask_td = T * spec.d_model * mask_bytes
-    hidden_drop = dropout > 0 and spec.family in _HIDDEN_DROPOUT
-    S = batch * spec.n_heads * seq_len * seq_len  # attention scores per layer
-    stats = T * FP32 * (2 if spec.norm == "layernorm" else 1)
-    eager_rms = eager and spec.norm == "rmsnorm"
-    norm_in = td * (FP32 / a if eager_rms and a < FP32 else 1.0)
-
-    def norm(prefix: str, where: str) -> list[Saved]:
-        s = [
-            Saved("layer", f"{prefix}_input", norm_in, f"{where} norm backward"),
-            Saved("layer", f"{prefix}_stats", stats, f"{where} norm backward (fp32)"),
-            Saved("layer", f"{prefix}_output", td, "input of the next matmul"),
-        ]
-        if eager_rms:
-            s.append(Saved("layer", f"{prefix}_normalized", td, "eager RMSNorm: x/rms before *w"))
-        return s
-
+    st = _Step(spec, o, impl == "eager", fused_attention, dropout, mask_bytes)
     out: list[Saved] = []
     # ---- outside the layers: token ids, embedding norm of post-norm models
     out.append(Saved("embed", "token_ids", o.inp["embed"], "embedding backward (int64 ids)"))
-    if hidden_drop and spec.family in _EMBED_DROPOUT:
-        out.append(Saved("embed", "embed_dropout_mask", mask_td, "dropout backward"))
+    if st.hidden_drop and get_family(spec.family).embed_dropout:
+        out.append(Saved("embed", "embed_dropout_mask", st.mask_td, "dropout backward"))
     if not spec.pre_norm:
-        out.append(Saved("embed", "embed_norm_input", td, "embedding norm backward"))
-        out.append(Saved("embed", "embed_norm_stats", stats, "embedding norm backward"))
-
+        out.append(Saved("embed", "embed_norm_input", st.td, "embedding norm backward"))
+        out.append(Saved("embed", "embed_norm_stats", st.stats, "embedding norm backward"))
     # ---- one layer
-    if spec.fused_qkv:
-        out.append(Saved("layer", "qkv", o.out["qkv_proj"], "attention backward"))
-    else:
-        rep = spec.n_heads / spec.n_kv_heads if (eager and not fused_attention) else 1.0
-        out.append(Saved("layer", "q", o.out["q_proj"], "attention backward"))
-        kv_note = " (repeated to every head)" if rep > 1 else ""
-        out.append(Saved("layer", "k", o.out["k_proj"] * rep, "attention backward" + kv_note))
-        out.append(Saved("layer", "v", o.out["v_proj"] * rep, "attention backward" + kv_note))
-    if fused_attention:
-        lse = batch * spec.n_heads * seq_len * FP32
-        out.append(Saved("layer", "attn_out", o.out["attention"], "attention and o_proj backward"))
-        out.append(Saved("layer", "attn_logsumexp", lse, "fused attention backward", True))
-    else:
-        probs = o.out["softmax"]
-        if eager and a < FP32 and spec.family in _FP32_SOFTMAX:
-            out.append(Saved("layer", "attn_probs_fp32", S * FP32, "eager softmax backward", True))
-            out.append(Saved("layer", "attn_probs", probs, "attention @ V backward", True))
-        else:
-            out.append(Saved("layer", "attn_probs", probs, "softmax and @V backward", True))
-        if dropout > 0:
-            out.append(
-                Saved("layer", "attn_dropout_mask", S * mask_bytes, "dropout backward", True)
-            )
-            out.append(Saved("layer", "attn_probs_dropped", S * a, "attention @ V backward", True))
-        out.append(Saved("layer", "attn_out", o.out["attn_value"], "o_proj backward"))
-    if hidden_drop:
-        out.append(Saved("layer", "attn_dropout_mask_resid", mask_td, "dropout backward"))
-    out += norm("attn_norm", "post-attention")
-    if spec.is_moe:
-        k = spec.experts_per_token
-        out.append(Saved("layer", "router_probs", o.out["router"], "router backward"))
-        out.append(Saved("layer", "expert_inputs", T * k * spec.d_model * a, "expert matmuls"))
-        out.append(Saved("layer", "expert_gate", o.out["expert_gate"], "SiLU backward"))
-        out.append(Saved("layer", "expert_up", o.out["expert_up"], "gating backward"))
-        if eager:
-            out.append(Saved("layer", "expert_silu", o.out["expert_gate"], "eager gating mul"))
-        out.append(Saved("layer", "expert_act", o.out["expert_act_mul"], "down matmul backward"))
-        out.append(Saved("layer", "expert_out", o.out["expert_down"], "routing-weight backward"))
-    elif spec.gated_mlp:
-        out.append(Saved("layer", "gate", o.out["gate_proj"], "activation backward"))
-        out.append(Saved("layer", "up", o.out["up_proj"], "gating backward"))
-        if eager:
-            out.append(Saved("layer", "act_gate", o.out["gate_proj"], "eager gating mul backward"))
-        out.append(Saved("layer", "act_mul_out", o.out["act_mul"], "down_proj backward"))
-    else:
-        if spec.activation != "relu":
-            out.append(Saved("layer", "fc1_out", o.out["fc1"], "activation backward"))
-        if eager and spec.raw_activation in _GELU_CHAINS:
-            out.append(
-                Saved("layer", "gelu_chain", 3 * o.out["fc1"], "eager tanh-GELU op chain (3 more)")
-            )
-        out.append(Saved("layer", "act_out", o.out["act"], "fc2 backward"))
-    if hidden_drop:
-        out.append(Saved("layer", "mlp_dropout_mask", mask_td, "dropout backward"))
-    out += norm("mlp_norm", "post-MLP")
-
+    out += _attention_saved(st)
+    if st.hidden_drop:
+        out.append(Saved("layer", "attn_dropout_mask_resid", st.mask_td, "dropout backward"))
+    if spec.sandwich_norm:  # Gemma normalises each branch's output before the residual add
+        out += st.norm("attn_out_norm", "attention-output")
+    out += st.norm("attn_norm", "post-attention")
+    out += _mlp_saved(st)
+    if st.hidden_drop:
+        out.append(Saved("layer", "mlp_dropout_mask", st.mask_td, "dropout backward"))
+    if spec.sandwich_norm:
+        out += st.norm("mlp_out_norm", "MLP-output")
+    out += st.norm("mlp_norm", "post-MLP")
     # ---- after the layers: the final norm (pre-norm) or the last hidden state (post-norm)
     if spec.pre_norm and spec.final_norm:
         out += [
             Saved("final", s.name.replace("mlp_norm", "final_norm"), s.nbytes, s.kept_for)
-            for s in norm("mlp_norm", "final")
+            for s in st.norm("mlp_norm", "final")
         ]
     else:
-        out.append(Saved("final", "last_hidden", td, "head backward"))
+        out.append(Saved("final", "last_hidden", st.td, "head backward"))
+    return out + _head_saved(st)
 
-    # ---- head and loss
+
+def _attention_saved(st: _Step) -> list[Saved]:
+    spec, o, a, S = st.spec, st.o, st.a, st.scores
+    out: list[Saved] = []
+    if spec.fused_qkv:
+        out.append(Saved("layer", "qkv", o.out["qkv_proj"], "attention backward"))
+    else:
+        rep = spec.n_heads / spec.n_kv_heads if (st.eager and not st.fused_attention) else 1.0
+        out.append(Saved("layer", "q", o.out["q_proj"], "attention backward"))
+        kv_note = " (repeated to every head)" if rep > 1 else ""
+        out.append(Saved("layer", "k", o.out["k_proj"] * rep, "attention backward" + kv_note))
+        out.append(Saved("layer", "v", o.out["v_proj"] * rep, "attention backward" + kv_note))
+    if st.fused_attention:
+        lse = o.batch * spec.n_heads * o.seq_len * FP32
+        out.append(Saved("layer", "attn_out", o.out["attention"], "attention and o_proj backward"))
+        out.append(Saved("layer", "attn_logsumexp", lse, "fused attention backward", True))
+        return out
+    probs = o.out["softmax"]
+    if st.eager and a < FP32 and get_family(spec.family).fp32_softmax:
+        out.append(Saved("layer", "attn_probs_fp32", S * FP32, "eager softmax backward", True))
+        out.append(Saved("layer", "attn_probs", probs, "attention @ V backward", True))
+    else:
+        out.append(Saved("layer", "attn_probs", probs, "softmax and @V backward", True))
+    if st.dropout > 0:
+        out.append(Saved("layer", "attn_dropout_mask", S * st.mask_bytes, "dropout backward", True))
+        out.append(Saved("layer", "attn_probs_dropped", S * a, "attention @ V backward", True))
+    out.append(Saved("layer", "attn_out", o.out["attn_value"], "o_proj backward"))
+    return out
+
+
+def _mlp_saved(st: _Step) -> list[Saved]:
+    spec, o = st.spec, st.o
+    if spec.is_moe:
+        k = spec.experts_per_token
+        inputs = o.tokens * k * spec.d_model * st.a
+        out = [
+            Saved("layer", "router_probs", o.out["router"], "router backward"),
+            Saved("layer", "expert_inputs", inputs, "expert matmuls"),
+            Saved("layer", "expert_gate", o.out["expert_gate"], "SiLU backward"),
+            Saved("layer", "expert_up", o.out["expert_up"], "gating backward"),
+        ]
+        if st.eager:
+            out.append(Saved("layer", "expert_silu", o.out["expert_gate"], "eager gating mul"))
+        out.append(Saved("layer", "expert_act", o.out["expert_act_mul"], "down matmul backward"))
+        out.append(Saved("layer", "expert_out", o.out["expert_down"], "routing-weight backward"))
+        return out
+    if spec.gated_mlp:
+        gate = _gate_bytes(o)
+        out = [
+            Saved("layer", "gate", gate, "activation backward"),
+            Saved("layer", "up", gate, "gating backward"),
+        ]
+        if st.eager:
+            out.append(Saved("layer", "act_gate", gate, "eager gating mul backward"))
+        out.append(Saved("layer", "act_mul_out", o.out["act_mul"], "down_proj backward"))
+        return out
+    out = []
+    if spec.activation != "relu":
+        out.append(Saved("layer", "fc1_out", o.out["fc1"], "activation backward"))
+    if st.eager and spec.raw_activation in eager_chain_activations():
+        chain = 3 * o.out["fc1"]
+        out.append(Saved("layer", "gelu_chain", chain, "eager tanh-GELU op chain (3 more)"))
+    out.append(Saved("layer", "act_out", o.out["act"], "fc2 backward"))
+    return out
+
+
+def _head_saved(st: _Step) -> list[Saved]:
+    spec, o, a = st.spec, st.o, st.a
     if spec.has_lm_head:
         lm_tokens = o.out["lm_head"] / (spec.vocab_size * a)
-        logp = lm_tokens * spec.vocab_size * (FP32 if eager else a)
-        out.append(Saved("head", "log_softmax", logp, "cross-entropy backward"))
-    else:
-        pooled = batch * spec.d_model * a
-        out.append(Saved("head", "pooler_out", pooled, "tanh backward"))
-        out.append(Saved("head", "classifier_in", pooled, "classifier backward"))
-    return out
+        logp = lm_tokens * spec.vocab_size * (FP32 if st.eager else a)
+        return [Saved("head", "log_softmax", logp, "cross-entropy backward")]
+    pooled = o.batch * spec.d_model * a
+    return [
+        Saved("head", "pooler_out", pooled, "tanh backward"),
+        Saved("head", "classifier_in", pooled, "classifier backward"),
+    ]
 
 
 def frame(saved: list[Saved]) -> pd.DataFrame:
@@ -295,14 +350,15 @@ def backward_transients(
     if spec.is_moe:
         mlp = 2 * ops.out["expert_gate"]
     elif spec.gated_mlp:
-        mlp = 2 * ops.out["gate_proj"]
+        mlp = 2 * _gate_bytes(ops)
     else:
-        mlp = (2 if eager and spec.raw_activation in _GELU_CHAINS else 1) * ops.out["fc1"]
+        chain = eager and spec.raw_activation in eager_chain_activations()
+        mlp = (2 if chain else 1) * ops.out["fc1"]
     if fused_attention:
         attn = ops.out["attention"] + (ops.out.get("qkv_proj") or 3 * ops.out["q_proj"])
     else:
         s = ops.out["softmax"]
-        upcast = eager and a < FP32 and spec.family in _FP32_SOFTMAX
+        upcast = eager and a < FP32 and get_family(spec.family).fp32_softmax
         attn = 2 * s * (FP32 / a if upcast else 1.0)
     # the attention's backward runs after the MLP's has freed the MLP tensors
     mlp_saved = part_bytes(saved, "layer", mlp=True)
@@ -319,8 +375,22 @@ def backward_transients(
     return {"layer": layer, "head": head, "forward_head": fwd, "forward_layer": fwd_layer}
 
 
+def _gate_bytes(ops: LayerOps) -> float:
+    """One layer's gate projection output (half of a fused gate_up projection's)."""
+    if "gate_proj" in ops.out:
+        return ops.out["gate_proj"]
+    return ops.out["gate_up_proj"] / 2
+
+
 def _is_layer_op(ops: LayerOps, name: str) -> bool:
     return bool((ops.table.loc[ops.table["name"] == name, "layer"] == "all").any())
+
+
+# Ops that read the block's normalised input themselves (it is already among their inputs).
+_READS_BLOCK_INPUT = frozenset(
+    "qkv_proj q_proj k_proj v_proj gate_proj up_proj gate_up_proj fc1 router expert_gate "
+    "expert_up".split()
+)
 
 
 def inference_activation_peak(
@@ -331,15 +401,44 @@ def inference_activation_peak(
     last_logits_only: bool = False,
 ) -> tuple[float, str]:
     """Largest live activation bytes in an inference step: one kernel's inputs and outputs plus
-    the residual stream beside them (no_grad: nothing is kept across kernels). Returns the bytes
-    and the name of the op where the peak is. `last_logits_only`: the LM head runs on the last
-    position of each sequence only (what generation does during prefill)."""
+    what the model still holds beside them (no_grad: nothing is kept across kernels).
+
+    Beside a kernel inside a layer live, as transformers' eager code holds them (each a
+    tokens x width tensor): the layer's input (the residual stream, held by the caller); the
+    block's normalised input, unless the kernel reads it itself; in the MLP block of a
+    sequential layer, the sum after attention too; from the second layer on, the embedding
+    output the model's forward still holds; and the rotary cos / sin tables. Checked against
+    torch.profiler's memory events on a 2-layer fp32 Llama (prefill 2 x 2048): within 1%.
+    Returns the bytes and the name of the op where the peak is. `last_logits_only`: the LM head
+    runs on the last position of each sequence only (what generation does during prefill)."""
     df = op_table(spec, workload, precision, convention="full", fused_attention=fused_attention)
     steps = max(int(df["steps"].iloc[0]), 1)
     per = (df["bytes_act"] + df["bytes_written"]) / df["count"] / steps
     if last_logits_only and spec.has_lm_head and workload.phase in ("prefill", "encode"):
         is_head = df["name"] == "lm_head"
         per = per.where(~is_head, per / workload.seq_len)
-    resid = float(df.loc[df["name"] == "o_proj", "bytes_written"].iloc[0]) / spec.n_layers / steps
+    td = float(df.loc[df["name"] == "o_proj", "bytes_written"].iloc[0]) / spec.n_layers / steps
+    held = td + _held_in_layers(spec, df, td, precision.act_bytes)
+    per = per + held.values
     i = int(per.values.argmax())
-    return float(per.iloc[i]) + resid, str(df["name"].iloc[i])
+    return float(per.iloc[i]), str(df["name"].iloc[i])
+
+
+def _held_in_layers(spec: ModelSpec, df: pd.DataFrame, td: float, a: float) -> pd.Series:
+    """Bytes held beside each layer kernel besides the residual stream (0 outside layers)."""
+    in_layer = df["layer"] == "all"
+    in_block = in_layer & (df["kind"] != "norm")
+    normed = in_block & ~df["name"].isin(_READS_BLOCK_INPUT)
+    names = list(df["name"])
+    after_attn = names.index("attn_add_norm") if "attn_add_norm" in names else len(names)
+    in_mlp = pd.Series([i > after_attn for i in range(len(names))], index=df.index) & in_block
+    embeds = td if spec.n_layers > 1 else 0.0
+    tokens = td / (spec.d_model * a)
+    tables = (
+        2 * tokens * spec.head_dim * spec.rotary_fraction * a if spec.position == "rotary" else 0
+    )
+    return (
+        normed.astype(float) * td
+        + in_mlp.astype(float) * td
+        + in_layer.astype(float) * (embeds + tables)
+    )

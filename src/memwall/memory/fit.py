@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from memwall.errors import MemwallError
+from memwall.hardware import Device, get_device
 
 
 @dataclass(frozen=True)
@@ -50,11 +50,14 @@ class Fit:
         }
 
 
-def resolve_device(name: str) -> Any:
-    """The catalog `Device` for `name`, with a memory capacity (MemwallError otherwise)."""
-    from memwall.hardware import get_device
+def resolve_device(name: str) -> Device:
+    """The catalog `Device` for `name` (as the command line gives it), with a memory capacity
+    (MemwallError otherwise)."""
+    return checked_capacity(get_device(name))
 
-    dev = get_device(name)
+
+def checked_capacity(dev: Device) -> Device:
+    """`dev` itself, when it states a memory capacity to check a footprint against."""
     if not dev.mem_capacity:
         raise MemwallError(
             f"device {dev.name!r} has no memory capacity in the catalog; "
@@ -63,30 +66,17 @@ def resolve_device(name: str) -> Any:
     return dev
 
 
-def check_fit(need: float, device: Any) -> Fit:
-    dev = resolve_device(device) if isinstance(device, str) else device
+def check_fit(need: float, device: Device) -> Fit:
+    """`need` bytes per device against `device`'s memory (names are resolved by the caller:
+    `resolve_device`)."""
+    if not isinstance(device, Device):
+        raise TypeError(f"check_fit takes a memwall.hardware.Device, got {device!r}")
+    dev = checked_capacity(device)
     return Fit(
         device=dev.name,
         display_name=dev.display_name or dev.name,
         kind=dev.kind,
         capacity=float(dev.mem_capacity),
         need=float(need),
-        origin="measured" if getattr(dev, "measured", False) else "spec sheet",
+        origin="measured" if dev.measured else "spec sheet",
     )
-
-
-def largest(fits: Callable[[int], bool], hi: int) -> int:
-    """Largest n in [1, hi] with fits(n), for a monotone `fits`; 0 when fits(1) is false."""
-    if not fits(1):
-        return 0
-    lo, top = 1, 2
-    while top <= hi and fits(top):
-        lo, top = top, top * 2
-    top = min(top, hi + 1)
-    while top - lo > 1:
-        mid = (lo + top) // 2
-        if fits(mid):
-            lo = mid
-        else:
-            top = mid
-    return lo

@@ -1,9 +1,10 @@
 """Memory of serving a model: weights, KV cache, peak activations; what fits on a device.
 
 - Weights at the chosen precision. Integer weights carry one 16-bit scale per group
-  (`Precision.weight_bytes`); only the matmul weights are quantised: embedding tables, norms and
-  biases stay 16-bit, as weight-only quantisers (GPTQ, AWQ, bitsandbytes) leave them. The
-  paper's precision (8-bit everything, no scales) quantises all.
+  (`Precision.weight_bytes`); only the layers' matmul weights are quantised: norms and biases
+  stay 16-bit, as weight-only quantisers (GPTQ, AWQ, bitsandbytes) leave them, and so do the
+  embedding tables and LM head unless `Precision.quantize_head` (`Precision.note` says which).
+  The paper's precision (8-bit everything, no scales) quantises all.
 - KV cache: K and V of every layer for every cached token, `n_kv_heads * head_dim` wide
   (grouped-query attention shares them), at the KV precision; a sliding window caps the tokens.
 - Activations: no_grad inference keeps nothing across kernels, so the peak is the largest
@@ -18,8 +19,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from memwall.count import matmul_params as count_matmul_params
+from memwall.count import weight_bytes as weight_bytes
+from memwall.errors import MemwallError
 from memwall.memory.activations import inference_activation_peak
-from memwall.memory.fit import largest
+from memwall.search import largest
 from memwall.spec import (
     MAX_BATCH,
     MAX_LENGTH,
@@ -31,36 +35,16 @@ from memwall.spec import (
 
 
 def matmul_params(spec: ModelSpec) -> int:
-    """Parameters in weight matrices (the ones a weight-only quantiser converts)."""
-    d = spec.d_model
-    attn = d * spec.q_dim + 2 * d * spec.kv_dim + spec.q_dim * d
-    mats = 3 if spec.gated_mlp else 2
-    mlp = spec.n_experts * mats * d * spec.d_ff + (d * spec.n_experts if spec.is_moe else 0)
-    n = spec.n_layers * (attn + mlp)
-    if spec.has_lm_head and not spec.tied_embeddings:
-        n += spec.vocab_size * d
-    if spec.pooler:
-        n += d * d
-    return n
-
-
-def weight_bytes(spec: ModelSpec, precision: Precision) -> tuple[float, float]:
-    """(total weight bytes, bytes of the quantised matrices)."""
-    total = spec.n_params()
-    if precision.weight_bits >= 16 or precision.paper:
-        b = total * precision.weight_bytes
-        return b, (b if precision.weight_bits < 16 else 0.0)
-    mm = matmul_params(spec)
-    q = mm * precision.weight_bytes
-    return q + (total - mm) * 2.0, q
+    """Parameters in weight matrices: the layers' and pooler's, plus an untied LM head."""
+    head = spec.vocab_size * spec.d_model if spec.has_lm_head and not spec.tied_embeddings else 0
+    return count_matmul_params(spec) + head
 
 
 def kv_cache_bytes(spec: ModelSpec, batch: int, context: int, precision: Precision) -> float:
     """K and V of every layer for `context` tokens of `batch` sequences (decoders only)."""
     if not spec.is_decoder:
         return 0.0
-    tokens = min(context, spec.sliding_window) if spec.sliding_window else context
-    return 2.0 * spec.n_layers * batch * tokens * spec.kv_dim * precision.kv_bytes
+    return float(batch * spec.kv_tokens(context) * spec.kv_width) * precision.kv_bytes
 
 
 @dataclass(frozen=True)
@@ -80,6 +64,7 @@ class InferenceFootprint:
     activation_op: str
     overhead: float
     overhead_source: str
+    kv_note: str = ""  # tokens the cache holds (a sliding window keeps fewer than the context)
 
     @property
     def total(self) -> float:
@@ -88,7 +73,11 @@ class InferenceFootprint:
     def rows(self) -> list[dict[str, Any]]:
         q = self.weights_quantized / 2**30
         wnote = f"{self.precision}" + (f"; {q:.3g} GiB of it quantised matrices" if q else "")
-        kvnote = f"{self.context} tokens x batch {self.batch}" if self.kv_cache else "none"
+        kvnote = (
+            (self.kv_note or f"{self.context} tokens x batch {self.batch}")
+            if self.kv_cache
+            else "none"
+        )
         rows = [
             ("weights", self.weights, wnote),
             ("KV cache", self.kv_cache, kvnote),
@@ -113,8 +102,13 @@ def inference_memory(
     overhead_source: str = "not counted",
 ) -> InferenceFootprint:
     check_workload_fits(spec, workload)
-    w, wq = weight_bytes(spec, precision)
     ctx = workload.total_context
+    if ctx > MAX_LENGTH:  # name what the user typed, not the derived context
+        raise MemwallError(
+            f"seq-len {workload.seq_len:,} + gen-len {workload.gen_len:,} = {ctx:,} tokens of "
+            f"context; at most {MAX_LENGTH:,} are accepted"
+        )
+    w, wq = weight_bytes(spec, precision)
     kv = kv_cache_bytes(spec, workload.batch, ctx, precision)
     if workload.phase == "generate":
         # the prompt's prefill (logits of the last position only, as generation computes them)
@@ -144,6 +138,7 @@ def inference_memory(
         activation_op=op,
         overhead=overhead,
         overhead_source=overhead_source,
+        kv_note=spec.kv_note(ctx, workload.batch),
     )
 
 

@@ -142,10 +142,10 @@ def measure_saved(run: Run, dtype: str = "float32") -> float:
     parameters excluded. Exact (no allocator noise); what `activations` predicts."""
     import torch
 
-    from memwall.memory._measure_child import _build
+    from memwall.memory._measure_child import build_model
 
     torch.manual_seed(0)
-    model, ids, labels = _build(dict(run.child_args(), dtype=dtype))
+    model, ids, labels = build_model(dict(run.child_args(), dtype=dtype))
     params = {p.untyped_storage().data_ptr() for p in model.parameters()}
     seen: dict[int, int] = {}
 

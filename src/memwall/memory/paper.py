@@ -8,6 +8,14 @@ rows it can model (data/paper_figure4_models.json says how) beside the printed n
 
 Note the paper's breakdown has no gradient column: its totals are parameters + optimizer state
 + activations. memwall reports gradients separately so the two can be compared part by part.
+
+Units: the table's "GB" are 2^30 bytes (GiB): its CNN parameter columns equal 4 bytes x the
+parameter count only in those units (AlexNet 61.1M x 4 B = 0.23 GiB, 0.24 GB), and the catalog's
+accelerators are sized in them too (16 GB V100 = 16 GiB). Every column here uses 2^30 bytes.
+
+Rows come from the closed form (a preset: BERT Large, GPT-2) or from the trace engine
+(torchvision's CNNs, the 2017 Transformer): its torch import happens only when such a row is
+computed.
 """
 
 from __future__ import annotations
@@ -20,9 +28,9 @@ from typing import Any
 import pandas as pd
 
 from memwall.memory.training import training_memory
-from memwall.spec import load_model, parse_precision
+from memwall.spec import Precision, load_model, parse_precision
 
-GB = 1e9
+GB = 2**30  # the paper's "GB" (see the module docstring)
 ACCELERATOR_KINDS = ("gpu", "tpu", "accelerator")
 
 
@@ -69,12 +77,15 @@ def predict_row(model: str) -> dict[str, Any] | None:
     setup = figure4_models().get(model)
     if setup is None:
         return None
+    prec = parse_precision(setup["precision"])  # text of the data file, parsed once here
+    if setup.get("engine", "closed") == "trace":
+        return _trace_row(setup, prec)
     spec = load_model(setup["preset"])
     fp = training_memory(
         spec,
         batch=setup["batch"],
         seq_len=setup["seq_len"],
-        precision=parse_precision(setup["precision"]),
+        precision=prec,
         optimizer=setup["optimizer"],
         impl=setup["impl"],
         fused_attention=setup["fused_attention"],
@@ -82,19 +93,57 @@ def predict_row(model: str) -> dict[str, Any] | None:
     )
     return {
         "preset": setup["preset"],
+        "engine": "closed",
         "seq_len": setup["seq_len"],
         "batch": setup["batch"],
         "params": fp.weights,
         "gradients": fp.gradients,
-        "optimizer": fp.optimizer_state,
+        "optimizer": fp.optimizer_state + fp.master_weights,  # the paper's column holds both
         "activations": fp.activations,
         "peak": fp.peak,
-        "states_plus_activations": fp.weights + fp.optimizer_state + fp.activations,
+        "states_plus_activations": fp.weights
+        + fp.optimizer_state
+        + fp.master_weights
+        + fp.activations,
+    }
+
+
+def _trace_row(setup: dict[str, Any], prec: Precision) -> dict[str, Any]:
+    """A row from a traced module: torchvision's model, or the Transformer built from sizes."""
+    from memwall.trace.models import resolve_dtype
+    from memwall.trace.sources import torchvision_run
+    from memwall.trace.training import module_training_memory
+    from memwall.trace.zoo import transformer_run
+
+    dtype = resolve_dtype(prec)
+    src = setup["source"]
+    if src.startswith("torchvision:"):
+        run = torchvision_run(src.split(":", 1)[1], setup["batch"], setup["image_size"], dtype)
+        size = f"{setup['image_size']}x{setup['image_size']}"
+    else:
+        run = transformer_run(setup["config"], setup["batch"], setup["seq_len"], dtype)
+        size = str(setup["seq_len"])
+    fp = module_training_memory(run, setup["optimizer"], prec)
+    return {
+        "preset": src,
+        "engine": "trace",
+        "seq_len": size,
+        "batch": setup["batch"],
+        "params": fp.weights,
+        "gradients": fp.gradients,
+        "optimizer": fp.optimizer_state + fp.master_weights,
+        "activations": fp.activations,
+        "peak": fp.total,
+        "states_plus_activations": fp.weights
+        + fp.optimizer_state
+        + fp.master_weights
+        + fp.activations,
     }
 
 
 def figure4_table() -> pd.DataFrame:
-    """The paper's rows, the accelerator memory of each year, and memwall's numbers (GB)."""
+    """The paper's rows, the accelerator memory of each year, and memwall's numbers, all in the
+    paper's GB (2^30 bytes)."""
     t = paper_training_table()
     acc = accelerator_memory_by_year(t["year"].tolist()).set_index("year")
     rows = []
@@ -117,6 +166,7 @@ def figure4_table() -> pd.DataFrame:
         if p:
             row.update(
                 memwall_preset=p["preset"],
+                memwall_engine=p["engine"],
                 memwall_params_GB=p["params"] / GB,
                 memwall_gradients_GB=p["gradients"] / GB,
                 memwall_optimizer_GB=p["optimizer"] / GB,

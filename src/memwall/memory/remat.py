@@ -16,8 +16,10 @@ import pandas as pd
 
 from memwall.memory.activations import layer_ops
 from memwall.memory.checkpointing import Checkpointing
+from memwall.memory.states import BF16
 from memwall.memory.training import TrainingFootprint, training_memory
-from memwall.spec import ModelSpec, Precision, parse_precision
+from memwall.precision import typed_precision
+from memwall.spec import ModelSpec, Precision
 
 MAX_POINTS = 12  # per family of strategies (every:K, layers:M)
 
@@ -53,7 +55,7 @@ def remat_curve(
     spec: ModelSpec,
     batch: int,
     seq_len: int,
-    precision: Precision | str = "bf16",
+    precision: Precision = BF16,
     optimizer: str = "adam",
     impl: str = "eager",
     fused_attention: bool = True,
@@ -61,7 +63,7 @@ def remat_curve(
     **kw: Any,
 ) -> pd.DataFrame:
     """One row per strategy: activation memory, its reduction vs none, recompute FLOPs, peak."""
-    prec = parse_precision(precision) if isinstance(precision, str) else precision
+    prec = typed_precision(precision)
     ops = layer_ops(spec, batch, seq_len, prec, fused_attention)
     rows = []
     for ck in strategies(spec.n_layers):

@@ -25,133 +25,35 @@ estimate: two matmuls per forward matmul); recomputation adds the forward FLOPs 
 
 from __future__ import annotations
 
-import functools
-import json
 from dataclasses import dataclass, field
-from importlib import resources
 from typing import Any
 
-from memwall.errors import MemwallError
 from memwall.memory.activations import (
-    FP32,
-    LABELS,
     MASK_BYTES,
     LayerOps,
     Saved,
-    _check_impl,
     backward_transients,
     layer_ops,
     part_bytes,
     saved_tensors,
 )
 from memwall.memory.checkpointing import Checkpointing, parse_checkpointing
-from memwall.memory.fit import largest
 from memwall.memory.optimizers import OptimizerDef, get_optimizer
-from memwall.spec import MAX_BATCH, ModelSpec, Precision, parse_precision
+from memwall.memory.states import (
+    BF16,
+    MAX_DEVICES,  # noqa: F401 - re-exported (memwall.parallel)
+    ZERO_STAGES,  # noqa: F401 - re-exported (memwall.parallel)
+    DeviceStates,
+    check_parallel,
+    device_states,
+    param_groups,
+    state_bytes,
+)
+from memwall.precision import typed_precision
+from memwall.search import largest
+from memwall.spec import MAX_BATCH, ModelSpec, Precision
 
-MAX_DEVICES = 1_000_000
 _STEP_EVENTS = ("optimizer step", "Hessian-vector product")
-ZERO_STAGES = (0, 1, 2, 3)
-
-
-@functools.lru_cache(maxsize=1)
-def assumptions() -> dict[str, Any]:
-    text = resources.files("memwall.data").joinpath("memory_assumptions.json").read_text("utf-8")
-    return json.loads(text)
-
-
-def framework_overhead(kind: str) -> tuple[float, str, str]:
-    """(bytes, short note, full source) of the runtime overhead assumed for a device kind."""
-    table = assumptions()["framework_overhead"]
-    entry = table.get(kind, table["tpu" if kind == "accelerator" else "cpu"])
-    return float(entry["bytes"]), entry["short"], entry["source"]
-
-
-@dataclass(frozen=True)
-class ParamGroups:
-    """Parameters split by when their gradient appears in backward."""
-
-    total: float
-    embed: float
-    layer: float  # one layer
-    head: float  # final norm, untied LM head, pooler, classifier
-    tied: float  # the embedding table shared with the LM head (its gradient comes first)
-    largest: float  # the largest single tensor (a per-tensor optimizer step's temporaries)
-
-
-def param_groups(spec: ModelSpec) -> ParamGroups:
-    extra = 0 if spec.has_lm_head else spec.d_model * LABELS + LABELS  # classifier
-    total = spec.n_params() + extra
-    embed = spec.embedding_params() + (
-        spec.d_model * (2 if spec.norm == "layernorm" else 1) if spec.embed_norm else 0
-    )
-    layer = spec.layer_params()
-    head = total - embed - spec.n_layers * layer
-    tied = spec.vocab_size * spec.d_model if (spec.has_lm_head and spec.tied_embeddings) else 0
-    mats = [spec.vocab_size * spec.d_model, spec.d_model * spec.d_ff, spec.d_model * spec.q_dim]
-    if spec.position == "learned":
-        mats.append(spec.max_positions * spec.d_model)
-    return ParamGroups(
-        float(total), float(embed), float(layer), float(head), float(tied), float(max(mats))
-    )
-
-
-@dataclass(frozen=True)
-class StateBytes:
-    """Bytes per parameter of each model state."""
-
-    weight: float
-    grad: float
-    master: float
-    state: float  # per optimizer state tensor
-    mixed: bool
-
-
-def state_bytes(precision: Precision, master_weights: bool = True) -> StateBytes:
-    if precision.weight_bits not in (16, 32):
-        raise MemwallError(
-            f"training needs 16- or 32-bit weights, got {precision.weight_bits}-bit "
-            "(accepted precisions: fp32, bf16, fp16, or W/A/KV with W = 16 or 32)"
-        )
-    w = precision.weight_bits / 8
-    mixed = precision.weight_bits < 32
-    master = FP32 if (mixed and master_weights) else 0.0
-    state = FP32 if (mixed and master_weights) or not mixed else w
-    return StateBytes(w, w, master, state, mixed)
-
-
-def model_states(
-    n_params: float,
-    optimizer: str | OptimizerDef = "adam",
-    precision: Precision | str = "bf16",
-    zero: int = 0,
-    devices: int = 1,
-    offload: bool = False,
-    master_weights: bool = True,
-) -> dict[str, float]:
-    """Per-device bytes of weights, gradients and optimizer state (master weights included)."""
-    check_parallel(zero, devices)
-    prec = parse_precision(precision) if isinstance(precision, str) else precision
-    opt = get_optimizer(optimizer)
-    sb = state_bytes(prec, master_weights)
-    n = float(devices)
-    w = n_params * sb.weight / (n if zero >= 3 else 1)
-    g = n_params * sb.grad / (n if zero >= 2 else 1)
-    o_full = n_params * (sb.master + opt.n_states * sb.state)
-    o = o_full / (n if zero >= 1 else 1)
-    host = 0.0
-    if offload:
-        host, o = o, 0.0
-    return {"weights": w, "gradients": g, "optimizer": o, "host": host}
-
-
-def check_parallel(zero: int, devices: int) -> None:
-    if isinstance(zero, bool) or not isinstance(zero, int) or zero not in ZERO_STAGES:
-        raise MemwallError(f"ZeRO stage must be 0, 1, 2 or 3, got {zero!r}")
-    if isinstance(devices, bool) or not isinstance(devices, int) or devices < 1:
-        raise MemwallError(f"devices must be an integer of at least 1, got {devices!r}")
-    if devices > MAX_DEVICES:
-        raise MemwallError(f"devices must be at most {MAX_DEVICES:,}, got {devices:,}")
 
 
 @dataclass(frozen=True)
@@ -187,8 +89,8 @@ class TrainingFootprint:
     n_params: float
     weights: float
     gradients: float
-    optimizer_state: float  # master weights included
-    master_weights: float
+    optimizer_state: float  # the optimizer's own tensors (moments), master weights not included
+    master_weights: float  # fp32 copy of the weights in mixed precision
     activations: float  # kept for backward at the end of forward (after checkpointing)
     activations_no_ckpt: float  # the same without checkpointing
     recompute_peak: float  # extra activations of the segment recomputed in backward
@@ -218,12 +120,19 @@ class TrainingFootprint:
     def fb_peak(self) -> float:
         """Largest bytes above weights, optimizer state and buffers during forward and backward
         (activations, temporaries and the gradients produced so far): what a step adds."""
-        steady = self.weights + self.optimizer_state + self.zero_buffers + self.overhead
+        steady = (
+            self.weights
+            + self.optimizer_state
+            + self.master_weights
+            + self.zero_buffers
+            + self.overhead
+        )
         return max(e.nbytes for e in self.events if e.name not in _STEP_EVENTS) - steady
 
     @property
     def model_states(self) -> float:
-        return self.weights + self.gradients + self.optimizer_state
+        """Weights + gradients + optimizer state + master weights (the four are disjoint)."""
+        return self.weights + self.gradients + self.optimizer_state + self.master_weights
 
     @property
     def sum_of_parts(self) -> float:
@@ -251,7 +160,7 @@ class TrainingFootprint:
         r = [
             ("weights", self.weights, "parameters in training precision"),
             ("gradients", self.gradients, ""),
-            ("optimizer state", self.optimizer_state - self.master_weights, self.optimizer),
+            ("optimizer state", self.optimizer_state, self.optimizer),
             ("master weights", self.master_weights, "fp32 copy (mixed precision)"),
             ("activations (kept)", self.activations, f"checkpointing {self.checkpointing}"),
             ("recomputed segment", self.recompute_peak, "live while its backward runs"),
@@ -291,7 +200,7 @@ def training_memory(
     spec: ModelSpec,
     batch: int = 1,
     seq_len: int = 512,
-    precision: Precision | str = "bf16",
+    precision: Precision = BF16,
     optimizer: str | OptimizerDef = "adam",
     checkpointing: str | Checkpointing = "none",
     zero: int = 0,
@@ -314,9 +223,8 @@ def training_memory(
     `mask_bytes`: bytes per dropout-mask element (1 on CUDA; the activation dtype's on CPU).
     `ops` lets a caller that evaluates many strategies reuse one op table.
     """
-    _check_impl(impl)
-    check_parallel(zero, devices)
-    prec = parse_precision(precision) if isinstance(precision, str) else precision
+    check_parallel(zero, devices)  # `impl` is checked by `saved_tensors`
+    prec = typed_precision(precision)
     opt = get_optimizer(optimizer)
     ck = parse_checkpointing(checkpointing, spec.n_layers)
     sb = state_bytes(prec, master_weights)
@@ -324,101 +232,12 @@ def training_memory(
     saved = saved_tensors(spec, batch, seq_len, prec, impl, fused_attention, dropout, o, mask_bytes)
     tr = backward_transients(spec, o, saved, impl, fused_attention)
     pg = param_groups(spec)
-    n = spec.n_layers
-    N = float(devices)
-    shard_w = N if zero >= 3 else 1.0
-    shard_g = N if zero >= 2 else 1.0
-    shard_o = N if zero >= 1 else 1.0
-
-    # ---- model states per device
-    W = pg.total * sb.weight / shard_w
-    G = pg.total * sb.grad / shard_g
-    master = pg.total * sb.master / shard_o
-    opt_state = pg.total * (sb.master + opt.n_states * sb.state) / shard_o
-    host = 0.0
-    if offload:
-        host, opt_state, master = opt_state, 0.0, 0.0
-    if foreach:
-        ws_params = opt.step_workspace * pg.total / shard_o
-    else:
-        ws_params = opt.step_workspace_per_tensor * min(pg.largest, pg.total / shard_o)
-    opt_ws = 0.0 if offload else ws_params * sb.state
-    hvp_ws = opt.hvp_workspace * pg.total * sb.state / shard_o
-    gather = assumptions()["zero"]["gather_layers"] * pg.layer * sb.weight if zero >= 3 else 0.0
-    bucket = pg.layer * sb.grad if zero >= 2 else 0.0
-    zbuf = gather + bucket
-
-    # ---- activations
-    embed_a = part_bytes(saved, "embed")
-    final_a = part_bytes(saved, "final")
-    head_a = part_bytes(saved, "head")
-    layer_full = part_bytes(saved, "layer")
-    layer_keep = (
-        part_bytes(saved, "layer", attn_core=False) if ck.kind == "selective" else layer_full
-    )
-    sel_extra = layer_full - layer_keep  # the attention core, recomputed in the layer's backward
-    ck_input = o.out["o_proj"]  # a checkpointed segment keeps only its input (T x d_model)
-    segs = ck.segments(n)
-    seg_of = [-1] * n
-    for si, (s0, s1) in enumerate(segs):
-        for i in range(s0, s1 + 1):
-            seg_of[i] = si
-    stored = [0.0] * n  # what layer i keeps through the forward
-    for i in range(n):
-        if seg_of[i] < 0:
-            stored[i] = layer_keep
-        elif segs[seg_of[i]][0] == i:
-            stored[i] = ck_input
-    kept_before = [0.0] * (n + 1)  # kept bytes of layers 0..i-1
-    for i in range(n):
-        kept_before[i + 1] = kept_before[i] + stored[i]
-    A_fwd = embed_a + kept_before[n] + final_a + head_a
-    A_none = embed_a + n * layer_full + final_a + head_a
+    st = device_states(pg, sb, opt, zero, devices, offload, foreach)
+    kept = _kept_activations(saved, o, ck, spec.n_layers)
     ag = 1.0 + opt.backward_graph  # create_graph=True keeps the backward graph as well
-
-    # ---- timeline (per device)
-    base = W + opt_state + zbuf
-    events: list[Event] = []
-
-    def ev(name: str, states: float, saved_b: float, temp: float) -> None:
-        events.append(Event(name, states, saved_b, temp, overhead))
-
-    if segs:  # a checkpointed layer's forward runs without keeping, one op's tensors at a time
-        ev("forward (checkpointed layer)", base, embed_a + kept_before[n], tr["forward_layer"])
-    ev("forward end", base, A_fwd, tr["forward_head"])
-    g_head = (pg.head + pg.tied) * sb.grad / shard_g
-    ev("loss backward", base + g_head, A_fwd * ag, tr["head"])
-    recompute_max = sel_extra
-    g_done = g_head
-    for i in reversed(range(n)):
-        si = seg_of[i]
-        if si >= 0:
-            s0, s1 = segs[si]
-            below = kept_before[s0]
-            live = (i - s0 + 1) * layer_full  # the segment, recomputed from its kept input
-            recompute_max = max(recompute_max, (s1 - s0 + 1) * layer_full - ck_input)
-        else:
-            below = kept_before[i]
-            live = layer_keep + sel_extra
-        g_done += pg.layer * sb.grad / shard_g
-        ev(f"layer {i} backward", base + g_done, (embed_a + below + live) * ag, tr["layer"])
-    g_all = pg.total * sb.grad / shard_g
-    tied_tmp = pg.tied * sb.grad  # the dense embedding gradient before it is accumulated
-    ev("embedding backward", base + g_all, embed_a * ag, tied_tmp)
-    ev("optimizer step", W + g_all + opt_state, 0.0, opt_ws)
-    if opt.hvp_workspace:
-        ev("Hessian-vector product", W + g_all + opt_state, A_none * opt.backward_graph, hvp_ws)
+    events, recompute_max = _timeline(st, kept, tr, opt, ag, overhead)
     peak_ev = max(events, key=lambda e: e.nbytes)
-
-    # ---- FLOPs
-    layer_rows = o.table["layer"] == "all"
-    per_layer = float((o.table.loc[layer_rows, "flops"] / o.table.loc[layer_rows, "count"]).sum())
-    fwd = float(o.table["flops"].sum())
-    if ck.kind == "selective":
-        core = ("attention",) if fused_attention else ("attn_score", "softmax", "attn_value")
-        recompute = n * sum(o.flops[c] for c in core)
-    else:
-        recompute = ck.recomputed_layers(n) * per_layer
+    fwd, recompute = _step_flops(o, ck, spec.n_layers, fused_attention)
     return TrainingFootprint(
         model=spec.name,
         precision=("mixed " if sb.mixed and master_weights else "") + prec.label,
@@ -432,24 +251,130 @@ def training_memory(
         batch=batch,
         seq_len=seq_len,
         n_params=pg.total,
-        weights=W,
-        gradients=G,
-        optimizer_state=opt_state,
-        master_weights=master,
-        activations=A_fwd * ag,
-        activations_no_ckpt=A_none * ag,
+        weights=st.weights,
+        gradients=st.gradients,
+        optimizer_state=st.optimizer,
+        master_weights=st.master,
+        activations=kept.forward * ag,
+        activations_no_ckpt=kept.none * ag,
         recompute_peak=recompute_max,
         temporaries=peak_ev.temporaries,
-        zero_buffers=zbuf,
+        zero_buffers=st.zero_buffers,
         overhead=overhead,
         overhead_source=overhead_source,
-        host=host,
+        host=st.host,
         peak_event=peak_ev.name,
         forward_flops=fwd,
         recompute_flops=recompute,
         events=tuple(events),
         saved=tuple(saved),
     )
+
+
+@dataclass(frozen=True)
+class _Kept:
+    """Activation bytes kept for backward, after checkpointing (ag: backward-graph factor aside)."""
+
+    embed: float
+    before: list[float]  # before[i]: kept bytes of layers 0..i-1 through the forward
+    layer_full: float  # one layer, nothing recomputed
+    layer_keep: float  # one layer as kept (selective: without its attention core)
+    sel_extra: float  # the attention core selective checkpointing recomputes
+    ck_input: float  # what a checkpointed segment keeps: its input
+    segs: list[tuple[int, int]]
+    seg_of: list[int]  # segment of each layer, -1 when not checkpointed
+    forward: float  # at the end of the forward
+    none: float  # the same without checkpointing
+
+
+def _kept_activations(saved: list[Saved], o: LayerOps, ck: Checkpointing, n: int) -> _Kept:
+    embed_a = part_bytes(saved, "embed")
+    tail = part_bytes(saved, "final") + part_bytes(saved, "head")
+    layer_full = part_bytes(saved, "layer")
+    layer_keep = (
+        part_bytes(saved, "layer", attn_core=False) if ck.kind == "selective" else layer_full
+    )
+    ck_input = o.out["o_proj"]  # a checkpointed segment keeps only its input (T x d_model)
+    segs = ck.segments(n)
+    seg_of = [-1] * n
+    for k, (s0, s1) in enumerate(segs):
+        for i in range(s0, s1 + 1):
+            seg_of[i] = k
+    before = [0.0] * (n + 1)
+    for i in range(n):
+        if seg_of[i] < 0:
+            stored = layer_keep
+        else:
+            stored = ck_input if segs[seg_of[i]][0] == i else 0.0
+        before[i + 1] = before[i] + stored
+    return _Kept(
+        embed=embed_a,
+        before=before,
+        layer_full=layer_full,
+        layer_keep=layer_keep,
+        sel_extra=layer_full - layer_keep,
+        ck_input=ck_input,
+        segs=segs,
+        seg_of=seg_of,
+        forward=embed_a + before[n] + tail,
+        none=embed_a + n * layer_full + tail,
+    )
+
+
+def _timeline(
+    st: DeviceStates,
+    kept: _Kept,
+    tr: dict[str, float],
+    opt: OptimizerDef,
+    ag: float,
+    overhead: float,
+) -> tuple[list[Event], float]:
+    """Bytes live at each moment of the step, and the largest recomputed segment."""
+    n = len(kept.seg_of)
+    base = st.weights + st.optimizer + st.master + st.zero_buffers
+    states_end = st.weights + st.gradients + st.optimizer + st.master
+    events: list[Event] = []
+
+    def ev(name: str, states: float, saved_b: float, temp: float) -> None:
+        events.append(Event(name, states, saved_b, temp, overhead))
+
+    if kept.segs:  # a checkpointed layer's forward runs without keeping, one op's tensors at a time
+        ev("forward (checkpointed layer)", base, kept.embed + kept.before[n], tr["forward_layer"])
+    ev("forward end", base, kept.forward, tr["forward_head"])
+    ev("loss backward", base + st.grad_head, kept.forward * ag, tr["head"])
+    recompute_max = kept.sel_extra
+    g_done = st.grad_head
+    for i in reversed(range(n)):
+        k = kept.seg_of[i]
+        if k >= 0:
+            s0, s1 = kept.segs[k]
+            below = kept.before[s0]
+            live = (i - s0 + 1) * kept.layer_full  # the segment, recomputed from its kept input
+            recompute_max = max(recompute_max, (s1 - s0 + 1) * kept.layer_full - kept.ck_input)
+        else:
+            below = kept.before[i]
+            live = kept.layer_keep + kept.sel_extra
+        g_done += st.grad_layer
+        ev(f"layer {i} backward", base + g_done, (kept.embed + below + live) * ag, tr["layer"])
+    ev("embedding backward", base + st.gradients, kept.embed * ag, st.grad_tied_dense)
+    ev("optimizer step", states_end, 0.0, st.step_workspace)
+    if opt.hvp_workspace:
+        hvp_saved = kept.none * opt.backward_graph
+        ev("Hessian-vector product", states_end, hvp_saved, st.hvp_workspace)
+    return events, recompute_max
+
+
+def _step_flops(
+    o: LayerOps, ck: Checkpointing, n: int, fused_attention: bool
+) -> tuple[float, float]:
+    """Forward FLOPs of the step and the FLOPs its recomputation adds."""
+    layer_rows = o.table["layer"] == "all"
+    per_layer = float((o.table.loc[layer_rows, "flops"] / o.table.loc[layer_rows, "count"]).sum())
+    fwd = float(o.table["flops"].sum())
+    if ck.kind == "selective":
+        core = ("attention",) if fused_attention else ("attn_score", "softmax", "attn_value")
+        return fwd, n * sum(o.flops[c] for c in core)
+    return fwd, ck.recomputed_layers(n) * per_layer
 
 
 def max_train_batch(spec: ModelSpec, seq_len: int, capacity: float, **kw: Any) -> int:

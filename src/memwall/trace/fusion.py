@@ -19,11 +19,13 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
+from memwall.trace import layers
 from memwall.trace.mode import OpRecord, TraceResult, union_bytes
 
-NORM_OPS = {"native_layer_norm", "rsqrt"}
+NORM_OPS = {"native_layer_norm", "rsqrt", *layers.NORMS} - {"native_dropout"}
 SOFTMAX_OPS = {"softmax", "_softmax", "_safe_softmax", "_log_softmax"}
 ACT_OPS = {"gelu", "silu", "relu", "tanh", "sigmoid", "erf", "gelu_", "silu_", "relu_", "tanh_"}
+ACT_OPS |= set(layers.ACTIVATIONS) | {f"{a}_" for a in layers.ACTIVATIONS}
 MASK_OPS = {"where", "masked_fill", "masked_fill_"}
 CACHE_WRITES = {"index_copy_", "index_put_", "_unsafe_index_put", "copy_"}
 
@@ -35,7 +37,8 @@ class Kernel:
     ops: list[int]  # record indices, in execution order
     module: str  # module path of its first op
     label: str
-    kind: str  # matmul | attention | embedding | softmax | norm | elementwise | moe | other
+    kind: str  # matmul | conv | pool | attention | embedding | softmax | norm | elementwise | moe
+    # | other
     flops: float = 0.0
     matmul_flops: float = 0.0
     bytes_weight: float = 0.0
@@ -146,6 +149,10 @@ def _kind(recs: list[OpRecord], label: str, module: str) -> str:
         return "attention"
     if "matmul" in classes:
         return "moe" if moe else "matmul"
+    if "conv" in classes:
+        return "conv"
+    if "pool" in classes:
+        return "pool"
     if "gather" in classes:
         return "embedding"
     if "other" in classes:
@@ -155,6 +162,19 @@ def _kind(recs: list[OpRecord], label: str, module: str) -> str:
     if "softmax" in label:
         return "softmax"
     return "elementwise"
+
+
+def _add_reads(k: Kernel, reads: dict[int, dict], st: dict) -> None:
+    """Split a kernel's reads into weights, KV cache and activations (inputs included)."""
+    for sid, views in reads.items():
+        b = union_bytes(views, st[sid].nbytes)
+        role = st[sid].role
+        if role == "param":
+            k.bytes_weight += b
+        elif role == "kv":
+            k.bytes_kv += b
+        else:
+            k.bytes_act += b
 
 
 def kernels(result: TraceResult, fused: bool = True) -> list[Kernel]:
@@ -212,15 +232,7 @@ def kernels(result: TraceResult, fused: bool = True) -> list[Kernel]:
             aten=Counter(r.packet for r in grecs),
         )
         k.kind = _kind(grecs, k.label, k.module)
-        for sid, views in reads.items():
-            b = union_bytes(views, st[sid].nbytes)
-            role = st[sid].role
-            if role == "param":
-                k.bytes_weight += b
-            elif role == "kv":
-                k.bytes_kv += b
-            else:
-                k.bytes_act += b
+        _add_reads(k, reads, st)
         k.bytes_written = float(sum(union_bytes(v, st[s].nbytes) for s, v in writes.items()))
         if fused and not k.flops and not k.bytes:
             continue  # dead code (e.g. an index nothing uses): a compiler drops it

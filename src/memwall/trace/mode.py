@@ -156,6 +156,20 @@ def collect_tensors(obj: Any, _depth: int = 0) -> list[torch.Tensor]:
     return []
 
 
+@dataclass
+class _Call:
+    """One aten call's arguments, sorted by how they touch memory."""
+
+    packet: str
+    args: tuple
+    kwargs: dict
+    named: list  # (schema argument, value)
+    mutated: list[torch.Tensor]  # written in place
+    ins: list[torch.Tensor]
+    outs: list[torch.Tensor]
+    fresh: list[torch.Tensor]  # outputs that are new storages
+
+
 class CountingMode(TorchDispatchMode):
     """Hands every aten call to a `Tracer`; decomposes like torch's FlopCounterMode does."""
 
@@ -209,7 +223,10 @@ class MetaFusedAttention(TorchFunctionMode):
         kwargs = kwargs or {}
         if func is F.scaled_dot_product_attention:
             q = args[0] if args else kwargs.get("query")
-            if isinstance(q, torch.Tensor) and q.device.type == "meta":
+            v = args[2] if len(args) > 2 else kwargs.get("value")
+            # CPU's flash kernel needs one head size; MLA (DeepSeek) runs the math path there
+            same = isinstance(v, torch.Tensor) and v.shape[-1] == q.shape[-1]
+            if isinstance(q, torch.Tensor) and q.device.type == "meta" and same:
                 return _sdpa_as_cpu_kernel(*args, **kwargs)
         return func(*args, **kwargs)
 
@@ -341,70 +358,83 @@ class Tracer:
         flops, mm, covered = rules.count_flops(func, packet, args, kwargs, out)
         if not covered:
             self.coverage[str(func)] += 1
-        cls = rules.op_class(packet)
         rec = OpRecord(
             index=len(self.records),
             op=str(func),
             packet=packet,
             module=self._stack[-1],
-            cls=cls,
+            cls=rules.op_class(packet),
             flops=flops,
             matmul_flops=mm,
             covered=covered,
             dtype=_dtype_of(outs or ins),
             in_shapes=[tuple(t.shape) for t in ins],
         )
-
-        def read(t: torch.Tensor, sig: ViewSig | None = None, nbytes: int | None = None) -> None:
-            sid = self._sid(t)
-            vs, vb = _view_sig(t)
-            views = rec.reads.setdefault(sid, {})
-            views[sig if sig is not None else vs] = vb if nbytes is None else nbytes
-            rec.read_from.setdefault(sid, self._last_writer.get(sid))
-
-        def write(t: torch.Tensor, sig: ViewSig | None = None, nbytes: int | None = None) -> None:
-            created = t.untyped_storage()._cdata not in self._sid_of and not mutated
-            sid = self._sid(t, created=created)
-            vs, vb = _view_sig(t)
-            rec.writes.setdefault(sid, {})[sig if sig is not None else vs] = (
-                vb if nbytes is None else nbytes
-            )
-            rec.overwrites.setdefault(sid, self._last_writer.get(sid))
-
+        call = _Call(packet, args, kwargs, named, mutated, ins, outs, fresh)
         if packet in rules.SCATTERS:
-            n, read_idx, dest_read = rules.scatter_elements(packet, args, kwargs)
-            for i in read_idx:
-                if i < len(args):
-                    for t in _tensors(args[i]):
-                        read(t)
-            if dest_read:
-                read(args[0], ("scatter", rec.index), dest_read * args[0].element_size())
-            dest = mutated[0] if mutated else (fresh[0] if fresh else None)
-            if dest is not None:
-                write(dest, ("scatter", rec.index), n * dest.element_size())
+            self._scatter_bytes(rec, call)
         elif packet in rules.GATHERS:
-            table = args[0]  # embedding(weight, ids), index_select(self, ...), index(self, ...)
-            picked = outs[0].numel() if outs else 0
-            read(table, ("gather", rec.index), picked * table.element_size())
-            for t in ins[1:]:
-                read(t)
-            for t in fresh:
-                write(t)
+            self._gather_bytes(rec, call)
         else:
-            skip_dest = packet in rules.OVERWRITES
-            for a, v in named:
-                is_dest = a.alias_info is not None and a.alias_info.is_write
-                if is_dest and (skip_dest or a.kwarg_only):  # overwritten, or an out= buffer
-                    continue
-                for t in _tensors(v):
-                    read(t)
-            for t in mutated:
-                write(t)
-            for t in fresh:
-                write(t)
+            self._plain_bytes(rec, call)
         for sid in rec.writes:
             self._last_writer[sid] = rec.index
         self.records.append(rec)
+
+    def _read(self, rec: OpRecord, t: torch.Tensor, sig=None, nbytes: int | None = None) -> None:
+        sid = self._sid(t)
+        vs, vb = _view_sig(t)
+        rec.reads.setdefault(sid, {})[sig if sig is not None else vs] = (
+            vb if nbytes is None else nbytes
+        )
+        rec.read_from.setdefault(sid, self._last_writer.get(sid))
+
+    def _write(
+        self, rec: OpRecord, call: _Call, t: torch.Tensor, sig=None, nbytes: int | None = None
+    ) -> None:
+        created = t.untyped_storage()._cdata not in self._sid_of and not call.mutated
+        sid = self._sid(t, created=created)
+        vs, vb = _view_sig(t)
+        rec.writes.setdefault(sid, {})[sig if sig is not None else vs] = (
+            vb if nbytes is None else nbytes
+        )
+        rec.overwrites.setdefault(sid, self._last_writer.get(sid))
+
+    def _scatter_bytes(self, rec: OpRecord, call: _Call) -> None:
+        """A scatter reads its sources and writes only the elements it scatters."""
+        args = call.args
+        n, read_idx, dest_read = rules.scatter_elements(call.packet, args, call.kwargs)
+        for i in read_idx:
+            if i < len(args):
+                for t in _tensors(args[i]):
+                    self._read(rec, t)
+        if dest_read:
+            self._read(rec, args[0], ("scatter", rec.index), dest_read * args[0].element_size())
+        dest = call.mutated[0] if call.mutated else (call.fresh[0] if call.fresh else None)
+        if dest is not None:
+            self._write(rec, call, dest, ("scatter", rec.index), n * dest.element_size())
+
+    def _gather_bytes(self, rec: OpRecord, call: _Call) -> None:
+        """A gather reads the rows it picks from its table (embedding, index_select, index)."""
+        table = call.args[0]
+        picked = rules.gathered_elements(call.packet, call.args, call.kwargs, call.outs)
+        self._read(rec, table, ("gather", rec.index), picked * table.element_size())
+        for t in call.ins[1:]:
+            self._read(rec, t)
+        for t in call.fresh:
+            self._write(rec, call, t)
+
+    def _plain_bytes(self, rec: OpRecord, call: _Call) -> None:
+        """Every input read whole (an overwritten destination or out= buffer is not read)."""
+        skip_dest = call.packet in rules.OVERWRITES
+        for a, v in call.named:
+            is_dest = a.alias_info is not None and a.alias_info.is_write
+            if is_dest and (skip_dest or a.kwarg_only):
+                continue
+            for t in _tensors(v):
+                self._read(rec, t)
+        for t in [*call.mutated, *call.fresh]:
+            self._write(rec, call, t)
 
     def result(self) -> TraceResult:
         return TraceResult(

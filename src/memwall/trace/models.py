@@ -12,30 +12,35 @@ traces L tokens writing a cache of L slots; encoders (BERT) run without a cache.
 from __future__ import annotations
 
 import contextlib
+import inspect
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from memwall.errors import MemwallError
-from memwall.spec import ModelSpec, Precision, Workload, parse_precision
+from memwall.families import family_for_config
+from memwall.precision import typed_precision
+from memwall.spec import ModelSpec, Precision, Workload
 from memwall.trace.mode import Tracer, TraceResult
+from memwall.trace.moe import balance_routing
 
-META_ABOVE_BYTES = 2e9  # device="auto" traces on the meta device above this many weight bytes
-META_ABOVE_FLOPS = 1e12  # ... or above this much work
+META_ABOVE_BYTES = 2e9  # an MoE model with more weight bytes than this traces on meta
+META_ABOVE_FLOPS = 1e12  # ... as does one with more work
 _UNSAFE_KEYS = {"auto_map", "quantization_config", "attn_implementation", "torch_dtype", "dtype"}
 _TORCH_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
-def resolve_dtype(precision: Precision | str | torch.dtype | None) -> torch.dtype:
-    """fp32 (default), bf16 or fp16: the dtypes a real module can run in."""
+def resolve_dtype(precision: Precision | torch.dtype | None) -> torch.dtype:
+    """fp32 (default), bf16 or fp16: the dtypes a real module can run in. Text is parsed once,
+    at the edge (`memwall.spec.parse_precision`)."""
     if precision is None:
         return torch.float32
     if isinstance(precision, torch.dtype):
         if precision in _TORCH_DTYPES.values():
             return precision
         raise MemwallError(f"trace precision must be fp32, bf16 or fp16, got {precision}")
-    p = parse_precision(precision) if isinstance(precision, str) else precision
+    p = typed_precision(precision)
     bits = {p.weight_bits, p.act_bits, p.kv_bits}
     if bits == {32}:
         return torch.float32
@@ -54,16 +59,20 @@ def dtype_name(dtype: torch.dtype) -> str:
 def resolve_device(
     spec: ModelSpec, dtype: torch.dtype, device: str, workload: Workload | None = None
 ) -> str:
-    """`auto` is meta when the weights would take more than ~2 GB or the run more than ~1e12
-    FLOPs (minutes on a laptop CPU; both devices count the same), else cpu."""
+    """`auto` is meta (shapes only: counting never needs the values, and nothing is computed or
+    allocated), except for a small mixture-of-experts model (under ~2 GB of weights and ~1e12
+    FLOPs of work), which runs on cpu with its real, value-dependent routing; a big one runs on
+    meta with balanced routing (`memwall.trace.moe`)."""
     if device not in ("auto", "meta", "cpu"):
         raise MemwallError(f"unknown trace device {device!r}; accepted: auto, meta, cpu")
     if device != "auto":
         return device
+    if not spec.is_moe:
+        return "meta"
     weight_bytes = spec.n_params() * torch.finfo(dtype).bits / 8
     if weight_bytes > META_ABOVE_BYTES:
         return "meta"
-    if workload is not None and not spec.is_moe:
+    if workload is not None:
         from memwall.count import op_table
 
         if op_table(spec, workload)["flops"].sum() > META_ABOVE_FLOPS:
@@ -86,24 +95,28 @@ def hf_config(cfg: dict):
 
 
 def build_model(cfg: dict, dtype: torch.dtype = torch.float32, device: str = "cpu"):
-    """Random-weight model in eval mode: BertModel for BERT, a CausalLM for decoders."""
-    from transformers import AutoModel, AutoModelForCausalLM
+    """Random-weight model in eval mode, built by the Auto class `memwall.families` names for
+    the config's family (BertModel for BERT, a CausalLM for decoders)."""
+    import transformers
 
     conf = hf_config(cfg)
-    is_bert = conf.model_type == "bert"
-    auto = AutoModel if is_bert else AutoModelForCausalLM
-    kwargs: dict[str, Any] = dict(attn_implementation="sdpa", dtype=dtype, trust_remote_code=False)
-    if is_bert:
+    fam = family_for_config(cfg)  # which Auto class runs it, where its expert count lives
+    auto = getattr(transformers, fam.hf_model)
+    attn = "eager" if fam.fixed.get("eager_attention") else "sdpa"  # Gemma 2: no SDPA path
+    kwargs: dict[str, Any] = dict(attn_implementation=attn, dtype=dtype, trust_remote_code=False)
+    if not fam.fixed.get("is_decoder", True):  # an encoder (BERT): as a bare model + pooler
         kwargs["add_pooling_layer"] = bool(cfg.get("add_pooling_layer", True))
-    if int(cfg.get("num_local_experts") or 1) > 1:
-        if device == "meta":
-            raise MemwallError(
-                "mixture-of-experts routing depends on the values, which the meta device does not "
-                "have: trace MoE models on cpu (small configs) or use --engine closed"
-            )
+    moe = any(int(cfg.get(k) or 1) > 1 for k in fam.keys("n_experts"))
+    if moe:
         kwargs["experts_implementation"] = "eager"  # routes by value: reads only experts hit
     with torch.device(device), _skip_init(device):
         model = auto.from_config(conf, **kwargs)
+    if moe and device == "meta" and not balance_routing(model):
+        raise MemwallError(
+            f"cannot trace {conf.model_type!r} mixture-of-experts on the meta device (its experts "
+            "layout is not the one memwall routes without values): trace a small config on cpu "
+            "or use --engine closed"
+        )
     if device != "meta":
         fill_weights(model)
         if hasattr(model, "tie_weights"):
@@ -163,13 +176,28 @@ def _cache(model, spec: ModelSpec, batch: int, slots: int, dtype: torch.dtype, d
     from transformers import StaticCache
 
     cache = StaticCache(config=model.config, max_cache_len=slots)
-    cache.early_initialization(batch, spec.n_kv_heads, spec.head_dim, dtype, torch.device(device))
+    if spec.is_mla:  # DeepSeek caches one latent and one shared rotated key per token
+        for layer in cache.layers:
+            layer.lazy_initialization(
+                torch.empty(batch, 1, 0, spec.kv_lora_rank, dtype=dtype, device=device),
+                torch.empty(batch, 1, 0, spec.rope_head_dim, dtype=dtype, device=device),
+            )
+    else:
+        heads = spec.n_heads if spec.kv_broadcast else spec.n_kv_heads  # Falcon-40B: all heads
+        cache.early_initialization(batch, heads, spec.head_dim, dtype, torch.device(device))
     if device == "meta":
         # Keep the fill level a real number: transformers reads it back (`.item()`).
         for layer in cache.layers:
             layer.cumulative_length = torch.zeros((), dtype=torch.long)
     kv = [t for layer in cache.layers for t in (layer.keys, layer.values)]
     return cache, kv
+
+
+def cache_argument(module: Any) -> str:
+    """The name transformers' forward takes the KV cache under: `cache` (5.x; the older
+    `past_key_values` warns it is going away) or `past_key_values` (4.x)."""
+    params = inspect.signature(module.forward).parameters
+    return "cache" if "cache" in params else "past_key_values"
 
 
 def _trace_call(model, kv, cross_check: bool, **inputs) -> TraceResult:
@@ -193,9 +221,11 @@ def trace_decode_step(
             layer.cumulative_length.fill_(context)
     elif context:
         ids = _ids(batch, context, spec.vocab_size, device)
-        model(input_ids=ids, past_key_values=cache, use_cache=True)
+        model(input_ids=ids, **{cache_argument(model): cache}, use_cache=True)
     ids = _ids(batch, 1, spec.vocab_size, device)
-    return _trace_call(model, kv, cross_check, input_ids=ids, past_key_values=cache, use_cache=True)
+    return _trace_call(
+        model, kv, cross_check, input_ids=ids, **{cache_argument(model): cache}, use_cache=True
+    )
 
 
 def trace_workload(
@@ -215,9 +245,8 @@ def trace_workload(
         if workload.phase == "prefill":
             cache, kv = _cache(model, spec, B, L, dtype, device)
             ids = _ids(B, L, spec.vocab_size, device)
-            res = _trace_call(
-                model, kv, cross_check, input_ids=ids, past_key_values=cache, use_cache=True
-            )
+            kw = {cache_argument(model): cache}
+            res = _trace_call(model, kv, cross_check, input_ids=ids, **kw, use_cache=True)
             return [Step(res, 1.0, 0)]
         if workload.phase == "decode":
             return [Step(trace_decode_step(model, spec, B, L, dtype, device, cross_check), 1.0, L)]
@@ -249,6 +278,7 @@ def weight_gib(spec: ModelSpec, dtype: torch.dtype) -> float:
 __all__ = [
     "Step",
     "build_model",
+    "cache_argument",
     "hf_config",
     "max_context",
     "resolve_device",

@@ -13,6 +13,7 @@ import torch
 from torch.utils import flop_counter as _fc
 
 from memwall.count import POINTWISE_FLOPS
+from memwall.trace import layers
 
 aten = torch.ops.aten
 
@@ -121,10 +122,27 @@ PER_OUTPUT: dict[str, float] = {
     "_safe_softmax": _P["softmax"],
     "_log_softmax": _P["softmax"],
     "native_layer_norm": _P["layernorm"],
+    **layers.ACTIVATIONS,
 }
 # Reductions along a dimension: one FLOP per input element.
 REDUCTIONS = _names(
-    "sum", "mean", "amax", "amin", "max", "min", "prod", "argmax", "argmin", "any", "all", "cumsum"
+    "sum",
+    "mean",
+    "amax",
+    "amin",
+    "max",
+    "min",
+    "prod",
+    "argmax",
+    "argmin",
+    "any",
+    "all",
+    "cumsum",
+    "topk",
+    "sort",
+    "argsort",
+    "aminmax",
+    "nonzero",  # selection: ~1 compare per input element
 )
 # Data movement with no arithmetic: casts, copies, concatenation, cache writes, creation.
 ZERO_FLOP_MOVES = _names(
@@ -149,6 +167,7 @@ ZERO_FLOP_MOVES = _names(
     "expand_copy",
     "_unsafe_index_put",
     "alias_copy",
+    *layers.MOVES,
 )
 CREATION = _names(
     "arange",
@@ -169,12 +188,15 @@ CREATION = _names(
     "new_empty_strided",
 )
 # Gathers: a kernel of their own (not fused), reading only the rows they pick.
-GATHERS = _names("embedding", "index_select", "index", "gather")
+GATHERS = _names(
+    "embedding", "index_select", "index", "_unsafe_index", "gather", *layers.EMBEDDING_BAGS
+)
 # Ops that only read a scalar back to Python; no arithmetic.
 SCALAR_READS = _names("_local_scalar_dense", "is_nonzero", "equal")
 # Metadata queries that never touch data (torch's FlopCounterMode skips them too).
 METADATA = {
     aten.sym_is_contiguous.default,
+    aten.as_strided_.default,  # restrides a tensor in place: metadata only
     aten.is_contiguous.default,
     aten.is_contiguous.memory_format,
     aten.is_strides_like_format.default,
@@ -227,11 +249,16 @@ def _base(packet: str) -> str:
 
 
 def op_class(packet: str) -> str:
-    """matmul | attention | gather | pointwise | scalar | other (no fusion rule: own kernel)."""
+    """matmul | conv | attention | gather | pool | pointwise | scalar | other (other: no rule;
+    every class but pointwise is a kernel of its own)."""
     if packet in ATTENTION:
         return "attention"
     if packet in {"mm", "addmm", "bmm", "baddbmm", "_scaled_mm", "matmul", "dot", "mv", "addmv"}:
         return "matmul"
+    if packet in layers.CONVOLUTIONS:
+        return "conv"
+    if packet in layers.SPATIAL:
+        return "pool"
     if packet in GATHERS:
         return "gather"
     if packet in SCALAR_READS:
@@ -245,6 +272,7 @@ def op_class(packet: str) -> str:
         or b in ZERO_FLOP_MOVES
         or packet in CREATION
         or packet in SCATTERS
+        or packet in layers.NORMS
     ):
         return "pointwise"
     return "other"
@@ -279,11 +307,17 @@ def count_flops(func, packet: str, args, kwargs, out) -> tuple[float, float, boo
         extra = 0.0
         if packet in MATMUL_BIAS:
             extra = float(_numel(out))
+        elif packet in layers.CONVOLUTIONS:
+            extra = layers.conv_bias_flops(args, out)
         elif packet in ATTENTION:
             q, k = args[0], args[1]
             scores = q.shape[0] * q.shape[1] * q.shape[2] * k.shape[2]
             extra = float(POINTWISE_FLOPS["softmax"] * scores)
         return mm + extra, mm, True
+    rule = layers.SPATIAL.get(packet) or layers.NORMS.get(packet)
+    rule = rule or layers.EMBEDDING_BAGS.get(packet)
+    if rule is not None:
+        return rule(args, kwargs, out), 0.0, True
     cls = op_class(packet)
     if cls in ("gather", "scalar"):
         return 0.0, 0.0, True
@@ -299,6 +333,13 @@ def count_flops(func, packet: str, args, kwargs, out) -> tuple[float, float, boo
         return 0.0, 0.0, True
     first_out = out if isinstance(out, torch.Tensor) else _first_tensor(out)
     return float(per * _numel(first_out)), 0.0, True
+
+
+def gathered_elements(packet: str, args, kwargs, outs) -> int:
+    """Elements of the table a gather reads: the rows it picks, not the table."""
+    if packet in layers.EMBEDDING_BAGS:
+        return layers.embedding_bag_rows(args, kwargs) * int(args[0].shape[-1])
+    return outs[0].numel() if outs else 0
 
 
 def scatter_elements(packet: str, args, kwargs) -> tuple[int, list[int], int]:

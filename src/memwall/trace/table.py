@@ -11,6 +11,7 @@ from collections import Counter, defaultdict
 from typing import Any
 
 import pandas as pd
+import torch
 
 from memwall.count import COLUMNS
 from memwall.errors import MemwallError
@@ -24,7 +25,7 @@ from memwall.spec import (
     spec_from_config,
 )
 from memwall.trace.fusion import Kernel, kernels
-from memwall.trace.mode import TraceResult
+from memwall.trace.mode import Tracer, TraceResult
 from memwall.trace.models import (
     build_model,
     dtype_name,
@@ -33,7 +34,10 @@ from memwall.trace.models import (
     resolve_dtype,
     trace_workload,
 )
+from memwall.trace.moe import ROUTING_NOTE
+from memwall.trace.sources import ModuleRun
 
+_FLOAT_DTYPES = ("fp32", "bf16", "fp16", "fp64")
 EXTRA_COLUMNS = ["module", "aten_ops", "bytes_eager", "kernels"]
 _SUMMED = (
     "flops",
@@ -58,7 +62,7 @@ def _ops_text(c: Counter) -> str:
 
 def _row_name(k: Kernel, result: TraceResult) -> str:
     path = collapse(k.module) if k.module else result.root
-    if k.kind in ("matmul", "embedding", "moe") and k.module in result.leaf_modules:
+    if k.kind in ("matmul", "conv", "embedding", "moe") and k.module in result.leaf_modules:
         return path
     return f"{path} [{k.label}]"
 
@@ -131,7 +135,7 @@ def _config_for(spec: ModelSpec, config: dict | None) -> dict:
 def trace_table(
     spec: ModelSpec,
     workload: Workload,
-    precision: Precision | str | Any = None,
+    precision: Precision | None = None,
     device: str = "auto",
     fused: bool = True,
     config: dict | None = None,
@@ -176,15 +180,19 @@ def trace_table(
             if all(f is not None for f in fc)
             else None
         ),
-        note=(
-            "causal attention counted as the full square (as dense kernels compute it); "
-            + (
-                "generate: first and last decode steps traced, summed by the trapezoid rule "
-                "(exact: each step's cost is affine in its context)"
-                if len(steps) > 1
-                else ""
+        note="; ".join(
+            part
+            for part, used in (
+                ("causal attention counted as the full square (as dense kernels compute it)", 1),
+                (
+                    "generate: first and last decode steps traced, summed by the trapezoid rule "
+                    "(exact: each step's cost is affine in its context)",
+                    len(steps) > 1,
+                ),
+                (ROUTING_NOTE, spec.is_moe and dev == "meta"),
             )
-        ).strip("; "),
+            if used
+        ),
     )
     return df
 
@@ -192,7 +200,7 @@ def trace_table(
 def trace_config(
     config: dict,
     workload: Workload,
-    precision: Precision | str | Any = None,
+    precision: Precision | None = None,
     device: str = "auto",
     fused: bool = True,
     name: str = "custom",
@@ -200,3 +208,38 @@ def trace_config(
     """`trace_table` for a raw HF config dict (a config.json that is not a preset)."""
     spec = spec_from_config(config, name=name)
     return trace_table(spec, workload, precision, device, fused, config=config)
+
+
+def trace_run(run: ModuleRun, fused: bool = True, cross_check: bool = True) -> pd.DataFrame:
+    """The operation table of one forward call of any module (`memwall.trace.sources`).
+
+    The module runs under no_grad on whatever device it was built on (meta for torchvision
+    models: shapes only). `df.attrs` says what was traced; `coverage` lists every aten op that
+    ran without a FLOP formula (its bytes are counted, its FLOPs are not: never a silent zero).
+    """
+    with torch.no_grad():
+        tracer = Tracer(run.module, cross_check=cross_check)
+        tracer.mark_inputs((run.args, run.kwargs))
+        with tracer:
+            out = run.module(*run.args, **run.kwargs)
+        tracer.mark_outputs(out)
+    res = tracer.result()
+    df = rows_from_traces([(res, 1.0)], fused=fused)
+    df["steps"] = 1
+    device = next((p.device.type for p in run.module.parameters()), "cpu")
+    df.attrs.update(
+        engine="trace",
+        model=run.name,
+        convention="full",
+        precision=next(iter(sorted({r.dtype for r in res.records} & set(_FLOAT_DTYPES))), "-"),
+        device=device,
+        fused=fused,
+        coverage=dict(res.coverage),
+        inputs=run.inputs,
+        params=run.n_params,
+        aten_calls=len(res.records) + res.view_calls,
+        flop_counter_flops=res.flop_counter_flops,
+        peak_activation_bytes=res.peak_activation_bytes(),
+        note="one forward call (inference, no_grad)",
+    )
+    return df

@@ -6,7 +6,7 @@ Python API (used by the CLI and the HTML report):
 - `fit_series(dataset, series, since, until) -> Fit`; `fit_column(frame, column, date_column)`
 - `summarize(dataset, series, since, until) -> dict` (what `memwall trends --format json` prints)
 - `ridge_table()`, `ridge_summary()`, `rate_gap(faster, slower)`: the widening gap
-- plots: `memwall.plots_trends.plot_paper_figures(outdir) -> list[Path]` and friends
+- plots: `memwall.plots.trends.plot_paper_figures(outdir) -> list[Path]` and friends
 """
 
 from memwall.trends.data import DATASETS, Dataset, SeriesInfo, load_dataset

@@ -10,6 +10,7 @@ Three kinds of source feed it, so every fit works the same way on any of them:
 
 from __future__ import annotations
 
+import csv
 import math
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -25,6 +26,8 @@ from memwall.errors import MemwallError, suggest
 DATASETS: tuple[str, ...] = ("paper", "current")
 POINT_COLUMNS = ["series", "date", "year", "value", "unit", "label", "estimate", "source", "notes"]
 MAX_CSV_BYTES = 64 * 1024 * 1024
+MAX_CSV_COLUMNS = 1000
+MAX_SERIES_NAME = 100  # characters
 # Columns of a user CSV that describe a point rather than hold a value to fit.
 _META_COLUMNS = {"date", "year", "series", "unit", "label", "estimate", "source", "notes", "name"}
 
@@ -138,7 +141,7 @@ def parse_when(text: str | float | int | None, *, end: bool) -> float | None:
 # ---------------------------------------------------------------- bundled files
 
 
-def _read_bundled(name: str) -> pd.DataFrame:
+def read_bundled(name: str) -> pd.DataFrame:
     with (data_dir() / name).open("r", encoding="utf-8") as fh:
         return pd.read_csv(fh, dtype=str, keep_default_na=False)
 
@@ -161,7 +164,7 @@ def _points(df: pd.DataFrame) -> pd.DataFrame:
 
 @lru_cache(maxsize=1)
 def _series_table() -> pd.DataFrame:
-    return _read_bundled("series.csv")
+    return read_bundled("series.csv")
 
 
 def _infos(dataset: str) -> dict[str, SeriesInfo]:
@@ -184,15 +187,15 @@ def _infos(dataset: str) -> dict[str, SeriesInfo]:
 @lru_cache(maxsize=1)
 def paper_points() -> pd.DataFrame:
     """All points of the paper's Figures 1 and 2 (hardware normalised, as plotted)."""
-    hw = _read_bundled("paper_hardware.csv")
-    models = _read_bundled("paper_models.csv")
+    hw = read_bundled("paper_hardware.csv")
+    models = read_bundled("paper_models.csv")
     return pd.concat([_points(hw), _points(models)], ignore_index=True)
 
 
 @lru_cache(maxsize=1)
 def paper_hardware_inferred() -> pd.DataFrame:
     """The paper's hardware points rescaled to absolute units (our inference, not published)."""
-    hw = _read_bundled("paper_hardware.csv")
+    hw = read_bundled("paper_hardware.csv")
     out = _points(hw)
     out["abs_value_inferred"] = pd.to_numeric(hw["abs_value_inferred"]).astype(float)
     out["abs_unit"] = hw["abs_unit"]
@@ -200,7 +203,7 @@ def paper_hardware_inferred() -> pd.DataFrame:
 
 
 def current_model_points() -> pd.DataFrame:
-    return _points(_read_bundled("current_models.csv"))
+    return _points(read_bundled("current_models.csv"))
 
 
 def load_paper() -> Dataset:
@@ -335,12 +338,7 @@ def load_csv(path: str | Path) -> Dataset:
         raise MemwallError(f"dataset file '{path}' does not exist")
     if p.stat().st_size > MAX_CSV_BYTES:
         raise MemwallError(f"dataset file '{path}' is larger than {MAX_CSV_BYTES >> 20} MiB")
-    try:
-        raw = pd.read_csv(p, dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise MemwallError(f"dataset file '{path}' is not a readable CSV: {first}") from None
-    raw.columns = [str(c).strip().lower() for c in raw.columns]
+    raw = _read_rectangular(p, path)
     if "date" not in raw.columns:
         raise MemwallError(
             f"dataset file '{path}' has no 'date' column; accepted: a CSV with a date column "
@@ -396,6 +394,45 @@ def load_csv(path: str | Path) -> Dataset:
         units = pts.loc[pts["series"] == s, "unit"].unique()
         info[s] = SeriesInfo(series=s, display=s, unit=str(units[0]) if len(units) == 1 else "")
     return Dataset(name=str(p), description=f"user file {p}", points=pts, info=info)
+
+
+def _read_rectangular(p: Path, path: str | Path) -> pd.DataFrame:
+    """The file as strings, refusing what a fit could silently misread: a row with more or fewer
+    fields than the header, an empty or duplicate column name, a series name that is not one
+    line of printable text, too many columns."""
+    try:
+        with p.open(newline="", encoding="utf-8") as fh:
+            rows = [r for r in csv.reader(fh) if any(f.strip() for f in r)]
+    except (csv.Error, UnicodeDecodeError, OSError) as e:
+        raise MemwallError(f"dataset file '{path}' is not a readable CSV: {e}") from None
+    if not rows:
+        raise MemwallError(f"dataset file '{path}' is empty; accepted: a header and data rows")
+    header = [h.strip().lower() for h in rows[0]]
+    if len(header) > MAX_CSV_COLUMNS:
+        raise MemwallError(
+            f"dataset file '{path}' has {len(header):,} columns (at most {MAX_CSV_COLUMNS})"
+        )
+    if any(not h for h in header) or len(set(header)) != len(header):
+        raise MemwallError(f"dataset file '{path}': column names must be unique and non-empty")
+    for i, r in enumerate(rows[1:], start=2):
+        if len(r) != len(header):
+            raise MemwallError(
+                f"dataset file '{path}': line {i} has {len(r)} fields, the header has "
+                f"{len(header)}; every row needs one value per column"
+            )
+    raw = pd.DataFrame(rows[1:], columns=header, dtype=str)
+    names = raw["series"] if "series" in raw.columns else pd.Series(header, dtype=str)
+    for name in names:
+        _check_series_name(name, path)
+    return raw
+
+
+def _check_series_name(name: str, path: str | Path) -> None:
+    if not name.strip() or len(name) > MAX_SERIES_NAME or not name.isprintable():
+        raise MemwallError(
+            f"dataset file '{path}': series name {name[:MAX_SERIES_NAME]!r} is not accepted; "
+            f"a name is 1 to {MAX_SERIES_NAME} printable characters"
+        )
 
 
 def _csv_years(col: pd.Series, path: str | Path) -> pd.Series:

@@ -216,7 +216,8 @@ def _as_dataset(dataset: Dataset | str) -> Dataset:
     return dataset if isinstance(dataset, Dataset) else load_dataset(dataset)
 
 
-def _bounds(since, until) -> tuple[float | None, float | None]:
+def year_bounds(since, until) -> tuple[float | None, float | None]:
+    """--since and --until as fractional years (None: open), refusing an empty range."""
     lo = since if isinstance(since, float) or since is None else parse_when(since, end=False)
     hi = until if isinstance(until, float) or until is None else parse_when(until, end=True)
     if lo is not None and hi is not None and lo > hi:
@@ -234,7 +235,7 @@ def fit_series(
 ) -> Fit:
     """Fit one series of a dataset inside an optional date window."""
     ds = _as_dataset(dataset)
-    lo, hi = _bounds(since, until)
+    lo, hi = year_bounds(since, until)
     info = ds.series_info(series)
     return fit_points(ds.select(series, lo, hi), dataset=ds.name, info=info, since=lo, until=hi)
 
@@ -252,7 +253,7 @@ def fit_all(
     With strict=False a series left with too few points is skipped instead of raising.
     """
     ds = _as_dataset(dataset)
-    names = _expand(series) or ds.default_series()
+    names = expand_series(series) or ds.default_series()
     for s in names:  # name errors first, before any work
         ds.series_info(s)
     fits = []
@@ -287,8 +288,9 @@ def fit_column(
     return fit_points(pts, dataset=dataset, series=column)
 
 
-def _expand(series: list[str] | str | None) -> list[str]:
-    """Accept repeated names and comma-separated lists; drop duplicates, keep order."""
+def expand_series(series: list[str] | str | None) -> list[str]:
+    """Accept repeated names and comma-separated lists; drop duplicates, keep order.
+    None (not given) is []; given but naming nothing (`--series ''`) is an error."""
     if series is None:
         return []
     items = [series] if isinstance(series, str) else list(series)
@@ -298,4 +300,9 @@ def _expand(series: list[str] | str | None) -> list[str]:
             s = s.strip()
             if s and s not in out:
                 out.append(s)
+    if not out and items:
+        raise MemwallError(
+            "--series names no series; give one or more names (comma-separated), or leave it "
+            "out for the dataset's headline series"
+        )
     return out

@@ -7,8 +7,8 @@ from functools import lru_cache
 
 import pandas as pd
 
-from memwall.trends.data import Dataset, _read_bundled, load_current, load_dataset
-from memwall.trends.fit import METHOD, Fit, _bounds, _expand, fit_all
+from memwall.trends.data import Dataset, load_current, load_dataset, read_bundled
+from memwall.trends.fit import METHOD, Fit, expand_series, fit_all, year_bounds
 from memwall.trends.gap import rate_gap, ridge_summary
 
 HARDWARE_PAIRS = (("peak_flops", "dram_bw"), ("peak_flops", "interconnect_bw"))
@@ -42,7 +42,7 @@ class Printed:
 
 @lru_cache(maxsize=1)
 def paper_printed() -> dict[str, Printed]:
-    t = _read_bundled("paper_rates.csv")
+    t = read_bundled("paper_rates.csv")
     return {
         r.series: Printed(r.series, r.printed_per_2yr, r.printed_per_20yr, r.printed_text, r.source)
         for r in t.itertuples(index=False)
@@ -128,8 +128,8 @@ def summarize(
         ds = load_current(catalog)
     else:
         ds = load_dataset(dataset)
-    lo, hi = _bounds(since, until)
-    names = _expand(series) or ds.default_series()
+    lo, hi = year_bounds(since, until)
+    names = expand_series(series) or ds.default_series()
     fits = fit_all(ds, names, lo, hi)
     by_series = {f.series: f for f in fits}
     entries = []

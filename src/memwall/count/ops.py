@@ -1,0 +1,86 @@
+"""Which operations a model runs, in order: names picked from the formula registry."""
+
+from __future__ import annotations
+
+from memwall.count.formulas import REGISTRY, OpDef, repeats_kv
+from memwall.count.mla import deepseek_mlp_names, mla_layer_names
+from memwall.errors import MemwallError
+from memwall.spec import ModelSpec
+
+CONVENTIONS = ("full", "paper")
+
+PAPER_OPS = (
+    "q_proj k_proj v_proj attn_score softmax attn_value o_proj attn_residual attn_norm "
+    "fc1 act fc2 mlp_residual mlp_norm"
+).split()
+_PAPER_SHARED = frozenset({"attn_score", "softmax", "attn_value"})
+
+
+def _layer_names(s: ModelSpec, fused: bool, writes_cache: bool) -> list[str]:
+    """One Transformer block as the kernels it runs: matmuls, attention, fused pointwise chains.
+
+    A pointwise chain between two matmuls is one kernel: the residual add and the next norm are
+    counted together (`attn_add_norm`, `mlp_add_norm`); the norm before the first block is
+    part of `embed_norm`, and each block's closing `mlp_add_norm` holds the next block's (or
+    the final) norm. A parallel block (GPT-NeoX) has no `attn_add_norm`: its `mlp_add_norm`
+    adds both branches to the input and holds the next block's two norms.
+    """
+    if s.is_mla:  # DeepSeek: latent attention, dense first layers, shared experts
+        return [*mla_layer_names(s), *deepseek_mlp_names(s), "mlp_add_norm"]
+    names = ["qkv_proj"] if s.fused_qkv else ["q_proj", "k_proj", "v_proj"]
+    if s.q_scale_kernel:  # OPT scales the queries in a kernel of their own after q_proj
+        names.append("q_scale")
+    if s.position == "rotary":
+        names.append("rope@cached" if writes_cache else "rope")
+    if writes_cache:
+        names.append("kv_cache_write@after_rope" if s.position == "rotary" else "kv_cache_write")
+    if repeats_kv(s) and not fused:
+        names.append("kv_repeat")  # eager GQA: K and V copied to every query head
+    names += ["attention"] if fused else ["attn_score", "softmax", "attn_value"]
+    names.append("o_proj")
+    if not s.parallel_block:  # a parallel block adds both branches at its end
+        names.append("attn_add_norm")
+    if s.is_moe:
+        names += "router expert_gate expert_up expert_act_mul expert_down expert_combine".split()
+    elif s.gated_mlp:
+        names += ["gate_up_proj"] if s.fused_gate_up else ["gate_proj", "up_proj"]
+        names += ["act_mul", "down_proj"]
+    else:
+        names += ["fc1", "act", "fc2"]
+    names.append("mlp_add_norm@parallel" if s.parallel_block else "mlp_add_norm")
+    return names
+
+
+def op_names(s: ModelSpec, convention: str, fused: bool, writes_cache: bool) -> list[str]:
+    """Registry keys of the rows of a model's table, in order."""
+    if convention == "paper":
+        return [n if n in _PAPER_SHARED else f"paper:{n}" for n in PAPER_OPS]
+    first = "embed_norm@parallel" if s.parallel_block else "embed_norm"
+    names = ["embed", first, *_layer_names(s, fused, writes_cache)]
+    if s.has_lm_head:
+        names.append("lm_head")
+        if s.logit_softcap:
+            names.append("logit_softcap")
+    if s.pooler:
+        names.append("pooler")
+    return names
+
+
+def op_defs(
+    s: ModelSpec,
+    convention: str = "full",
+    fused_attention: bool | None = None,
+    phase: str = "prefill",
+) -> list[OpDef]:
+    """The operations counted for a model under a convention (the table's rows, in order)."""
+    if convention not in CONVENTIONS:
+        raise MemwallError(f"unknown convention {convention!r}; accepted: {', '.join(CONVENTIONS)}")
+    if convention == "paper" and (s.gated_mlp or s.is_moe):
+        raise MemwallError(
+            f"the paper convention covers BERT/GPT-style models with a plain MLP; "
+            f"{s.name} has a gated MLP: use --convention full"
+        )
+    # Gemma 2 runs eager attention only (soft-capping): its scores are materialised
+    fused = (not s.eager_attention) if fused_attention is None else fused_attention
+    writes_cache = s.is_decoder and phase != "encode"
+    return [REGISTRY[n] for n in op_names(s, convention, fused, writes_cache)]

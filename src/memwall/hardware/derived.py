@@ -1,0 +1,125 @@
+"""What-if devices: a real device with its bandwidth, compute, capacity or links scaled.
+
+The paper's closing argument is to rethink accelerators (give up compute for bandwidth); this
+lets any command ask "what if this chip had 2x the bandwidth?" by naming a device as
+
+    BASE@KEY=FACTOR[,KEY=FACTOR...]      e.g.  h100-sxm@bw=2   h100-sxm@bw=2,flops=0.5
+
+KEY is one of `SCALE_KEYS`; FACTOR a positive finite number. The result keeps the canonical
+spelling as its name and says "what-if" and every factor in its display name, notes and JSON, so
+a derived device is never mistaken for a real one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+from memwall.errors import MemwallError, suggest
+from memwall.hardware.catalog import Device
+
+SEP = "@"
+SCALE_KEYS: dict[str, str] = {  # key: what it scales (in that order in names)
+    "bw": "memory bandwidth",
+    "flops": "peak FLOP/s (every dtype)",
+    "mem": "memory capacity",
+    "link": "interconnect bandwidth",
+}
+_ALIASES = {
+    "bandwidth": "bw",
+    "mem_bandwidth": "bw",
+    "compute": "flops",
+    "peak": "flops",
+    "capacity": "mem",
+    "memory": "mem",
+    "interconnect": "link",
+    "net": "link",
+}
+MAX_FACTOR = 1e6
+SYNTAX = "BASE@KEY=FACTOR[,KEY=FACTOR], KEY one of bw, flops, mem, link (e.g. h100-sxm@bw=2)"
+
+
+def is_derived_name(name: str) -> bool:
+    return SEP in name
+
+
+def _factor(key: str, text: str, whole: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        v = math.nan
+    if not (math.isfinite(v) and 0 < v <= MAX_FACTOR):
+        raise MemwallError(
+            f"bad factor {key}={text!r} in device {whole!r}: a factor must be a positive finite "
+            f"number up to {MAX_FACTOR:g}; syntax {SYNTAX}"
+        )
+    return v
+
+
+def parse_derived(name: str) -> tuple[str, dict[str, float]]:
+    """Split 'base@bw=2,flops=0.5' into ('base', {'bw': 2.0, 'flops': 0.5}); MemwallError if bad."""
+    base, _, spec = name.strip().partition(SEP)
+    if not base.strip() or not spec.strip():
+        raise MemwallError(f"what-if device {name!r} needs a base and factors: {SYNTAX}")
+    if SEP in spec:
+        raise MemwallError(f"what-if device {name!r} has more than one '{SEP}': {SYNTAX}")
+    scale: dict[str, float] = {}
+    for part in spec.split(","):
+        key, eq, val = part.strip().partition("=")
+        if not eq:
+            key, eq, val = part.strip().partition("*")
+        k = _ALIASES.get(key.strip().lower(), key.strip().lower())
+        if not eq or k not in SCALE_KEYS:
+            raise MemwallError(
+                f"unknown scale {part.strip()!r} in device {name!r}"
+                f"{suggest(k, [*SCALE_KEYS, *_ALIASES])}; {SYNTAX}"
+            )
+        if k in scale:
+            raise MemwallError(f"scale {k!r} given twice in device {name!r}")
+        scale[k] = _factor(k, val.strip(), name)
+    return base.strip().lower(), {k: scale[k] for k in SCALE_KEYS if k in scale}
+
+
+def canonical_name(base: str, scale: dict[str, float]) -> str:
+    return base + SEP + ",".join(f"{k}={v:g}" for k, v in scale.items())
+
+
+def describe_scale(scale: dict[str, float]) -> str:
+    """'memory bandwidth x2, peak FLOP/s (every dtype) x0.5'."""
+    return ", ".join(f"{SCALE_KEYS[k]} x{v:g}" for k, v in scale.items())
+
+
+def _times(v: float | None, f: float) -> float | None:
+    return None if v is None else v * f
+
+
+def derive(base: Device, scale: dict[str, float]) -> Device:
+    """`base` with the given factors applied; the result is marked what-if everywhere."""
+    if base.is_derived:
+        raise MemwallError(f"{base.name!r} is already a what-if device; scale the real one")
+    for k, v in scale.items():
+        if k not in SCALE_KEYS:
+            raise MemwallError(f"unknown scale {k!r}{suggest(k, SCALE_KEYS)}; {SYNTAX}")
+        _factor(k, str(v), base.name)
+    s = dict(scale)
+    f = {k: s.get(k, 1.0) for k in SCALE_KEYS}
+    what = describe_scale(s)
+    caches = tuple(
+        dataclasses.replace(c, bandwidth=c.bandwidth * f["bw"]) for c in base.cache_levels
+    )
+    gemv = _times(base.gemv_bandwidth, f["bw"])
+    return dataclasses.replace(
+        base,
+        name=canonical_name(base.name, s),
+        display_name=f"{base.display_name} [what-if: {what}]",
+        peaks={k: v * f["flops"] for k, v in base.peaks.items()},
+        mem_capacity=_times(base.mem_capacity, f["mem"]),
+        mem_bandwidth=_times(base.mem_bandwidth, f["bw"]),
+        interconnect_bandwidth=_times(base.interconnect_bandwidth, f["link"]),
+        cache_levels=caches,
+        gemv_bandwidth=gemv,
+        source=f"what-if derived from {base.name} ({base.source})",
+        notes=f"NOT A REAL DEVICE: {base.name} with {what}. {base.notes}".strip(),
+        derived_from=base.name,
+        scale=s,
+    )

@@ -1,0 +1,129 @@
+"""Collectives priced with the alpha-beta model, per algorithm, over a link.
+
+Bytes each rank moves (the nccl-tests bus-bandwidth definitions, for a message of S bytes on n
+ranks; S is the all-reduce buffer, the all-gather output, the reduce-scatter input, the
+all-to-all send buffer, the point-to-point message):
+    all-reduce 2(n-1)/n S; all-gather, reduce-scatter, all-to-all (n-1)/n S; send/recv S.
+Ring: 2(n-1) steps for all-reduce, n-1 for the others, each paying the link latency alpha, then
+the bytes above over the link's per-direction bandwidth beta. Tree (all-reduce only, the double
+binary tree of NCCL): 2 log2(n) steps of latency, and about 2 S over beta (reduce up and
+broadcast down, pipelined). `auto` takes the faster, as NCCL's tuner does.
+A group inside one node uses the node's link; a group that spans nodes is limited by the
+per-device network bandwidth and latency. Collectives measured on this machine (`local`) use
+their own fitted alpha and beta instead.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from memwall.errors import MemwallError, suggest
+from memwall.parallel.links import Link, Links
+
+KINDS = ("all_reduce", "all_gather", "reduce_scatter", "all_to_all", "send_recv")
+ALGORITHMS = ("auto", "ring", "tree")
+
+
+def bus_factor(kind: str, n: int) -> float:
+    """Bytes each rank sends per byte of message (the nccl-tests bus-bandwidth factor)."""
+    if kind not in KINDS:
+        raise MemwallError(f"unknown collective {kind!r}{suggest(kind, KINDS)}")
+    if kind == "send_recv":
+        return 1.0
+    if n <= 1:
+        return 0.0
+    return 2.0 * (n - 1) / n if kind == "all_reduce" else (n - 1) / n
+
+
+def bytes_per_rank(kind: str, message: float, n: int) -> float:
+    """Bytes one rank sends in a ring implementation of `kind` on `n` ranks."""
+    return bus_factor(kind, n) * message
+
+
+def ring_steps(kind: str, n: int) -> int:
+    if kind == "send_recv":
+        return 1
+    if n <= 1:
+        return 0
+    return 2 * (n - 1) if kind == "all_reduce" else n - 1
+
+
+def alpha_beta_time(kind: str, message: float, n: int, link: Link, algorithm: str = "auto"):
+    """(seconds, algorithm used) for one collective of `message` bytes on `n` ranks."""
+    if algorithm not in ALGORITHMS:
+        raise MemwallError(f"unknown algorithm {algorithm!r}; accepted: {', '.join(ALGORITHMS)}")
+    if n <= 1 and kind != "send_recv":
+        return 0.0, "none"
+    ring = ring_steps(kind, n) * link.latency + bytes_per_rank(kind, message, n) / link.bandwidth
+    if kind != "all_reduce" or algorithm == "ring":
+        return ring, "ring" if kind != "send_recv" else "p2p"
+    tree = 2 * math.ceil(math.log2(n)) * link.latency + 2.0 * message / link.bandwidth
+    if algorithm == "tree" or tree < ring:
+        return tree, "tree"
+    return ring, "ring"
+
+
+@dataclass(frozen=True)
+class Collective:
+    """One kind of collective in a step: how often it runs and what it costs."""
+
+    kind: str
+    group: str  # tp | dp | pp | ep
+    group_size: int
+    message: float  # bytes per call (see the module docstring for what S is)
+    calls: int  # per step on one device
+    phase: str  # forward | backward | recompute | step | prefill | decode
+    level: str  # intra | inter | measured
+    algorithm: str
+    time_each: float
+    exposed: bool  # on the critical path (not hidden behind compute)
+
+    @property
+    def time(self) -> float:
+        return self.time_each * self.calls
+
+    @property
+    def bytes_moved(self) -> float:
+        """Bytes one device sends for all calls of this entry."""
+        return bytes_per_rank(self.kind, self.message, self.group_size) * self.calls
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "group": self.group,
+            "group_size": self.group_size,
+            "bytes": self.message,
+            "calls": self.calls,
+            "phase": self.phase,
+            "link": self.level,
+            "algorithm": self.algorithm,
+            "time_each": self.time_each,
+            "time": self.time,
+            "bytes_per_rank": self.bytes_moved,
+            "exposed": self.exposed,
+        }
+
+
+def price(
+    kind: str,
+    group: str,
+    n: int,
+    message: float,
+    calls: int,
+    phase: str,
+    links: Links,
+    spans_nodes: bool,
+    algorithm: str = "auto",
+    exposed: bool = True,
+) -> Collective:
+    """A Collective with its time on the right link (or this machine's fitted alpha-beta)."""
+    if links.origin == "measured" and kind in links.fitted:
+        alpha, beta = links.fitted[kind]
+        t = (alpha + bytes_per_rank(kind, message, n) / beta) if n > 1 or kind == "send_recv" else 0
+        return Collective(kind, group, n, message, calls, phase, "measured", "fit", t, exposed)
+    link = links.inter if spans_nodes else links.intra
+    t, algo = alpha_beta_time(kind, message, n, link, algorithm)
+    level = "inter" if spans_nodes else "intra"
+    return Collective(kind, group, n, message, calls, phase, level, algo, t, exposed)

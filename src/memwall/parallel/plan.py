@@ -1,0 +1,415 @@
+"""A training iteration or an inference step of a model under a layout, priced step by step.
+
+Training (one iteration of `batch` sequences; m = batch / (micro_batch x dp) micro-batches):
+- per micro-batch on the heaviest stage: forward (roofline of the shard's op table), backward =
+  2 x forward (two matmuls per forward matmul), recomputation (the forward FLOPs that
+  checkpointing reruns, from `memwall.memory`, at the forward's rate);
+- tensor parallelism: 2 all-reduces of the activations per layer in forward and 2 in backward
+  (Megatron-LM), one more pair per layer when full recomputation reruns the forward; with
+  sequence parallelism each becomes an all-gather plus a reduce-scatter (same bytes);
+- expert parallelism: 2 all-to-alls (dispatch, combine) per MoE layer in forward and backward;
+- pipeline: one send/recv per micro-batch per virtual stage in each direction (activations split
+  over the tensor-parallel ranks, Megatron's scatter/gather), and the 1F1B schedule time
+  (m + (p-1)/v) x per-micro-batch time, whose bubble is (p-1)/v / (m + (p-1)/v);
+- data parallelism: gradient all-reduce (ZeRO 1-2: reduce-scatter + all-gather of the weights;
+  ZeRO 3 adds two weight all-gathers per micro-batch); with `overlap` it hides behind the last
+  micro-batch's backward (ZeRO-3 gathers behind each micro-batch's compute), without it it adds;
+- optimizer step: memory-bound, reads and writes the device's weights, gradients and states.
+Tensor, expert and pipeline communication is on the critical path (no overlap assumed).
+MFU = model FLOPs (3 x forward, no recomputation) / (devices x dense peak x step time); HFU adds
+the recomputed FLOPs.
+
+Inference: prefill of the prompt and one decode step over a KV cache of `seq_len` tokens, each
+per micro-batch through the pipeline with the same schedule; tensor-parallel all-reduces (2 per
+layer), pipeline hand-offs and expert all-to-alls are exposed.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from memwall.errors import MemwallError
+from memwall.hardware import Device
+from memwall.memory import get_optimizer, inference_memory, training_memory
+from memwall.memory.training import state_bytes
+from memwall.parallel.collectives import Collective, price
+from memwall.parallel.layout import Layout, validate_layout
+from memwall.parallel.links import Links
+from memwall.parallel.shard import (
+    forward,
+    in_flight,
+    sequence_parallel_ratio,
+    shard_spec,
+)
+from memwall.spec import ModelSpec, Precision, Workload
+
+MODES = ("train", "infer")
+
+
+@dataclass(frozen=True)
+class Options:
+    """The workload and the modelling switches."""
+
+    mode: str = "train"
+    batch: int = 8  # global batch, sequences
+    micro_batch: int = 1
+    seq_len: int = 2048  # train: sequence length; infer: prompt length = decode context
+    precision: Precision | None = None
+    optimizer: str = "adam"
+    overlap: bool = True  # data-parallel gradient sync hidden behind backward
+    algorithm: str = "auto"
+    efficiency: bool = False  # kernels at published efficiencies instead of the dense peak
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The priced step: times (s), memory per device (bytes), collectives, utilisation."""
+
+    model: str
+    mode: str
+    device: str
+    devices: int
+    layout: Layout
+    options: Options
+    micro_batches: int
+    step_time: float
+    breakdown: dict[str, float]
+    per_device: dict[str, float]
+    capacity: float | None
+    collectives: tuple[Collective, ...]
+    model_flops: float  # per step, all devices
+    hardware_flops: float
+    peak_flops: float  # per device, dense, the precision's dtype
+    tokens: float  # per step
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def fits(self) -> bool:
+        return self.capacity is None or self.per_device["peak"] <= self.capacity
+
+    @property
+    def mfu(self) -> float:
+        return self.model_flops / (self.devices * self.peak_flops * self.step_time)
+
+    @property
+    def hfu(self) -> float:
+        return self.hardware_flops / (self.devices * self.peak_flops * self.step_time)
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.tokens / self.step_time
+
+    @property
+    def communication(self) -> float:
+        """Exposed communication time in the step."""
+        return sum(v for k, v in self.breakdown.items() if k.endswith("_comm"))
+
+    def share(self, kind: str) -> float:
+        """Fraction of the step spent in exposed collectives of `kind`."""
+        t = sum(c.time for c in self.collectives if c.kind == kind and c.exposed)
+        return t / self.step_time
+
+    def to_dict(self) -> dict[str, Any]:
+        o = self.options
+        return {
+            "model": self.model,
+            "mode": self.mode,
+            "device": self.device,
+            "devices": self.devices,
+            "layout": self.layout.to_dict(),
+            "batch": o.batch,
+            "micro_batch": o.micro_batch,
+            "micro_batches": self.micro_batches,
+            "seq_len": o.seq_len,
+            "precision": o.precision.label if o.precision else None,
+            "overlap": o.overlap,
+            "compute_model": "published efficiencies" if o.efficiency else "roofline (dense peak)",
+            "step_time": self.step_time,
+            "tokens_per_s": self.tokens_per_s,
+            "mfu": self.mfu,
+            "hfu": self.hfu,
+            "communication_time": self.communication,
+            "all_reduce_share": self.share("all_reduce"),
+            "breakdown": self.breakdown,
+            "per_device": self.per_device,
+            "capacity": self.capacity,
+            "fits": self.fits,
+            "collectives": [c.to_dict() for c in self.collectives],
+            "model_flops": self.model_flops,
+            "peak_flops": self.peak_flops,
+            **self.extra,
+            "predicted": True,
+        }
+
+
+def _placement(layout: Layout, node: int) -> dict[str, bool]:
+    """Which groups span more than one node (True) under tp-innermost placement."""
+    t, d, p = layout.tp, layout.dp, layout.pp
+    return {
+        "tp": t > node,
+        "dp": t * d > node,
+        "ep": t * layout.ep > node,
+        "pp": p > 1 and t * d * p > node,
+    }
+
+
+def _tp_collectives(spec, layout, act, calls_per_layer_pass, passes, phase, links, span, o):
+    """Tensor-parallel collectives of `passes` passes over the stage's layers."""
+    if layout.tp == 1:
+        return []
+    layers = math.ceil(spec.n_layers / layout.pp)
+    calls = calls_per_layer_pass * layers * passes
+    if layout.sequence_parallel:
+        return [
+            price("all_gather", "tp", layout.tp, act, calls, phase, links, span, o.algorithm),
+            price("reduce_scatter", "tp", layout.tp, act, calls, phase, links, span, o.algorithm),
+        ]
+    return [price("all_reduce", "tp", layout.tp, act, calls, phase, links, span, o.algorithm)]
+
+
+def _ep_collectives(spec, layout, tokens, act_bytes, passes, phase, links, span, o):
+    if layout.ep == 1:
+        return []
+    layers = math.ceil(spec.n_layers / layout.pp)
+    msg = tokens * spec.experts_per_token * spec.d_model * act_bytes
+    return [price("all_to_all", "ep", layout.ep, msg, 2 * layers * passes, phase, links, span)]
+
+
+def _pp_collectives(layout, act, passes, phase, links, span):
+    if layout.pp == 1:
+        return []
+    msg = act / layout.tp  # Megatron's scatter/gather over the tensor-parallel ranks
+    return [price("send_recv", "pp", 2, msg, passes * layout.interleave, phase, links, span)]
+
+
+def check_mode(mode: str) -> str:
+    if mode not in MODES:
+        raise MemwallError(f"unknown mode {mode!r}; accepted: {', '.join(MODES)}")
+    return mode
+
+
+def plan(spec: ModelSpec, device: Device, links: Links, layout: Layout, options: Options) -> Plan:
+    """Price one step of `spec` on `layout.devices` copies of `device` joined by `links`."""
+    o = options
+    check_mode(o.mode)
+    if o.precision is None:
+        raise MemwallError("a precision is required")
+    validate_layout(spec, layout, layout.devices, o.batch, o.micro_batch, o.mode)
+    if o.mode == "train":
+        return _plan_train(spec, device, links, layout, o)
+    return _plan_infer(spec, device, links, layout, o)
+
+
+def _per_micro_batch_comm(colls: list[Collective]) -> float:
+    return sum(c.time for c in colls)
+
+
+def _plan_train(spec, device, links, lay: Layout, o: Options) -> Plan:
+    prec = o.precision
+    shard = shard_spec(spec, lay)
+    m = o.batch // (o.micro_batch * lay.dp)
+    span = _placement(lay, links.node_size)
+    fwd = forward(shard, "prefill", o.micro_batch, o.seq_len, prec, device, o.efficiency)
+    t_f = fwd["time"]
+    fp = training_memory(
+        shard, o.micro_batch, o.seq_len, prec, o.optimizer, lay.checkpointing, lay.zero, lay.dp
+    )
+    t_r = t_f * fp.recompute_flops / fp.forward_flops if fp.forward_flops else 0.0
+    act = o.micro_batch * o.seq_len * spec.d_model * prec.act_bytes
+    tokens = o.micro_batch * o.seq_len
+    fwd_passes = 2 if lay.checkpointing == "full" else 1
+    mb: list[Collective] = []  # per micro-batch, exposed
+    mb += _tp_collectives(spec, lay, act, 2, fwd_passes, "forward", links, span["tp"], o)
+    mb += _tp_collectives(spec, lay, act, 2, 1, "backward", links, span["tp"], o)
+    mb += _ep_collectives(
+        spec, lay, tokens, prec.act_bytes, fwd_passes + 1, "fwd+bwd", links, span["ep"], o
+    )
+    p2p = _pp_collectives(lay, act, 2, "fwd+bwd", links, span["pp"])
+    t_mb = 3 * t_f + t_r + _per_micro_batch_comm(mb) + _per_micro_batch_comm(p2p)
+    bubble = (lay.pp - 1) / lay.interleave * t_mb
+    dp, t_dp_exposed = _dp_collectives(shard, lay, fp, prec, links, span["dp"], o, m, t_f)
+    t_opt = _optimizer_time(fp, prec, o, device)
+    step = m * t_mb + bubble + t_dp_exposed + t_opt
+    colls = tuple(_scaled(c, m) for c in mb + p2p) + tuple(dp)
+    breakdown = {
+        "forward": m * t_f,
+        "backward": m * 2 * t_f,
+        "recompute": m * t_r,
+        "tp_comm": m * sum(c.time for c in mb if c.group == "tp"),
+        "ep_comm": m * sum(c.time for c in mb if c.group == "ep"),
+        "pp_comm": m * _per_micro_batch_comm(p2p),
+        "bubble": bubble,
+        "dp_comm": t_dp_exposed,
+        "optimizer": t_opt,
+    }
+    full_fwd = forward(spec, "prefill", o.micro_batch, o.seq_len, prec, device)["flops"]
+    n_mb_all = o.batch / o.micro_batch
+    model_flops = 3 * full_fwd * n_mb_all
+    hw = model_flops + n_mb_all * full_fwd * (fp.recompute_flops / fp.forward_flops)
+    return Plan(
+        model=spec.name,
+        mode="train",
+        device=device.name,
+        devices=lay.devices,
+        layout=lay,
+        options=o,
+        micro_batches=m,
+        step_time=step,
+        breakdown=breakdown,
+        per_device=_train_memory(fp, lay, spec, o, m),
+        capacity=device.mem_capacity,
+        collectives=colls,
+        model_flops=model_flops,
+        hardware_flops=hw,
+        peak_flops=device.peak(prec.compute_dtype),
+        tokens=float(o.batch * o.seq_len),
+        extra={
+            "bubble_fraction": bubble_fraction(lay.pp, m, lay.interleave),
+            "compute_bound_fraction": fwd["frac_compute_bound"],
+        },
+    )
+
+
+def _scaled(c: Collective, m: int) -> Collective:
+    """A per-micro-batch collective as a per-step entry (m micro-batches)."""
+    return Collective(
+        c.kind, c.group, c.group_size, c.message, c.calls * m, c.phase, c.level, c.algorithm,
+        c.time_each, c.exposed,
+    )  # fmt: skip
+
+
+def bubble_fraction(p: int, m: int, v: int = 1) -> float:
+    """Idle fraction of a 1F1B pipeline: (p-1)/v over (m + (p-1)/v); (p-1)/(m+p-1) for v = 1."""
+    idle = (p - 1) / v
+    return idle / (m + idle)
+
+
+def _dp_collectives(shard, lay, fp, prec, links, span, o, m, t_f):
+    """Gradient synchronisation (and ZeRO-3 weight gathers) with the time left exposed."""
+    if lay.dp == 1:
+        return [], 0.0
+    n = fp.n_params
+    sb = state_bytes(prec)
+    grads, weights = n * sb.grad, n * sb.weight
+    if lay.zero == 0:
+        sync = [price("all_reduce", "dp", lay.dp, grads, 1, "step", links, span, o.algorithm)]
+    else:
+        sync = [
+            price("reduce_scatter", "dp", lay.dp, grads, 1, "step", links, span),
+            price("all_gather", "dp", lay.dp, weights, 1, "step", links, span),
+        ]
+    t_sync = sum(c.time for c in sync)
+    exposed = max(0.0, t_sync - 2 * t_f) if o.overlap else t_sync
+    out = [_with_exposed(c, exposed > 0) for c in sync]
+    if lay.zero == 3:
+        g = price("all_gather", "dp", lay.dp, weights, 2 * m, "fwd+bwd", links, span)
+        per_mb = 2 * g.time_each
+        hidden = max(0.0, per_mb - 3 * t_f) if o.overlap else per_mb
+        exposed += m * hidden
+        out.append(_with_exposed(g, hidden > 0))
+    return out, exposed
+
+
+def _with_exposed(c: Collective, exposed: bool) -> Collective:
+    return Collective(
+        c.kind, c.group, c.group_size, c.message, c.calls, c.phase, c.level, c.algorithm,
+        c.time_each, exposed,
+    )  # fmt: skip
+
+
+def _optimizer_time(fp, prec, o: Options, device: Device) -> float:
+    """The update reads weights, gradients and states and writes weights and states."""
+    opt = get_optimizer(o.optimizer)
+    sb = state_bytes(prec)
+    per_param_states = sb.master + opt.n_states * sb.state
+    shard = fp.optimizer_state / per_param_states if per_param_states else fp.n_params
+    nbytes = shard * (2 * sb.weight + sb.grad + 2 * per_param_states)
+    return nbytes / device.memory_bandwidth()
+
+
+def _train_memory(fp, lay: Layout, spec: ModelSpec, o: Options, m: int) -> dict[str, float]:
+    kept = fp.activations * sequence_parallel_ratio(lay)
+    flight = in_flight(lay, m)
+    acts = kept * flight
+    peak = max(fp.model_states, fp.peak - fp.activations + acts)
+    return {
+        "weights": fp.weights,
+        "gradients": fp.gradients,
+        "optimizer_state": fp.optimizer_state,
+        "activations": acts,
+        "micro_batches_in_flight": flight,
+        "temporaries": fp.temporaries,
+        "zero_buffers": fp.zero_buffers,
+        "peak": peak,
+    }
+
+
+def _plan_infer(spec, device, links, lay: Layout, o: Options) -> Plan:
+    prec = o.precision
+    shard = shard_spec(spec, lay)
+    m = o.batch // (o.micro_batch * lay.dp)
+    span = _placement(lay, links.node_size)
+    stages: dict[str, dict[str, Any]] = {}
+    for phase, q_tokens in (("prefill", o.seq_len), ("decode", 1)):
+        if phase == "decode" and not spec.is_decoder:
+            continue
+        t = forward(shard, phase, o.micro_batch, o.seq_len, prec, device, o.efficiency)
+        act = o.micro_batch * q_tokens * spec.d_model * prec.act_bytes
+        mb = _tp_collectives(spec, lay, act, 2, 1, phase, links, span["tp"], o)
+        mb += _ep_collectives(
+            spec, lay, o.micro_batch * q_tokens, prec.act_bytes, 1, phase, links, span["ep"], o
+        )
+        mb += _pp_collectives(lay, act, 1, phase, links, span["pp"])
+        t_mb = t["time"] + _per_micro_batch_comm(mb)
+        total = (m + lay.pp - 1) * t_mb  # the micro-batches through the pipeline
+        full = forward(spec, phase, o.micro_batch, o.seq_len, prec, device)["flops"]
+        stages[phase] = {
+            "time": total,
+            "compute": (m + lay.pp - 1) * t["time"],
+            "comm": (m + lay.pp - 1) * _per_micro_batch_comm(mb),
+            "flops": full * o.batch / o.micro_batch,
+            "tokens": o.batch * q_tokens,
+        }
+        stages[phase]["collectives"] = [_scaled(c, m + lay.pp - 1) for c in mb]
+    main = "decode" if "decode" in stages else "prefill"
+    s = stages[main]
+    colls = s["collectives"]
+    wl = Workload("decode" if spec.is_decoder else "encode", o.batch // lay.dp, o.seq_len)
+    fp = inference_memory(shard, wl, prec)
+    per_device = {
+        "weights": fp.weights,
+        "kv_cache": fp.kv_cache,
+        "activations": fp.activations,
+        "peak": fp.total,
+    }
+    return Plan(
+        model=spec.name,
+        mode="infer",
+        device=device.name,
+        devices=lay.devices,
+        layout=lay,
+        options=o,
+        micro_batches=m,
+        step_time=s["time"],
+        breakdown={
+            f"{main}_compute": s["compute"],
+            "tp_comm": sum(c.time for c in colls if c.group == "tp"),
+            "ep_comm": sum(c.time for c in colls if c.group == "ep"),
+            "pp_comm": sum(c.time for c in colls if c.group == "pp"),
+        },
+        per_device=per_device,
+        capacity=device.mem_capacity,
+        collectives=tuple(colls),
+        model_flops=s["flops"],
+        hardware_flops=s["flops"],
+        peak_flops=device.peak(prec.compute_dtype),
+        tokens=float(s["tokens"]),
+        extra={
+            "phase": main,
+            "prefill_time": stages["prefill"]["time"],
+            "decode_step_time": stages["decode"]["time"] if "decode" in stages else None,
+            "prefill_collectives": [c.to_dict() for c in stages["prefill"]["collectives"]],
+        },
+    )

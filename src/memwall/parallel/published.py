@@ -1,0 +1,74 @@
+"""Published training measurements (`data/published_training.csv`) and memwall's prediction for
+each: the same architecture, layout, batch and GPU, priced by `memwall.parallel.plan`."""
+
+from __future__ import annotations
+
+import csv
+import io
+from importlib import resources
+from typing import Any
+
+from memwall.errors import MemwallError
+from memwall.hardware import get_device
+from memwall.parallel.layout import Layout
+from memwall.parallel.links import links_for
+from memwall.parallel.plan import Options, plan
+from memwall.spec import ModelSpec, parse_precision, spec_from_config
+
+INTS = ("n_layers", "d_model", "n_heads", "n_kv_heads", "d_ff", "vocab_size", "seq_len", "gpus",
+        "tp", "pp", "dp", "interleave", "zero", "global_batch", "micro_batch")  # fmt: skip
+
+
+def published_rows() -> list[dict[str, Any]]:
+    """Every row, typed; MemwallError naming the row when one is malformed or unsourced."""
+    text = resources.files("memwall.data").joinpath("published_training.csv").read_text("utf-8")
+    lines = [ln for ln in text.splitlines() if ln.strip() and not ln.startswith("#")]
+    rows = []
+    for r in csv.DictReader(io.StringIO("\n".join(lines))):
+        try:
+            row: dict[str, Any] = {**r, **{k: int(r[k]) for k in INTS}}
+            row["value"] = float(r["value"])
+            row["sequence_parallel"] = r["sequence_parallel"].strip().lower() == "true"
+        except (TypeError, ValueError):
+            raise MemwallError(
+                f"published_training.csv: row {r.get('id')!r} is malformed"
+            ) from None
+        if not r["source"].strip() or row["metric"] not in ("mfu", "hfu"):
+            raise MemwallError(f"published_training.csv: row {r['id']!r} lacks source or metric")
+        rows.append(row)
+    return rows
+
+
+def row_spec(r: dict[str, Any]) -> ModelSpec:
+    if r["family"] == "gpt2":
+        cfg = {"model_type": "gpt2", "n_embd": r["d_model"], "n_layer": r["n_layers"],
+               "n_head": r["n_heads"], "n_inner": r["d_ff"], "vocab_size": r["vocab_size"],
+               "n_positions": r["seq_len"], "tie_word_embeddings": True}  # fmt: skip
+    else:
+        cfg = {"model_type": "llama", "hidden_size": r["d_model"],
+               "num_hidden_layers": r["n_layers"], "num_attention_heads": r["n_heads"],
+               "num_key_value_heads": r["n_kv_heads"], "intermediate_size": r["d_ff"],
+               "vocab_size": r["vocab_size"], "max_position_embeddings": r["seq_len"]}  # fmt: skip
+    return spec_from_config(cfg, name=r["id"])
+
+
+def predict_row(r: dict[str, Any], efficiency: bool = False) -> dict[str, Any]:
+    """memwall's prediction of the row's metric, with the step time and memory fit; the
+    roofline at dense peak, or with `efficiency` the published kernel efficiencies."""
+    lay = Layout(r["tp"], r["pp"], r["dp"], 1, r["sequence_parallel"], r["zero"],
+                 r["interleave"], r["checkpointing"])  # fmt: skip
+    o = Options("train", r["global_batch"], r["micro_batch"], r["seq_len"],
+                parse_precision(r["precision"]), efficiency=efficiency)  # fmt: skip
+    p = plan(row_spec(r), get_device(r["device"]), links_for(r["device"]), lay, o)
+    pred = p.mfu if r["metric"] == "mfu" else p.hfu
+    return {
+        "id": r["id"],
+        "metric": r["metric"],
+        "published": r["value"],
+        "predicted": pred,
+        "error": pred / r["value"] - 1,
+        "step_time": p.step_time,
+        "fits": p.fits,
+        "communication_fraction": p.communication / p.step_time,
+        "bubble": p.breakdown["bubble"] / p.step_time,
+    }

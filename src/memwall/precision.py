@@ -1,0 +1,166 @@
+"""Number formats: what a `Precision` stores and how text such as `int4` or `4/16/8` maps to one.
+
+Parsed once at the edge (the CLI); library functions take `Precision` values.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from memwall.errors import MemwallError, suggest
+
+_NAMED_PRECISIONS = {
+    "fp32": (32, 32, 32),
+    "bf16": (16, 16, 16),
+    "fp16": (16, 16, 16),
+    "int8": (8, 8, 8),
+    "int4": (4, 16, 16),
+}
+_ALLOWED_BITS = (2, 3, 4, 8, 16, 32)
+
+
+@dataclass(frozen=True)
+class Precision:
+    """Bits of weights, activations and KV cache; integer weights carry one fp16 scale per group.
+
+    `paper=True` is the paper's accounting: every number exactly that many bits, no scales.
+    """
+
+    weight_bits: int
+    act_bits: int
+    kv_bits: int
+    group_size: int = 128
+    name: str = ""
+    float_kind: str = "bf16"  # which 16-bit float: bf16 or fp16
+    paper: bool = False
+    quantize_head: bool = False  # integer weights: quantize the LM head and embeddings too
+
+    def _stored_bytes(self, bits: int) -> float:
+        """Bytes per stored element; integers carry one 2-byte scale per group (not in `paper`)."""
+        scales = 2 / self.group_size if bits < 16 and not self.paper else 0.0
+        return bits / 8 + scales
+
+    @property
+    def weight_bytes(self) -> float:
+        return self._stored_bytes(self.weight_bits)
+
+    @property
+    def integer_weights(self) -> bool:
+        """Integer weight format applied as common practice does (not the paper's all-8-bit)."""
+        return self.weight_bits < 16 and not self.paper
+
+    @property
+    def small_weight_bytes(self) -> float:
+        """Norm weights and biases: 16-bit under integer weight formats (GPTQ, AWQ, llama.cpp)."""
+        return 2.0 if self.integer_weights else self.weight_bytes
+
+    @property
+    def head_weight_bytes(self) -> float:
+        """Embedding tables and LM head: 16-bit under integer formats unless `quantize_head`."""
+        return 2.0 if self.integer_weights and not self.quantize_head else self.weight_bytes
+
+    @property
+    def note(self) -> str:
+        """What the format quantizes, said in every output ('' for float formats)."""
+        if not self.integer_weights:
+            return ""
+        head = (
+            "embeddings and LM head quantized too (--quantize-head)"
+            if self.quantize_head
+            else "embeddings and LM head 16-bit (--quantize-head to quantize them)"
+        )
+        return (
+            f"{self.weight_bits}-bit weights in the layers' matmuls (one 16-bit scale per "
+            f"{self.group_size}); norms and biases 16-bit; {head}"
+        )
+
+    @property
+    def act_bytes(self) -> float:
+        return self.act_bits / 8
+
+    @property
+    def kv_bytes(self) -> float:
+        return self._stored_bytes(self.kv_bits)
+
+    @property
+    def compute_dtype(self) -> str:
+        """The dtype the matmuls run in: the wider of weights and activations."""
+        bits = max(self.weight_bits, self.act_bits)
+        if bits >= 32:
+            return "fp32"
+        if bits == 16:
+            return self.float_kind
+        return "int8" if self.weight_bits >= 8 else "int4"
+
+    @property
+    def label(self) -> str:
+        return self.name or f"{self.weight_bits}/{self.act_bits}/{self.kv_bits}"
+
+
+def parse_precision(text: str, group_size: int = 128, quantize_head: bool = False) -> Precision:
+    """`fp32`, `bf16`, `fp16`, `int8`, `int4`, or `W/A/KV` bits such as `4/16/8`."""
+    if not isinstance(text, str):
+        raise MemwallError(f"precision must be text such as bf16 or 4/16/8, got {text!r}")
+    t = text.strip().lower()
+    if not 1 <= group_size <= 1 << 20:
+        raise MemwallError(f"group size must be between 1 and {1 << 20}, got {group_size}")
+    if t in _NAMED_PRECISIONS:
+        w, a, kv = _NAMED_PRECISIONS[t]
+        fk = "fp16" if t == "fp16" else "bf16"
+        return Precision(w, a, kv, group_size, t, fk, quantize_head=quantize_head)
+    m = re.fullmatch(r"(\d+)/(\d+)/(\d+)", t)
+    if not m:
+        raise MemwallError(
+            f"unknown precision {text!r}{suggest(t, _NAMED_PRECISIONS)}; accepted: "
+            f"{', '.join(_NAMED_PRECISIONS)} or W/A/KV bits such as 4/16/8"
+        )
+    w, a, kv = (int(x) for x in m.groups())
+    for what, bits in (("weight", w), ("activation", a), ("KV-cache", kv)):
+        if bits not in _ALLOWED_BITS:
+            raise MemwallError(
+                f"{what} bits must be one of {', '.join(map(str, _ALLOWED_BITS))}, got {bits}"
+            )
+    return Precision(w, a, kv, group_size, name=t, quantize_head=quantize_head)
+
+
+def typed_precision(precision: Precision) -> Precision:
+    """Library functions take a parsed `Precision`: text is parsed once, where it is typed."""
+    if not isinstance(precision, Precision):
+        raise TypeError(
+            f"precision must be a memwall.spec.Precision, got {type(precision).__name__} "
+            f"{precision!r}: parse text once with memwall.spec.parse_precision"
+        )
+    return precision
+
+
+# Precisions a real model runs at here (profile, casestudy, calibration) -> the dtype of its
+# Linear kernels. `int8-dynamic` (dynamic int8 Linear layers; activations and KV cache fp32)
+# is not the counted `int8` (W8/A8/KV8); where a command runs a model, `int8` still means it.
+RUNNABLE_PRECISIONS = {"fp32": "fp32", "bf16": "bf16", "int8-dynamic": "int8"}
+RUNNABLE_ALIASES = {"int8": "int8-dynamic", "int8_dynamic": "int8-dynamic"}
+
+
+def runnable_precision(text: str) -> str:
+    """The canonical name of a precision that runs for real; MemwallError (one line) else."""
+    t = str(text).strip().lower()
+    t = RUNNABLE_ALIASES.get(t, t)
+    if t not in RUNNABLE_PRECISIONS:
+        raise MemwallError(
+            f"precision {text!r} cannot run on this CPU; accepted: fp32, bf16, int8 "
+            "(= int8-dynamic: dynamic int8 Linear layers, the paper's setting)"
+        )
+    return t
+
+
+def kernel_dtype(precision: str) -> str:
+    """The dtype of a runnable precision's Linear kernels (int8-dynamic -> int8)."""
+    return RUNNABLE_PRECISIONS[runnable_precision(precision)]
+
+
+def act_dtype(kernel: str) -> str:
+    """The activations' dtype beside Linear kernels of `kernel` dtype (dynamic int8: fp32)."""
+    return "fp32" if kernel == "int8" else kernel
+
+
+PAPER_PRECISION = Precision(8, 8, 8, name="8-bit (paper)", paper=True)

@@ -1,0 +1,412 @@
+"""Realistic time on a device memwall cannot measure: the roofline with published efficiencies.
+
+The spec-sheet roofline divides bytes by the datasheet bandwidth and FLOPs by the dense peak, with
+no cost per kernel; real kernels reach a fraction of both, and that fraction depends on the
+working set, the matmul shape, the weight format and the runtime. Per op instance:
+
+    t_memory  = bytes / (bandwidth x bw_frac x dq_bw) x (1 + ws_half / bytes)
+    t_compute = flops / rate,  rate = max(peak x mm_frac x M / (M + mm_m_half),
+                                          fp32 peak x vec_frac) x dq_mm     (matmuls)
+                                      peak x attn_frac (attention), fp32 peak x vec_frac (rest)
+    time      = max(t_memory, t_compute) + gap             (graph: CUDA graphs, compiled runtimes)
+    time      = max(max(t_memory, t_compute) + gap, host)  (eager: the host launches each kernel
+                                                            while the previous one runs)
+
+M is the tokens a matmul instance multiplies (rows of its activation matrix); dq_* apply to
+weight-only low-bit matmuls (dequantization). Every term comes from `data/efficiency.json`, from
+the device's own published measurement where there is one, else its class default; the same
+formula evaluated at each term's optimistic and pessimistic end gives the range.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import math
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from memwall.errors import MemwallError
+from memwall.hardware import Device, normalize_dtype
+from memwall.precision import Precision
+from memwall.predict.roofline import _check_ops, predict_roofline
+
+LAUNCH_MODES = ("graph", "eager", "kernel")
+TERMS = (
+    "bw_frac",
+    "ws_half",
+    "mm_frac",
+    "mm_m_half",
+    "attn_frac",
+    "vec_frac",
+    "launch_eager",
+    "launch_graph",
+    "dq_bw_8",
+    "dq_bw_4",
+    "dq_mm_8",
+    "dq_mm_4",
+)
+# Which end of each term's range makes a prediction fast (the other makes it slow).
+_FAST_IS_LOW = {"ws_half", "mm_m_half", "launch_eager", "launch_graph"}
+_HEAD_OPS = ("lm_head", "embed")
+
+
+class _Value(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    value: float = Field(gt=0, allow_inf_nan=False)
+    low: float = Field(gt=0, allow_inf_nan=False)
+    high: float = Field(gt=0, allow_inf_nan=False)
+    source: str = Field(min_length=3)
+
+
+class _Rule(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    cls: str = Field(alias="class")
+    vendor: str | None = None
+    kind: str | None = None
+    name_prefix: str | None = None
+    mem_type_prefix: str | None = None
+
+
+class _Table(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    format: str
+    terms: dict[str, dict[str, str]]
+    sources: dict[str, str]
+    class_rules: list[_Rule]
+    classes: dict[str, dict[str, _Value]]
+    devices: dict[str, dict[str, _Value]]
+
+
+@dataclass(frozen=True)
+class Term:
+    """One efficiency term as used: value, range, unit, and where it comes from."""
+
+    name: str
+    value: float
+    low: float
+    high: float
+    unit: str
+    what: str
+    source: str
+    origin: str  # "device-measured (NAME)" or "class default (CLASS)"
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def _check_table(t: _Table) -> _Table:
+    for where, group in (("class", t.classes), ("device", t.devices)):
+        for name, terms in group.items():
+            for k, v in terms.items():
+                if k not in TERMS or v.source not in t.sources:
+                    raise MemwallError(f"efficiency.json {where} {name}: bad term or source {k!r}")
+                if not v.low <= v.value <= v.high:
+                    raise MemwallError(f"efficiency.json {where} {name}: {k} outside its range")
+    for c, terms in t.classes.items():
+        if set(terms) != set(TERMS):
+            raise MemwallError(f"efficiency.json class {c}: needs every term {', '.join(TERMS)}")
+    return t
+
+
+def parse_table(obj: Any) -> _Table:
+    """Validate the efficiency data (the bundled file, or a test's variant)."""
+    try:
+        return _check_table(_Table.model_validate(obj))
+    except ValidationError as e:
+        raise MemwallError(f"efficiency.json is malformed: {e.errors()[0]['msg']}") from None
+
+
+@functools.lru_cache(maxsize=1)
+def load_table() -> _Table:
+    text = resources.files("memwall.data").joinpath("efficiency.json").read_text("utf-8")
+    return parse_table(json.loads(text))
+
+
+def device_class(device: Device, table: _Table | None = None) -> str:
+    """The class whose defaults a device uses (first matching rule in the data file)."""
+    t = table or load_table()
+    for r in t.class_rules:
+        if (
+            (r.vendor is None or device.vendor == r.vendor)
+            and (r.kind is None or device.kind == r.kind)
+            and (r.name_prefix is None or device.name.startswith(r.name_prefix))
+            and (r.mem_type_prefix is None or device.mem_type.startswith(r.mem_type_prefix))
+        ):
+            return r.cls
+    raise MemwallError(f"no efficiency class for device {device.name!r}")
+
+
+def efficiency_terms(device: Device, table: _Table | None = None) -> dict[str, Term]:
+    """Every term for `device`: its own published value where there is one, else the class's."""
+    t = table or load_table()
+    cls = device_class(device, t)
+    real = device.derived_from or device.name  # a what-if device keeps its base's efficiencies
+    own = t.devices.get(real, {})
+    out = {}
+    for k in TERMS:
+        if k in own:
+            v, origin = own[k], f"device-measured ({real})"
+        else:
+            v, origin = t.classes[cls][k], f"class default ({cls})"
+        meta = t.terms.get(k, {})
+        out[k] = Term(
+            k, v.value, v.low, v.high, meta.get("unit", ""), meta.get("what", ""),
+            t.sources[v.source], origin,
+        )  # fmt: skip
+    return out
+
+
+def _params(terms: dict[str, Term], end: str) -> dict[str, float]:
+    if end == "value":
+        return {k: t.value for k, t in terms.items()}
+    fast = end == "fast"
+    return {
+        k: (t.low if (k in _FAST_IS_LOW) == fast else t.high) for k, t in terms.items()
+    }  # fmt: skip
+
+
+def compute_dtype(device: Device, dtype: str, precision: Precision | None) -> str:
+    """The dtype whose peak prices an op: a 16-bit format the user did not name as bf16 runs in
+    fp16 on a device with no bf16 peak (Apple GPUs; what llama.cpp and MLX do there)."""
+    d = normalize_dtype(dtype)
+    named_bf16 = precision is not None and precision.name == "bf16"
+    if d == "bf16" and not device.has_peak("bf16") and device.has_peak("fp16") and not named_bf16:
+        return "fp16"
+    device.peak(d)  # MemwallError (one line) when the device has no peak for it
+    return d
+
+
+def _weight_bytes_per_param(df: pd.DataFrame, precision: Precision | None) -> np.ndarray:
+    if precision is None:
+        return np.full(len(df), 2.0)
+    head = df["name"].astype(str).isin(_HEAD_OPS).to_numpy()
+    return np.where(head, precision.head_weight_bytes, precision.weight_bytes)
+
+
+def _dequant(df: pd.DataFrame, precision: Precision | None, dtypes: pd.Series) -> np.ndarray:
+    """Weight bits whose dequantization an op pays (16 = none): weight-only low-bit matmuls."""
+    if precision is None or not precision.integer_weights:
+        return np.full(len(df), 16)
+    matmul = (df["kind"] == "matmul").to_numpy()
+    head = df["name"].astype(str).isin(_HEAD_OPS).to_numpy() & (not precision.quantize_head)
+    float_compute = ~dtypes.isin(["int8", "int4"]).to_numpy()  # W8A8 runs natively
+    pays = matmul & ~head & float_compute & (df["bytes_weight"].to_numpy() > 0)
+    return np.where(pays, precision.weight_bits, 16)
+
+
+def _spread(
+    df: pd.DataFrame, dev: Device, terms: dict[str, Term], launch: str, mid: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-row (low, high) time: each term moved alone to its fast and slow end, the changes
+    added in quadrature (independent uncertainties; all at once would be far too wide)."""
+    base = _params(terms, "value")
+    fast_sq, slow_sq = np.zeros(len(df)), np.zeros(len(df))
+    for k in TERMS:
+        for end, acc in (("fast", fast_sq), ("slow", slow_sq)):
+            p = dict(base)
+            p[k] = _params({k: terms[k]}, end)[k]
+            acc += (_row_times(df, dev, p, launch)["time"].to_numpy() - mid) ** 2
+    return np.maximum(mid - np.sqrt(fast_sq), 0.0), mid + np.sqrt(slow_sq)
+
+
+def _row_times(df: pd.DataFrame, dev: Device, p: dict[str, float], launch: str) -> pd.DataFrame:
+    """Per-row memory, compute and launch seconds under parameters `p` (pure numpy)."""
+    inst = (df["count"] * df["steps"]).to_numpy(float)
+    inst = np.where(inst > 0, inst, 1.0)
+    b = df["bytes"].to_numpy(float) / inst
+    f = df["flops"].to_numpy(float) / inst
+    bits = df["_dq_bits"].to_numpy()
+    dq_bw = np.where(bits >= 16, 1.0, np.where(bits >= 8, p["dq_bw_8"], p["dq_bw_4"]))
+    dq_mm = np.where(bits >= 16, 1.0, np.where(bits >= 8, p["dq_mm_8"], p["dq_mm_4"]))
+    bw = dev.memory_bandwidth() * p["bw_frac"] * dq_bw
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t_mem = np.where(b > 0, (b + p["ws_half"]) / bw, 0.0)
+        m = df["_m"].to_numpy(float)
+        shape = np.where(np.isfinite(m), m / (m + p["mm_m_half"]), 1.0)
+        kind = df["kind"].to_numpy()
+        peak, vpeak = df["_peak"].to_numpy(float), df["_vpeak"].to_numpy(float)
+        vec_rate = vpeak * p["vec_frac"]
+        rate = np.where(  # a small-M matmul may run faster on the vector units (GEMV kernels)
+            kind == "matmul",
+            np.maximum(peak * p["mm_frac"] * shape, vec_rate) * dq_mm,
+            np.where(kind == "attention", peak * p["attn_frac"], vec_rate),
+        )
+        t_cmp = np.where(f > 0, f / rate, 0.0)
+    t_exec = np.maximum(t_mem, t_cmp)
+    if launch != "kernel":  # kernel: device time of the kernels alone, as a profiler shows it
+        t_exec = t_exec + p["launch_graph"]  # the gap between kernels
+    if launch == "eager":  # the host launches one kernel while the previous one runs
+        t_exec = np.maximum(t_exec, p["launch_eager"])
+    t_launch = t_exec - np.maximum(t_mem, t_cmp)
+    return pd.DataFrame(
+        {
+            "t_memory": t_mem * inst,
+            "t_compute": t_cmp * inst,
+            "t_launch": t_launch * inst,
+            "time": t_exec * inst,
+        },
+        index=df.index,
+    )
+
+
+@dataclass(frozen=True)
+class EffPrediction:
+    """Per-op predicted time with efficiencies, its range, and every term that produced it."""
+
+    ops: pd.DataFrame = field(hash=False, compare=False)
+    totals: dict[str, float] = field(hash=False)
+    device: Device
+    device_class: str
+    launch: str
+    terms: dict[str, Term] = field(hash=False)
+    peaks_used: dict[str, float] = field(hash=False)
+    notes: tuple[str, ...] = ()
+    roofline: Any = field(default=None, hash=False, compare=False)  # the spec-sheet Prediction
+
+    def describe(self) -> str:
+        """One line for a table caption: which terms are the device's own, which defaults."""
+        own = [k for k, t in self.terms.items() if t.origin.startswith("device")]
+        rest = len(self.terms) - len(own)
+        mine = f"measured for this chip: {', '.join(own)}; " if own else ""
+        return (
+            f"efficiency terms ({self.launch} launch): {mine}{rest} defaults of class "
+            f"{self.device_class}; values and sources: --format json"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able: device (what-if said), the efficiency terms with sources, totals, ops."""
+        cols = [
+            "name", "kind", "dtype", "count", "steps", "flops", "bytes",
+            "t_memory", "t_compute", "t_launch", "time", "time_low", "time_high", "bound",
+        ]  # fmt: skip
+        ops = [
+            {k: _plain(v) for k, v in r.items()}
+            for r in self.ops[[c for c in cols if c in self.ops.columns]].to_dict("records")
+        ]
+        measured = sorted({t.origin for t in self.terms.values() if t.origin.startswith("device")})
+        return {
+            "model": "efficiency (spec-sheet roofs x published efficiencies)",
+            "device": self.device.name,
+            "display_name": self.device.display_name,
+            "measured": False,
+            "roof_origin": self.device.roof_origin,
+            "what_if": self.device.to_dict().get("what_if"),
+            "device_class": self.device_class,
+            "launch": self.launch,
+            "roofs": {
+                "memory_bandwidth": self.device.memory_bandwidth(),
+                "peak_flops": dict(self.peaks_used),
+            },
+            "efficiency_terms": [t.to_dict() for t in self.terms.values()],
+            "terms_device_measured": [k for k, t in self.terms.items() if t.origin in measured],
+            "terms_class_default": [k for k, t in self.terms.items() if t.origin not in measured],
+            "notes": list(self.notes),
+            "totals": dict(self.totals),
+            "units": {"time*": "s", "t_*": "s", "bytes": "byte", "flops": "FLOP"},
+            "ops": ops,
+        }
+
+
+def _plain(v: Any) -> Any:
+    if isinstance(v, np.generic):
+        v = v.item()
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    return v
+
+
+def _prepare(
+    ops: pd.DataFrame, device: Device, precision: Precision | None
+) -> tuple[pd.DataFrame, dict[str, float], list[str]]:
+    df = _check_ops(ops)
+    for c in ("bytes_weight", "matmul_flops"):
+        if c not in df.columns:
+            df[c] = 0.0 if c == "bytes_weight" else df["flops"]
+    dtypes = {d: compute_dtype(device, d, precision) for d in dict.fromkeys(df["dtype"])}
+    df["dtype"] = df["dtype"].map(dtypes)
+    peaks = {d: device.peak(d) for d in dict.fromkeys(df["dtype"])}
+    df["_peak"] = df["dtype"].map(peaks).astype(float)
+    vec = device.peaks.get("fp32")  # element-wise work runs on the fp32 vector units
+    df["_vpeak"] = df["_peak"] if vec is None else min(vec, *peaks.values())
+    inst = (df["count"] * df["steps"]).clip(lower=1)
+    params = df["bytes_weight"] / inst / _weight_bytes_per_param(df, precision)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        m = np.where(params > 0, df["matmul_flops"] / inst / (2 * params), np.inf)
+    df["_m"] = m
+    df["_dq_bits"] = _dequant(df, precision, df["dtype"])
+    notes = [
+        f"{a} ops priced at the {b} peak: the device has no {a} peak and the precision does not "
+        f"name {a}"
+        for a, b in dtypes.items()
+        if normalize_dtype(a) != b
+    ]
+    return df, peaks, notes
+
+
+def predict_efficiency(
+    ops: pd.DataFrame,
+    device: Device,
+    precision: Precision | None = None,
+    launch: str = "graph",
+) -> EffPrediction:
+    """Predicted time of each op on `device` with published efficiencies, and its range.
+
+    `launch`: 'graph' (CUDA graphs / a compiled runtime, the default of serving engines and
+    llama.cpp), 'eager' (one host launch per kernel) or 'kernel' (kernel time alone, as a
+    profiler reports it). Raises MemwallError on an op dtype the
+    device has no peak for, or an unknown launch mode.
+    """
+    if launch not in LAUNCH_MODES:
+        raise MemwallError(f"unknown launch mode {launch!r}; accepted: {', '.join(LAUNCH_MODES)}")
+    terms = efficiency_terms(device)
+    df, peaks, notes = _prepare(ops, device, precision)
+    mid = _row_times(df, device, _params(terms, "value"), launch)
+    low, high = _spread(df, device, terms, launch, mid["time"].to_numpy())
+    out = df.drop(columns=["_peak", "_vpeak", "_m", "_dq_bits"]).join(mid)
+    out["time_low"], out["time_high"] = low, high
+    out["bound"] = np.where(
+        mid["t_launch"] > np.maximum(mid["t_memory"], mid["t_compute"]),
+        "launch",
+        np.where(mid["t_compute"] >= mid["t_memory"], "compute", "memory"),
+    )
+    t = float(mid["time"].sum())
+    totals = {
+        "time": t,
+        "time_low": float(low.sum()),
+        "time_high": float(high.sum()),
+        "t_memory": float(mid["t_memory"].sum()),
+        "t_compute": float(mid["t_compute"].sum()),
+        "t_launch": float(mid["t_launch"].sum()),
+        "flops": float(df["flops"].sum()),
+        "bytes": float(df["bytes"].sum()),
+        "kernels": float((df["count"] * df["steps"]).sum()),
+        "roofline_time": float(
+            np.maximum(
+                df["flops"] / df["dtype"].map(peaks), df["bytes"] / device.memory_bandwidth()
+            ).sum()
+        ),
+    }
+    return EffPrediction(
+        out, totals, device, device_class(device), launch, terms, peaks, tuple(notes)
+    )
+
+
+def device_prediction(
+    ops: pd.DataFrame,
+    device: Device,
+    precision: Precision | None,
+    launch: str = "graph",
+) -> EffPrediction:
+    """`predict_efficiency` with the spec-sheet roofline of the same ops kept as `.roofline`
+    (what the datasheet alone says; the roofline plot draws it)."""
+    eff = predict_efficiency(ops, device, precision, launch)
+    df = ops.copy()
+    df["dtype"] = [compute_dtype(device, d, precision) for d in df["dtype"]]
+    return dataclasses.replace(eff, roofline=predict_roofline(df, device))

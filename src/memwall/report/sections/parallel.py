@@ -1,0 +1,81 @@
+"""Beyond one device (memwall.parallel): a training step of GPT-2 XL split over 8 to 512
+accelerators, its time divided into compute, memory, communication and the rest: the
+interconnect wall the paper warns of, predicted (roofline + alpha-beta links)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import plotly.graph_objects as go
+
+from memwall.parallel.wall import interconnect_wall
+from memwall.report.base import Column, ReportContext, SectionResult
+from memwall.report.figures import style
+from memwall.report.fmt import pct
+
+MODEL = "gpt2-xl"
+COUNTS = (8, 32, 128, 512)
+PARTS = ("compute", "memory", "communication", "other")
+
+
+def _figure(rows: list[dict[str, Any]]) -> go.Figure:
+    labels = [f"{r['device']} x{r['devices']}" for r in rows]
+    fig = go.Figure()
+    for part in PARTS:
+        fig.add_trace(go.Bar(x=labels, y=[r[part] for r in rows], name=part))
+    fig.update_layout(barmode="stack")
+    return style(
+        fig,
+        f"{MODEL} training step over N devices (predicted)",
+        "device x N",
+        "seconds per step (global batch 512 x 1024 tokens)",
+    )
+
+
+class ParallelSection:
+    name = "parallel"
+    title = "Many devices: the interconnect wall"
+    order = 75
+    weight = 2.0
+
+    def build(self, ctx: ReportContext) -> SectionResult:
+        devs = [n for n, d in ctx.devices.items() if not d.measured and d.interconnect_bandwidth]
+        res = SectionResult()
+        if not devs:
+            res.text("No chosen accelerator lists an interconnect; nothing to split.")
+            return res
+        ctx.progress(f"{MODEL} over {', '.join(devs)}")
+        rows = interconnect_wall(MODEL, tuple(devs), COUNTS).to_dict(orient="records")
+        res.figure(
+            _figure(rows),
+            "Per training step: compute- and memory-bound kernel time, "
+            "exposed communication, pipeline bubbles and the rest, for the best "
+            "standard layout at each N (memwall.parallel, predicted).",
+            "parallel",
+        )
+        worst = max(rows, key=lambda r: r["communication_fraction"]) if rows else None
+        if worst:
+            res.text(
+                f"At fixed global batch, splitting {MODEL} over more devices shrinks the "
+                "compute per device while the collectives do not shrink as fast: on "
+                f"{worst['device']} x{worst['devices']} communication is "
+                f"{pct(worst['communication_fraction'])} of the step (MFU "
+                f"{pct(worst['mfu'])})."
+            )
+        res.table(
+            f"{MODEL} training step (predicted)",
+            [
+                Column("device", "device"),
+                Column("devices", "N", "int"),
+                Column("layout", "layout"),
+                Column("step_time", "step", "seconds"),
+                Column("communication_fraction", "communication", "pct"),
+                Column("mfu", "MFU", "pct"),
+            ],
+            rows,
+        )
+        res.data = {"model": MODEL, "rows": rows}
+        return res
+
+
+SECTION = ParallelSection()

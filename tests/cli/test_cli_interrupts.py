@@ -1,0 +1,116 @@
+"""Ctrl-C anywhere: one line saying what was kept, exit code 130, never a traceback."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+import memwall.cli.memory
+
+
+def test_interrupt_inside_a_command_is_one_line_and_130(cli, monkeypatch):
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(memwall.cli.memory, "infer_report", interrupted)
+    r = cli("memory", "gpt2")
+    assert r.code == 130
+    lines = r.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("memwall: interrupted: "), r.err
+    assert "nothing was saved" in lines[0] and "Traceback" not in r.err
+
+
+def test_interrupt_note_says_what_was_kept(cli, monkeypatch):
+    from memwall.cli._common import keep_note
+
+    def partial(*a, **k):
+        keep_note("3 of 10 rows printed")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(memwall.cli.memory, "infer_report", partial)
+    r = cli("memory", "gpt2")
+    assert r.code == 130 and r.err == "memwall: interrupted: 3 of 10 rows printed\n"
+
+    def plain(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(memwall.cli.memory, "infer_report", plain)
+    r = cli("memory", "gpt2")  # the next run starts from "nothing was saved" again
+    assert r.code == 130 and "nothing was saved" in r.err
+
+
+# Python that interrupts the import of Typer, as a Ctrl-C while the command starts would.
+INTERRUPT_IMPORT = """
+import builtins, sys
+real = builtins.__import__
+def imp(name, *a, **k):
+    if name == "typer" or name.startswith("typer."):
+        raise KeyboardInterrupt
+    return real(name, *a, **k)
+builtins.__import__ = imp
+from memwall.cli import main
+main(sys.argv[1:])
+"""
+
+
+def test_interrupt_while_importing_prints_no_traceback():
+    p = subprocess.run(
+        [sys.executable, "-c", INTERRUPT_IMPORT, "devices"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert p.returncode == 130, p.stderr
+    assert p.stderr == "memwall: interrupted while starting: nothing was done\n"
+
+
+# `memwall memory gpt2` whose work never ends; it touches READY when the work has begun.
+SLOW_COMMAND = """
+import pathlib, sys, time
+import memwall.cli.memory as m
+def slow(*a, **k):
+    pathlib.Path(sys.argv[1]).touch()
+    time.sleep(120)
+m.infer_report = slow
+from memwall.cli import main
+main(["memory", "gpt2"])
+"""
+
+
+def _sigint(ready, wait_ready: bool) -> subprocess.CompletedProcess:
+    argv = (
+        [sys.executable, "-c", SLOW_COMMAND, str(ready)]
+        if wait_ready  # the real entry point, interrupted while it loads
+        else [sys.executable, "-m", "memwall", "memory", "llama-3-70b", "--mode", "train"]
+    )
+    p = subprocess.Popen(
+        argv,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while wait_ready and not ready.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if not wait_ready:
+        time.sleep(0.2)  # still loading Python, Typer or the subcommands
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=60)
+    return subprocess.CompletedProcess(p.args, p.returncode, out, err)
+
+
+@pytest.mark.parametrize("wait_ready", [False, True], ids=["while-starting", "while-working"])
+def test_real_sigint_is_one_line_and_130(tmp_path, wait_ready):
+    r = _sigint(tmp_path / "ready", wait_ready)
+    assert r.returncode == 130, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("memwall: interrupted"), r.stderr
+    assert "Traceback" not in r.stderr and r.stdout == ""
+    if wait_ready:
+        assert lines[0] == "memwall: interrupted: " + (
+            "nothing was saved (outputs are written whole or not at all)"
+        )

@@ -1,0 +1,127 @@
+"""A calibration measured while other work competes for the CPUs is flagged noisy, says so,
+and is not cached as good (issue 11: a calibration that cannot be silently poisoned)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+from memwall.measure.calibration import Calibration, combine  # noqa: E402
+from memwall.measure.run import time_runs  # noqa: E402
+from memwall.measure.terms import QUICK  # noqa: E402
+from memwall.measure.timing import Timing, median_ci  # noqa: E402
+from memwall.predict.calterms import CalibrationRecord  # noqa: E402
+
+SPIN = "import time\nend = time.time() + 120\nwhile time.time() < end: pass\n"
+
+
+def test_combine_keeps_medians_and_the_spread():
+    value, spread = combine(
+        [
+            {"c": [[1, 10.0], [2, 20.0]], "d": 1.0},
+            {"c": [[1, 12.0], [2, 20.0]], "d": 1.0},
+            {"c": [[1, 14.0], [2, 20.0]], "d": 1.0},
+        ]
+    )
+    assert value == {"c": [[1, 12.0], [2, 20.0]], "d": 1.0}
+    assert spread == pytest.approx((14 - 10) / 12)
+
+
+@pytest.mark.slow
+def test_calibration_under_load_is_flagged_noisy_and_not_reused(tmp_path, monkeypatch):
+    monkeypatch.setenv("MEMWALL_DATA_DIR", str(tmp_path))
+    busy = [subprocess.Popen([sys.executable, "-c", SPIN]) for _ in range(os.cpu_count() or 1)]
+    try:
+        cal = Calibration.load(QUICK)
+        cal.ensure("fp32")
+    finally:
+        for p in busy:
+            p.kill()
+            p.wait()
+    st = cal.status()
+    assert st["noisy"] is True and st["noise"], st
+    assert st["others_busy_cores"] > 0.5 and st["saved"] is False
+    assert cal.data["spread"] and cal.data["load"]["fp32"]["others_busy_cores"] > 0.5
+    again = Calibration.load(QUICK)  # the noisy record on disk is not reused
+    assert "linear" not in again.data and not again.data.get("noisy")
+
+
+class _Uneven:
+    """A stand-in runner whose runs alternate between 1 ms and 30 ms: a spread no number of
+    runs narrows."""
+
+    def __init__(self) -> None:
+        self.i = 0
+
+    def setup(self) -> None:
+        pass
+
+    def run(self) -> None:
+        self.i += 1
+        time.sleep(0.03 if self.i % 2 else 0.001)
+
+
+def test_wide_spread_adds_runs_up_to_the_cap_and_stays_flagged():
+    t = time_runs(_Uneven(), warmup=0, repeats=4, budget_s=60.0, max_runs=8)
+    assert t.n == 8 and t.added == 4 and t.noisy
+    d = t.to_dict()
+    assert d["added_runs"] == 4 and d["noisy"] is True and d["settle_budget"] == 60.0
+
+
+def test_no_budget_no_added_runs():
+    t = time_runs(_Uneven(), warmup=0, repeats=4, budget_s=0.0)
+    assert t.n == 4 and t.added == 0 and t.noisy
+
+
+def test_median_confidence_interval_is_order_statistics():
+    runs = tuple(float(x) for x in range(1, 21))
+    assert median_ci(runs) == (6.0, 15.0)  # ranks 6 and 15 of 20 (binomial, 95.9%)
+    assert median_ci((2.0, 1.0, 3.0)) == (1.0, 3.0)  # few runs: the extremes
+    assert Timing(runs, 0).to_dict()["median_ci95"] == [6.0, 15.0]
+
+
+def test_noisy_record_never_replaces_a_good_one_on_disk(tmp_path):
+    path = tmp_path / "cal.json"
+    path.write_text(json.dumps({"good": True}))
+    cal = Calibration({"noisy": True, "linear": {}}, QUICK, path)
+    cal._save()
+    assert json.loads(path.read_text()) == {"good": True}
+    assert cal.status()["saved"] is False
+
+
+def test_terms_measured_in_this_run_are_not_spot_checked_again(monkeypatch):
+    """Only a record read from disk is spot-checked: one measured minutes ago in this process
+    must not be thrown away because the machine got busier since."""
+    cal = Calibration.load(QUICK, persist=False)
+    cal.ensure("fp32")
+
+    def no_spot(dtype):
+        raise AssertionError("spot check of terms measured in this run")
+
+    monkeypatch.setattr(cal, "_spot_now", no_spot)
+    cal.ensure("fp32")
+    assert cal.status()["spot_check"] is None
+    reread = Calibration(cal.data, QUICK)  # the same record, as if read from disk
+    monkeypatch.setattr(reread, "_spot_now", lambda dtype: (1.0, 1.0))  # absurdly slow now
+    reread.ensure("fp32")
+    assert reread.status()["spot_check"]["agreed"] is False
+
+
+def test_gemv_bandwidth_by_layer_size_and_older_records():
+    """GEMV bandwidth is a curve by the weight bytes of one layer (log-log, clamped); a
+    single number from an older record still reads."""
+    rec = CalibrationRecord({"gemv_bandwidth": {"int8": [[1e6, 1e10], [1e8, 2e10]], "fp32": 5e9}})
+    assert rec.gemv_bandwidth("int8", 1e6) == pytest.approx(1e10)
+    assert rec.gemv_bandwidth("int8", 1e7) == pytest.approx(2**0.5 * 1e10)
+    assert rec.gemv_bandwidth("int8", 1e9) == pytest.approx(2e10)
+    assert rec.gemv_bandwidth("fp32", 1e7) == 5e9
+    (term,) = [t for t in rec.terms("int8") if t.name == "gemv_bandwidth(int8)"]
+    assert term.points == ((1e6, 1e10), (1e8, 2e10)) and term.value == 2e10

@@ -1,0 +1,177 @@
+"""Efficiency model for devices memwall cannot measure: terms, sources, ranges and behaviour."""
+
+from __future__ import annotations
+
+import copy
+import json
+from importlib import resources
+
+import pytest
+
+from memwall.count import op_table
+from memwall.errors import MemwallError
+from memwall.hardware import get_device, load_catalog
+from memwall.precision import parse_precision
+from memwall.predict.efficiency import (
+    TERMS,
+    device_class,
+    device_prediction,
+    efficiency_terms,
+    parse_table,
+    predict_efficiency,
+)
+from memwall.predict.whatif import what_if_rows
+from memwall.spec import Workload, load_model_config
+
+LLAMA, _ = load_model_config("llama-2-7b")
+Q4 = parse_precision("4/16/16", 32)
+F16 = parse_precision("fp16")
+
+
+def gen_table(prec, batch=1, gen=128):
+    return op_table(LLAMA, Workload("generate", batch, 0, gen), prec, "full", True)
+
+
+def raw_table() -> dict:
+    text = resources.files("memwall.data").joinpath("efficiency.json").read_text("utf-8")
+    return json.loads(text)
+
+
+def test_every_catalog_device_has_a_class_and_sourced_terms():
+    for d in load_catalog():
+        terms = efficiency_terms(d)
+        assert set(terms) == set(TERMS), d.name
+        for t in terms.values():
+            assert t.low <= t.value <= t.high, (d.name, t.name)
+            assert len(t.source) > 20 and t.unit and t.what
+            assert t.origin.startswith(("device-measured", "class default"))
+    assert device_class(get_device("apple-m4-max")) == "apple-gpu"
+    assert device_class(get_device("rtx-4090")) == "gddr-gpu"
+    assert device_class(get_device("mi300x")) == "amd-hbm-gpu"
+    assert device_class(get_device("jetson-agx-orin-64gb")) == "edge-gpu"
+
+
+def test_output_says_which_terms_are_measured_for_the_device():
+    h = efficiency_terms(get_device("h100-sxm"))
+    assert (
+        h["mm_frac"].origin == "device-measured (h100-sxm)"
+        and "Matmul FLOPS" in h["mm_frac"].source
+    )
+    assert h["bw_frac"].origin == "class default (hbm-gpu)"
+    d = predict_efficiency(gen_table(F16), get_device("h100-sxm")).to_dict()
+    assert "mm_frac" in d["terms_device_measured"] and "bw_frac" in d["terms_class_default"]
+    assert {t["name"] for t in d["efficiency_terms"]} == set(TERMS)
+    assert all(t["source"] and t["value"] > 0 for t in d["efficiency_terms"])
+    # a what-if device keeps the efficiencies of the chip it was derived from
+    w = efficiency_terms(get_device("h100-sxm@bw=2"))
+    assert w["mm_frac"].origin == "device-measured (h100-sxm)"
+
+
+@pytest.mark.parametrize(
+    "name", [d.name for d in load_catalog() if d.vendor == "Apple" or "rtx-" in d.name]
+)
+def test_acceptance_workload_on_every_consumer_device(name):
+    dev = get_device(name)
+    p = device_prediction(gen_table(Q4), dev, Q4)
+    t = p.totals
+    assert 0 < t["time_low"] <= t["time"] <= t["time_high"]
+    assert t["time"] > t["roofline_time"]  # efficiencies only ever slow the datasheet down
+    assert t["time"] < 5 * t["roofline_time"]
+    assert p.roofline is not None and p.roofline.totals["time"] == pytest.approx(t["roofline_time"])
+    json.dumps(p.to_dict())  # plain JSON
+
+
+def test_decode_is_memory_bound_and_four_bit_is_not_four_times_faster():
+    dev = get_device("rtx-4090")
+    q4 = predict_efficiency(gen_table(Q4), dev, Q4)
+    f16 = predict_efficiency(gen_table(F16), dev, F16)
+    mm = q4.ops[q4.ops["kind"] == "matmul"]
+    assert (mm["bound"] == "memory").all()
+    speedup = f16.totals["time"] / q4.totals["time"]
+    byte_ratio = f16.totals["bytes"] / q4.totals["bytes"]
+    assert 1.5 < speedup < byte_ratio  # dequantization and kernel gaps eat part of the saving
+
+
+def test_matmul_efficiency_grows_with_tokens():
+    dev = get_device("a100-sxm-80gb")
+    bf16 = parse_precision("bf16")
+
+    def matmul_rate(batch, phase, seq):
+        df = op_table(LLAMA, Workload(phase, batch, seq), bf16, "full", True)
+        ops = predict_efficiency(df, dev, bf16).ops
+        mm = ops[ops["name"] == "gate_proj"].iloc[0]
+        return mm["flops"] / mm["time"]
+
+    gemv = matmul_rate(1, "decode", 128)
+    gemm = matmul_rate(8, "prefill", 2048)
+    assert gemm > 50 * gemv
+    assert gemm < dev.peak("bf16") * efficiency_terms(dev)["mm_frac"].value
+
+
+def test_eager_launch_costs_where_kernels_are_short():
+    gpt2, _ = load_model_config("gpt2")
+    df = op_table(gpt2, Workload("decode", 1, 16), parse_precision("fp16"), "full", True)
+    dev = get_device("h100-sxm")
+    eager = predict_efficiency(df, dev, launch="eager")
+    graph = predict_efficiency(df, dev, launch="graph")
+    assert eager.totals["time"] > 1.2 * graph.totals["time"]
+    assert (eager.ops["bound"] == "launch").mean() > 0.5
+    big = gen_table(F16)
+    e, g = (predict_efficiency(big, dev, F16, launch=m).totals["time"] for m in ("eager", "graph"))
+    assert e < 1.2 * g  # long kernels hide the host's launches
+    with pytest.raises(MemwallError, match="launch mode"):
+        predict_efficiency(df, dev, launch="compiled")
+
+
+def test_what_if_bandwidth_helps_decode_less_than_its_factor():
+    base = predict_efficiency(gen_table(Q4), get_device("h100-sxm"), Q4).totals["time"]
+    fast = predict_efficiency(gen_table(Q4), get_device("h100-sxm@bw=2"), Q4).totals["time"]
+    assert base / 2 < fast < base / 1.3
+    more_flops = predict_efficiency(gen_table(Q4), get_device("h100-sxm@flops=4"), Q4)
+    assert more_flops.totals["time"] == pytest.approx(base, rel=0.05)  # decode ignores FLOPs
+
+
+def test_sixteen_bit_runs_as_fp16_where_there_is_no_bf16_but_bf16_by_name_is_refused():
+    dev = get_device("apple-m2-max")
+    p = predict_efficiency(gen_table(Q4), dev, Q4)
+    assert set(p.peaks_used) == {"fp16"} and "fp16 peak" in p.notes[0]
+    bf16 = parse_precision("bf16")
+    with pytest.raises(MemwallError, match="no bf16 peak"):
+        predict_efficiency(gen_table(bf16, gen=4), dev, bf16)
+    int8 = parse_precision("int8")
+    with pytest.raises(MemwallError, match="no int8 peak"):
+        predict_efficiency(gen_table(int8, gen=4), dev, int8)
+
+
+@pytest.mark.parametrize(
+    "edit,needle",
+    [
+        (lambda t: t["classes"]["cpu"]["bw_frac"].update(value=2.0), "outside its range"),
+        (lambda t: t["classes"]["cpu"]["bw_frac"].update(source="nowhere"), "source"),
+        (lambda t: t["classes"]["cpu"].pop("vec_frac"), "every term"),
+        (lambda t: t["devices"]["h100-sxm"]["mm_frac"].update(low=-1), "malformed"),
+    ],
+)
+def test_bad_efficiency_data_is_refused(edit, needle):
+    t = copy.deepcopy(raw_table())
+    edit(t)
+    with pytest.raises(MemwallError, match=needle):
+        parse_table(t)
+
+
+def test_quantize_head_reaches_the_bits_form_of_precision():
+    """`4/16/16` with quantize_head prices the LM head at 4 bits (a published row relies on it)."""
+    q = parse_precision("4/16/16", 32, True)
+    assert q.quantize_head and q.head_weight_bytes == q.weight_bytes < 2.0
+
+
+def test_what_if_rows_name_each_scaling_and_its_range():
+    rows = what_if_rows(gen_table(Q4, gen=16), get_device("h100-sxm"), Q4)
+    assert rows[0]["device"] == "h100-sxm" and rows[0]["speedup"] == 1.0
+    by = {r["device"]: r for r in rows}
+    assert 1.2 < by["h100-sxm@bw=2"]["speedup"] < 2.0  # decode: bandwidth helps
+    assert by["h100-sxm@flops=2"]["speedup"] == pytest.approx(1.0, abs=0.05)  # FLOPs do not
+    assert by["h100-sxm@mem=2"]["speedup"] == pytest.approx(1.0)
+    for r in rows:
+        assert r["time_low"] <= r["time"] <= r["time_high"]
+        assert ("what-if" in r["display_name"]) == bool(r["what_if"])

@@ -1,0 +1,193 @@
+"""memwall.parallel: collectives, layouts, the priced step, search (pure, no torch)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from memwall.errors import MemwallError
+from memwall.hardware import get_device
+from memwall.parallel import (
+    Layout,
+    Link,
+    Options,
+    alpha_beta_time,
+    bubble_fraction,
+    bytes_per_rank,
+    links_for,
+    plan,
+    validate_layout,
+)
+from memwall.parallel.links import COLLECTIVES_FORMAT, load_measured_links
+from memwall.parallel.search import search
+from memwall.parallel.wall import interconnect_wall
+from memwall.spec import load_model, parse_precision
+
+BF16 = parse_precision("bf16")
+H100 = get_device("h100-sxm")
+H100_LINKS = links_for("h100-sxm")
+
+
+def _ring_allreduce_sent(n: int, message: int) -> list[int]:
+    """Run a ring all-reduce (reduce-scatter then all-gather over n chunks) on real arrays and
+    count the elements each rank sends."""
+    rng = np.random.default_rng(0)
+    data = [rng.integers(0, 100, message) for _ in range(n)]
+    want = sum(data)
+    chunks = [np.array_split(d.copy(), n) for d in data]
+    sent = [0] * n
+    for step in range(n - 1):  # reduce-scatter
+        msgs = [(r, (r - step) % n, chunks[r][(r - step) % n].copy()) for r in range(n)]
+        for r, c, payload in msgs:
+            chunks[(r + 1) % n][c] += payload
+            sent[r] += payload.size
+    for step in range(n - 1):  # all-gather
+        msgs = [(r, (r + 1 - step) % n, chunks[r][(r + 1 - step) % n].copy()) for r in range(n)]
+        for r, c, payload in msgs:
+            chunks[(r + 1) % n][c] = payload
+            sent[r] += payload.size
+    for r in range(n):
+        assert np.array_equal(np.concatenate(chunks[r]), want)
+    return sent
+
+
+@pytest.mark.parametrize("n", [2, 3, 4, 8])
+def test_ring_all_reduce_moves_2_n_minus_1_over_n(n):
+    message = 960  # divisible by every n here
+    sent = _ring_allreduce_sent(n, message)
+    for s in sent:
+        assert s == pytest.approx(bytes_per_rank("all_reduce", message, n))
+        assert s == pytest.approx(2 * (n - 1) / n * message)
+
+
+def test_alpha_beta_ring_and_tree():
+    link = Link("x", bandwidth=100e9, latency=5e-6)
+    small, algo_s = alpha_beta_time("all_reduce", 1024, 64, link)
+    big, algo_b = alpha_beta_time("all_reduce", 1 << 30, 64, link)
+    assert algo_s == "tree"  # latency-bound: log2(n) steps beat 2(n-1)
+    ring, _ = alpha_beta_time("all_reduce", 1 << 30, 64, link, "ring")
+    tree, _ = alpha_beta_time("all_reduce", 1 << 30, 64, link, "tree")
+    assert big == min(ring, tree) and abs(tree / ring - 1) < 0.05  # bandwidth-bound: both ~2S/B
+    assert ring == pytest.approx(2 * 63 * 5e-6 + 2 * 63 / 64 * (1 << 30) / 100e9)
+    ag, _ = alpha_beta_time("all_gather", 1 << 20, 4, link)
+    assert ag == pytest.approx(3 * 5e-6 + 0.75 * (1 << 20) / 100e9)
+    assert alpha_beta_time("all_reduce", 1 << 20, 1, link)[0] == 0.0
+
+
+def _infer(spec, lay, batch=8, seq=512):
+    o = Options("infer", batch, batch // lay.dp, seq, BF16)
+    return plan(spec, H100, H100_LINKS, lay, o)
+
+
+def test_tensor_parallel_halves_weight_bytes():
+    spec = load_model("llama-3-8b")
+    one = _infer(spec, Layout(tp=1, dp=1))
+    two = _infer(spec, Layout(tp=2, dp=1))
+    ratio = two.per_device["weights"] / one.per_device["weights"]
+    assert ratio == pytest.approx(0.5, abs=0.002)  # only the norms stay whole
+    assert two.share("all_reduce") > 0 and one.share("all_reduce") == 0
+
+
+@pytest.mark.parametrize("p,m", [(2, 1), (4, 8), (8, 32)])
+def test_bubble_fraction_1f1b(p, m):
+    assert bubble_fraction(p, m) == pytest.approx((p - 1) / (m + p - 1))
+    assert bubble_fraction(p, m, 2) < bubble_fraction(p, m)
+
+
+def test_plan_bubble_matches_formula():
+    spec = load_model("gpt2-xl")
+    o = Options("train", batch=16, micro_batch=1, seq_len=1024, precision=BF16)
+    p = plan(spec, H100, H100_LINKS, Layout(pp=4, dp=1), o)
+    b = p.breakdown
+    pipeline = b["bubble"] + sum(b[k] for k in ("forward", "backward", "recompute", "tp_comm",
+                                                "ep_comm", "pp_comm"))  # fmt: skip
+    assert p.micro_batches == 16
+    assert b["bubble"] / pipeline == pytest.approx(3 / (16 + 3))
+    assert p.step_time == pytest.approx(sum(b.values()))
+
+
+def test_train_plan_parts_and_collectives():
+    spec = load_model("llama-3-8b")
+    o = Options("train", batch=64, micro_batch=1, seq_len=2048, precision=BF16)
+    p = plan(spec, H100, H100_LINKS, Layout(tp=4, pp=2, dp=8, zero=1, sequence_parallel=True), o)
+    kinds = {(c.kind, c.group) for c in p.collectives}
+    assert ("all_gather", "tp") in kinds and ("reduce_scatter", "tp") in kinds
+    assert ("send_recv", "pp") in kinds and ("reduce_scatter", "dp") in kinds
+    dp = next(c for c in p.collectives if c.group == "dp")
+    assert dp.level == "inter"  # tp 4 x dp 8 spans nodes of 8
+    tpc = next(c for c in p.collectives if c.group == "tp")
+    assert tpc.level == "intra"
+    assert 0 < p.mfu < 1 and p.hfu >= p.mfu
+    no = plan(spec, H100, H100_LINKS, Layout(tp=4, pp=2, dp=8, zero=1, sequence_parallel=True),
+              Options("train", 64, 1, 2048, BF16, overlap=False))  # fmt: skip
+    assert no.breakdown["dp_comm"] > p.breakdown["dp_comm"]
+
+
+@pytest.mark.parametrize(
+    "lay,batch,needle",
+    [
+        (Layout(tp=2, pp=2, dp=1), 8, "product must equal"),
+        (Layout(tp=3, dp=1), 8, "must divide the attention heads"),
+        (Layout(tp=16, dp=1), 16, "key/value heads (8)"),
+        (Layout(pp=64, dp=1), 64, "exceed the 32 layers"),
+        (Layout(dp=4), 6, "not divisible by micro-batch x dp"),
+        (Layout(dp=2, ep=2), 8, "mixture-of-experts"),
+        (Layout(pp=2, dp=2, zero=3), 8, "ZeRO stage 3"),
+    ],
+)
+def test_bad_layouts_one_line(lay, batch, needle):
+    spec = load_model("llama-3-8b")  # 32 heads, 8 KV heads, 32 layers
+    n = 8 if needle == "product must equal" else lay.devices
+    with pytest.raises(MemwallError) as e:
+        validate_layout(spec, lay, n, batch, 1)
+    assert needle in str(e.value) and "\n" not in str(e.value)
+
+
+def test_search_ranks_fitting_layouts_and_explains():
+    spec = load_model("gpt2-xl")
+    o = Options("train", batch=32, micro_batch=1, seq_len=1024, precision=parse_precision("fp16"))
+    r = search(spec, get_device("v100-sxm2-32gb"), links_for("v100-sxm2-32gb"), 8,
+               o, micro_batches=(1,))  # fmt: skip
+    times = [p.step_time for p in r.ranked]
+    assert times == sorted(times)
+    assert all(p.fits for p in r.ranked)
+    assert r.ranked[0].layout.label in r.explanation and "Runner-up" in r.explanation
+
+
+def test_moe_expert_all_to_all():
+    spec = load_model("mixtral-8x7b")
+    o = Options("infer", 8, 2, 256, BF16)
+    p = plan(spec, H100, H100_LINKS, Layout(tp=2, dp=4, ep=4), o)
+    a2a = [c for c in p.collectives if c.kind == "all_to_all"]
+    assert a2a and a2a[0].group_size == 4
+    with pytest.raises(MemwallError, match="experts per device"):
+        plan(spec, H100, H100_LINKS, Layout(tp=1, dp=8, ep=8), Options("infer", 8, 1, 256, BF16))
+
+
+def test_measured_links(tmp_path):
+    f = tmp_path / "c.json"
+    obj = {"format": COLLECTIVES_FORMAT, "world": 2, "backend": "gloo",
+           "fit": {"all_reduce": {"alpha": 1e-4, "beta": 1e9}}}  # fmt: skip
+    f.write_text(json.dumps(obj))
+    links = load_measured_links(f)
+    assert links.origin == "measured" and links.intra.bandwidth == 1e9
+    f.write_text(json.dumps({**obj, "fit": {"all_reduce": {"alpha": -1, "beta": 0}}}))
+    with pytest.raises(MemwallError, match="malformed"):
+        load_measured_links(f)
+
+
+def test_interconnect_wall_frame():
+    df = interconnect_wall("gpt2-xl", ("h100-sxm", "v100-sxm2-32gb"), (8, 64), batch=128,
+                           seq_len=512)  # fmt: skip
+    assert set(df["device"]) == {"h100-sxm", "v100-sxm2-32gb"}
+    parts = df["compute"] + df["memory"] + df["communication"] + df["other"]
+    assert np.allclose(parts, df["step_time"])
+    assert ((df["communication_fraction"] >= 0) & (df["communication_fraction"] < 1)).all()
+    # the same job on the 2018 GPU takes longer at every N
+    h = df[df.device == "h100-sxm"].set_index("devices")["step_time"]
+    v = df[df.device == "v100-sxm2-32gb"].set_index("devices")["step_time"]
+    assert all(v[n] > h[n] for n in h.index if n in v.index)
+    assert not math.isnan(df["mfu"].iloc[0])

@@ -1,0 +1,316 @@
+"""The HTML report, built from small fixed inputs (a saved fake measurement of this machine,
+tiny stand-ins for the case study's models, the quick calibration), checked as data and in a
+real headless Chromium: no console errors, no network, every section and figure, hover."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+import time
+from pathlib import Path
+
+import pytest
+
+from memwall.count import op_table, totals
+from memwall.hardware import get_device, save_measurement
+from memwall.memory import inference_memory
+from memwall.predict import predict_roofline
+from memwall.report import ReportOptions, build_report, registered
+from memwall.report.fmt import cell
+from memwall.spec import Workload, parse_precision, spec_from_config
+from memwall.trends import load_dataset, summarize
+
+EVIL = "<img src=x onerror=alert(1)><script>alert(1)</script>"
+TINY = {
+    "bert-base": {
+        "model_type": "bert",
+        "hidden_size": 64,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "intermediate_size": 128,
+        "max_position_embeddings": 512,
+        "vocab_size": 256,
+    },
+    "bert-large": {
+        "model_type": "bert",
+        "hidden_size": 96,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "intermediate_size": 192,
+        "max_position_embeddings": 512,
+        "vocab_size": 256,
+    },
+    "gpt2": {
+        "model_type": "gpt2",
+        "n_embd": 64,
+        "n_layer": 2,
+        "n_head": 4,
+        "n_positions": 64,
+        "vocab_size": 256,
+    },
+}
+CONFIGS = {**TINY, EVIL: TINY["gpt2"]}
+MODELS = ("bert-base", "gpt2", EVIL)
+DEVICES = ("local", "h100-sxm")
+
+
+def fake_measurement() -> dict:
+    """A measurement as `memwall measure` saves it (fixed numbers, dated now)."""
+    return {
+        "dram_bandwidth": 2.0e10,
+        "peak_flops": {"fp32": 4.0e11, "bf16": 8.0e11, "int8": 1.6e12},
+        "cache_levels": [{"name": "L1", "size": 32768.0, "bandwidth": 3.0e11}],
+        "op_overhead": 2.0e-6,
+        "gemv_bandwidth": 1.5e10,
+        "notes": {},
+        "metadata": {
+            "cpu_model": "Test CPU <b>bold</b>",
+            "threads": 1,
+            "logical_cpus": 2,
+            "mem_total": 8 * 2**30,
+            "mode": "quick",
+            "torch": "x",
+            "numpy": "y",
+            "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        },
+    }
+
+
+def options(out: Path) -> ReportOptions:
+    return ReportOptions(
+        out=str(out),
+        quick=True,
+        models=MODELS,
+        devices=DEVICES,
+        configs=CONFIGS,
+        casestudy_lengths=(16, 32),
+    )
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    mp = pytest.MonkeyPatch()
+    mp.setenv("MEMWALL_DATA_DIR", str(tmp_path_factory.mktemp("mwdata")))
+    mp.setenv("MEMWALL_CALIBRATION", "quick")
+    save_measurement(fake_measurement())
+    yield
+    mp.undo()
+
+
+@pytest.fixture(scope="module")
+def report(env, tmp_path_factory):
+    torch = pytest.importorskip("torch")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    out = tmp_path_factory.mktemp("report")
+    try:
+        done = build_report(options(out), show_progress=False)
+    finally:
+        torch.set_num_threads(threads)
+    return done, json.loads((out / "results.json").read_text()), (out / "index.html").read_text()
+
+
+def test_every_section_is_built_and_the_report_is_complete(report):
+    done, res, html = report
+    assert done.complete and res["complete"], res["stages"]
+    assert set(res["sections"]) == {s.name for s in registered()}
+    for name in res["sections"]:
+        assert f'id="{name}"' in html
+    assert res["machine"]["source"].startswith("saved measurement reused")
+    assert "quick run" in html
+
+
+def test_user_strings_are_escaped(report):
+    _, res, html = report
+    assert "<script>alert(1)" not in html and "<img src=x" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "Test CPU &lt;b&gt;bold&lt;/b&gt;" in html
+    assert any(v["model"] == EVIL for v in res["sections"]["verdict"]["data"]["verdicts"])
+
+
+def test_every_table_cell_shown_is_in_results_json(report):
+    _, res, html = report
+    html = html[html.index("<body>") :]  # not the inlined plotly.js
+    n = 0
+    for sec in res["sections"].values():
+        for t in sec["tables"]:
+            assert t["rows"], t["caption"]
+            for row in t["rows"]:
+                for c in t["columns"]:
+                    n += 1
+                    text = cell(row.get(c["key"]), c["format"], c["unit"])
+                    assert _escape(text) in html, (t["caption"], c, text)
+    assert n > 100
+
+
+def _escape(s: str) -> str:
+    return (
+        s.replace("&", "&amp;")
+        .replace("<", "&lt;")
+        .replace(">", "&gt;")
+        .replace('"', "&#34;")
+        .replace("'", "&#39;")
+    )
+
+
+def test_sample_numbers_match_the_library(report):
+    _, res, _ = report
+    h100 = get_device("h100-sxm")
+    gpt2 = spec_from_config(TINY["gpt2"], name="gpt2")
+    rows = res["sections"]["whatif"]["data"]["gpt2"]["batch"]
+    r = next(x for x in rows if x["device"] == "h100-sxm" and x["batch"] == 8)
+    want = predict_roofline(
+        op_table(gpt2, Workload("decode", 8, r["context"]), "bf16", "full"), h100
+    ).totals["time"]
+    assert r["time"] == pytest.approx(want, rel=1e-9)
+    bert = spec_from_config(TINY["bert-base"], name="bert-base")
+    cs = res["sections"]["casestudy"]["data"]["rows"]
+    row = next(x for x in cs if x["model"] == "bert-base" and x["length"] == 32)
+    t = totals(op_table(bert, Workload("encode", 1, 32), convention="paper"))
+    assert row["flops"] == pytest.approx(t["flops"]) and row["mops"] == pytest.approx(t["bytes"])
+    serve = res["sections"]["memory"]["data"]["serving"]
+    s = next(x for x in serve if x["model"] == "gpt2" and x["precision"] == "int4")
+    fp = inference_memory(gpt2, Workload("decode", 1, 63), parse_precision("int4"))
+    assert s["total"] == pytest.approx(fp.total)
+    fits = {f["series"]: f for f in summarize(load_dataset("paper"))["fits"]}
+    claims = {c["id"]: c for c in res["sections"]["claims"]["data"]["claims"]}
+    assert claims["params"]["ours"] == pytest.approx(fits["transformer_params"]["growth_per_2yr"])
+
+
+def test_numbers_in_sentences_come_from_results(report):
+    _, res, html = report
+    v = res["sections"]["verdict"]["data"]["verdicts"][0]
+    assert cell(v["time"], "seconds") in html
+    assert f"{v['intensity']:.3g} FLOP/B" in html
+
+
+def test_interrupted_run_writes_finished_sections_marked_incomplete(env, tmp_path, monkeypatch):
+    trends = next(s for s in registered() if s.name == "trends")
+
+    def stop(ctx):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(trends, "build", stop)
+    opts = ReportOptions(
+        out=str(tmp_path),
+        quick=True,
+        models=("gpt2",),
+        devices=("h100-sxm",),
+        configs=CONFIGS,
+        measure=False,
+    )
+    done = build_report(opts, show_progress=False)
+    res = json.loads((tmp_path / "results.json").read_text())
+    html = (tmp_path / "index.html").read_text()
+    assert not done.complete and not res["complete"]
+    assert "memory" in res["sections"] and "trends" in res["sections_missing"]
+    assert 'id="incomplete"' in html and "Incomplete report" in html
+    assert re.search(r'id="trends" class="report-section missing"', html)
+
+
+def test_a_failing_section_is_reported_and_the_others_are_built(env, tmp_path, monkeypatch):
+    trends = next(s for s in registered() if s.name == "trends")
+
+    def broken(ctx):
+        raise ValueError("boom")
+
+    monkeypatch.setattr(trends, "build", broken)
+    opts = ReportOptions(
+        out=str(tmp_path),
+        quick=True,
+        models=("gpt2",),
+        devices=("h100-sxm",),
+        configs=CONFIGS,
+        measure=False,
+    )
+    done = build_report(opts, show_progress=False)
+    res = json.loads((tmp_path / "results.json").read_text())
+    assert not done.complete and not done.interrupted and done.failed == ["trends"]
+    assert "internal error ValueError: boom" in res["sections"]["trends"]["notes"][0]
+    assert res["sections"]["method"]["complete"] and res["sections_missing"] == []
+
+
+# ---------------------------------------------------------------- in a real browser
+
+
+@pytest.fixture(scope="module")
+def browser():
+    pytest.importorskip("selenium")
+    from memwall.report.screenshot import chrome
+
+    d = chrome(1280, 900)
+    yield d
+    d.quit()
+
+
+def _open(browser, index: Path) -> None:
+    browser.get_log("browser"), browser.get_log("performance")  # drop earlier entries
+    browser.get(index.resolve().as_uri())
+    for _ in range(100):
+        if browser.execute_script("return document.readyState") == "complete":
+            break
+        time.sleep(0.1)
+
+
+def test_page_in_chromium(report, browser):
+    done, res, _ = report
+    index = done.out / "index.html"
+    _open(browser, index)
+    severe = [e for e in browser.get_log("browser") if e["level"] in ("SEVERE", "ERROR")]
+    assert severe == []
+    urls = []
+    for e in browser.get_log("performance"):
+        msg = json.loads(e["message"])["message"]
+        if msg["method"] == "Network.requestWillBeSent":
+            urls.append(msg["params"]["request"]["url"])
+    assert urls and all(u.startswith(("file:", "data:", "blob:")) for u in urls), urls
+    resources = browser.execute_script(
+        "return performance.getEntriesByType('resource').map(e => e.name)"
+    )
+    assert all(u.startswith(("file:", "data:", "blob:")) for u in resources), resources
+    for name in res["sections"]:
+        assert browser.find_element("id", name).is_displayed()
+    plots = browser.find_elements("css selector", ".js-plotly-plot")
+    n_figs = sum(len(s["figures"]) for s in res["sections"].values())
+    assert len(plots) == n_figs > 5
+    for p in plots:
+        assert p.size["width"] > 100 and p.size["height"] > 100, p.get_attribute("id")
+    Path("build").mkdir(exist_ok=True)
+    browser.save_screenshot("build/test_report.png")
+
+
+def test_hovering_a_roofline_point_shows_its_numbers(report, browser):
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    done, _, _ = report
+    _open(browser, done.out / "index.html")
+    fig = browser.find_element("id", "fig-roofline-local")
+    browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", fig)
+    point = fig.find_elements("css selector", ".scatterlayer .trace .points path")[0]
+    ActionChains(browser).move_to_element(point).perform()
+    text = ""
+    for _ in range(50):
+        text = " ".join(e.text for e in fig.find_elements("css selector", ".hoverlayer text"))
+        if text:
+            break
+        time.sleep(0.1)
+    for word in ("FLOPs:", "bytes:", "intensity:", "predicted time:", "bound:"):
+        assert word in text, text
+
+
+def test_interrupted_report_opens_and_says_so(env, tmp_path, monkeypatch, browser):
+    whatif = next(s for s in registered() if s.name == "whatif")
+    monkeypatch.setattr(whatif, "build", lambda ctx: (_ for _ in ()).throw(KeyboardInterrupt()))
+    opts = ReportOptions(
+        out=str(tmp_path),
+        quick=True,
+        models=("gpt2",),
+        devices=("h100-sxm",),
+        configs=CONFIGS,
+        measure=False,
+    )
+    build_report(opts, show_progress=False)
+    _open(browser, tmp_path / "index.html")
+    assert "Incomplete report" in browser.find_element("id", "incomplete").text
+    assert [e for e in browser.get_log("browser") if e["level"] == "SEVERE"] == []
