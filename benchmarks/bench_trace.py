@@ -60,7 +60,7 @@ def main() -> None:
         worst = max(worst, dt)
     df, dt = _time(lambda: trace_run(dlrm_run(bundled(), 1)))
     print(f"{'dlrm criteo-tb':>16} {dt:6.2f} s  {totals(df)['flops'] / 1e6:8.2f} MFLOP")
-    from memwall.memory.paper import figure4_table
+    from memwall.studies.figure4 import figure4_table
 
     _, dt = _time(figure4_table)
     print(f"{'figure 4 table':>16} {dt:6.2f} s  (8 models, 6 traced for training memory)")

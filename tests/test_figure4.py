@@ -9,8 +9,8 @@ torch = pytest.importorskip("torch")
 
 from torch import nn  # noqa: E402
 
-from memwall.memory.paper import GB, figure4_models, figure4_table  # noqa: E402
 from memwall.spec import parse_precision  # noqa: E402
+from memwall.studies.figure4 import GB, figure4_models, figure4_table  # noqa: E402
 from memwall.trace.sources import ModuleRun, torchvision_models  # noqa: E402
 from memwall.trace.training import module_training_memory, saved_for_backward  # noqa: E402
 

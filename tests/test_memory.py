@@ -11,7 +11,6 @@ from memwall.errors import MemwallError
 from memwall.memory import (
     check_fit,
     claim_check,
-    figure4_table,
     get_optimizer,
     inference_memory,
     kv_cache_bytes,
@@ -20,7 +19,6 @@ from memwall.memory import (
     max_train_batch,
     model_states,
     optimizer_names,
-    paper_training_table,
     parse_checkpointing,
     remat_curve,
     training_memory,
@@ -28,10 +26,14 @@ from memwall.memory import (
 )
 from memwall.memory.activations import part_bytes, saved_tensors
 from memwall.memory.fit import resolve_device
-from memwall.memory.paper import accelerator_memory_by_year
 from memwall.memory.remat import pareto
 from memwall.search import first_true, largest
 from memwall.spec import Workload, load_model, parse_precision, preset_config, spec_from_config
+from memwall.studies.figure4 import (
+    accelerator_memory_by_year,
+    figure4_table,
+    paper_training_table,
+)
 
 FP32 = parse_precision("fp32")
 BF16 = parse_precision("bf16")

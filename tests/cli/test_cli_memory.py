@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from memwall.memory import paper_training_table
+from memwall.studies.figure4 import paper_training_table
 
 ACCEPT = (
     "memory llama-3-70b --mode train --optimizer adam --precision bf16 --zero 3 --devices 64 "

@@ -25,7 +25,6 @@ from memwall.memory.fit import resolve_device
 from memwall.memory.report import (
     MemoryReport,
     TrainSetup,
-    figure4_report,
     framework_overhead_for,
     infer_report,
     infer_workload,
@@ -34,6 +33,7 @@ from memwall.memory.report import (
 )
 from memwall.sources import module_source
 from memwall.spec import Workload, load_model, parse_precision
+from memwall.studies.figure4 import figure4_report
 
 
 class Mode(str, Enum):

@@ -15,8 +15,6 @@ from typing import Any
 
 from memwall.spec import ModelSpec
 
-CONVENTIONS = ("full", "paper")
-
 # FLOPs per element of pointwise work; shared with the trace engine so both count alike.
 POINTWISE_FLOPS: dict[str, int] = {
     "add": 1,
@@ -34,23 +32,6 @@ POINTWISE_FLOPS: dict[str, int] = {
 }
 
 TOKEN_ID_BYTES = 8  # int64 token ids read by the embedding lookup
-COLUMNS = [
-    "name",
-    "kind",
-    "layer",
-    "count",
-    "flops",
-    "matmul_flops",
-    "bytes_weight",
-    "bytes_act",
-    "bytes_kv",
-    "bytes_read",
-    "bytes_written",
-    "bytes",
-    "intensity",
-    "dtype",
-    "steps",
-]
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,6 @@ from memwall.memory.inference import (
     weight_bytes,
 )
 from memwall.memory.optimizers import OptimizerDef, get_optimizer, optimizer_names
-from memwall.memory.paper import figure4_table, paper_training_table
 from memwall.memory.remat import claim_check, remat_curve
 from memwall.memory.states import model_states
 from memwall.memory.training import TrainingFootprint, max_train_batch, training_memory
@@ -36,7 +35,6 @@ __all__ = [
     "TrainingFootprint",
     "check_fit",
     "claim_check",
-    "figure4_table",
     "get_optimizer",
     "inference_memory",
     "kv_cache_bytes",
@@ -45,7 +43,6 @@ __all__ = [
     "max_train_batch",
     "model_states",
     "optimizer_names",
-    "paper_training_table",
     "parse_checkpointing",
     "remat_curve",
     "training_memory",

@@ -10,13 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-import pandas as pd
-
 from memwall.errors import MemwallError
 from memwall.hardware import Device
 from memwall.memory.fit import Fit, check_fit
 from memwall.memory.inference import InferenceFootprint, inference_memory, max_batch, max_context
-from memwall.memory.paper import figure4_table
 from memwall.memory.remat import claim_check, remat_curve
 from memwall.memory.states import framework_overhead, state_bytes
 from memwall.memory.training import TrainingFootprint, max_train_batch, training_memory
@@ -251,19 +248,3 @@ def tradeoff_report(spec: ModelSpec, batch: int, seq_len: int, setup: TrainSetup
     }
     notes = _notes(payload, positions_note(spec, seq_len), s.precision.note)
     return MemoryReport(payload, rows, TRADEOFF_COLUMNS, curve, notes=notes, extra={"claim": check})
-
-
-def figure4_report() -> MemoryReport:
-    """The paper's Figure 4 training-memory table beside memwall's predictions (GB)."""
-    t: pd.DataFrame = figure4_table()
-    rows = t.to_dict("records")
-    payload = {
-        "figure": "Gholami et al., AI and Memory Wall, Fig. 4 (training memory)",
-        "source": "the authors' README 'Memory Breakdown' table (amirgholami/ai_and_memory_wall "
-        "@ a1f1d67), GB as printed; accelerators: memwall device catalog (spec sheets); "
-        "memwall columns: predicted (closed form for presets, traced module on the meta device "
-        "for the CNNs and the 2017 Transformer; memwall_engine says which); every GB is 2^30 "
-        "bytes, the paper's unit",
-        "rows": rows,
-    }
-    return MemoryReport(payload, rows, list(t.columns), t)

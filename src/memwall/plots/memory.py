@@ -111,7 +111,7 @@ def plot_remat(curve: pd.DataFrame, path: str | Path) -> Path:
 def plot_paper_figure4(path: str | Path, table: pd.DataFrame | None = None) -> Path:
     """The paper's training-memory table as stacked bars, memwall's recomputation beside the rows
     it models, and the largest accelerator memory of each year (catalog spec sheets)."""
-    from memwall.memory.paper import figure4_table
+    from memwall.studies.figure4 import figure4_table
 
     check_plot_path(path)
     t = figure4_table() if table is None else table

@@ -11,7 +11,6 @@ import plotly.graph_objects as go
 from memwall.errors import MemwallError
 from memwall.memory import (
     claim_check,
-    figure4_table,
     inference_memory,
     remat_curve,
     training_memory,
@@ -21,6 +20,7 @@ from memwall.report.figures import style
 from memwall.report.fmt import nbytes, pct, ratio
 from memwall.report.workloads import model_spec
 from memwall.spec import Workload, parse_precision
+from memwall.studies.figure4 import figure4_table
 
 GiB = 2**30
 SERVE_CONTEXT = 4096

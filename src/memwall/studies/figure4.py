@@ -27,6 +27,7 @@ from typing import Any
 
 import pandas as pd
 
+from memwall.memory.report import MemoryReport
 from memwall.memory.training import training_memory
 from memwall.spec import Precision, load_model, parse_precision
 
@@ -176,3 +177,19 @@ def figure4_table() -> pd.DataFrame:
             )
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def figure4_report() -> MemoryReport:
+    """The paper's Figure 4 training-memory table beside memwall's predictions (GB)."""
+    t: pd.DataFrame = figure4_table()
+    rows = t.to_dict("records")
+    payload = {
+        "figure": "Gholami et al., AI and Memory Wall, Fig. 4 (training memory)",
+        "source": "the authors' README 'Memory Breakdown' table (amirgholami/ai_and_memory_wall "
+        "@ a1f1d67), GB as printed; accelerators: memwall device catalog (spec sheets); "
+        "memwall columns: predicted (closed form for presets, traced module on the meta device "
+        "for the CNNs and the 2017 Transformer; memwall_engine says which); every GB is 2^30 "
+        "bytes, the paper's unit",
+        "rows": rows,
+    }
+    return MemoryReport(payload, rows, list(t.columns), t)
