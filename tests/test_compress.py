@@ -87,7 +87,7 @@ def test_int4_bytes_within_two_percent_of_count(results):
 
 
 def test_int8_and_pruned_bytes_match_count(results):
-    for m in ("int8", "prune-structured:0.5", "prune-unstructured:0.9"):
+    for m in ("int8", "int8-dynamic", "prune-structured:0.5", "prune-unstructured:0.9"):
         assert abs(results[m]["weights_real"] / results[m]["weights_count"] - 1) < 0.02, m
 
 

@@ -35,6 +35,7 @@ class Precision:
     float_kind: str = "bf16"  # which 16-bit float: bf16 or fp16
     paper: bool = False
     quantize_head: bool = False  # integer weights: quantize the LM head and embeddings too
+    rest_bits: int = 16  # integer weights: bits of what stays unquantized (torch.ao keeps fp32)
 
     def _stored_bytes(self, bits: int) -> float:
         """Bytes per stored element; integers carry one 2-byte scale per group (not in `paper`)."""
@@ -53,12 +54,14 @@ class Precision:
     @property
     def small_weight_bytes(self) -> float:
         """Norm weights and biases: 16-bit under integer weight formats (GPTQ, AWQ, llama.cpp)."""
-        return 2.0 if self.integer_weights else self.weight_bytes
+        return self.rest_bits / 8 if self.integer_weights else self.weight_bytes
 
     @property
     def head_weight_bytes(self) -> float:
         """Embedding tables and LM head: 16-bit under integer formats unless `quantize_head`."""
-        return 2.0 if self.integer_weights and not self.quantize_head else self.weight_bytes
+        if self.integer_weights and not self.quantize_head:
+            return self.rest_bits / 8
+        return self.weight_bytes
 
     @property
     def note(self) -> str:
@@ -68,11 +71,11 @@ class Precision:
         head = (
             "embeddings and LM head quantized too (--quantize-head)"
             if self.quantize_head
-            else "embeddings and LM head 16-bit (--quantize-head to quantize them)"
+            else f"embeddings and LM head {self.rest_bits}-bit (--quantize-head to quantize them)"
         )
         return (
             f"{self.weight_bits}-bit weights in the layers' matmuls (one 16-bit scale per "
-            f"{self.group_size}); norms and biases 16-bit; {head}"
+            f"{self.group_size}); norms and biases {self.rest_bits}-bit; {head}"
         )
 
     @property

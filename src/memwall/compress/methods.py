@@ -8,7 +8,8 @@ Counting conventions (said in every output):
 - int4: one 16-bit scale and one 16-bit zero point per group of g = one 16-bit number per g/2
   weights, i.e. `Precision(4, 16, 16, group=g/2)`. memwall's plain `int4` precision counts
   scales only; the CPU kernel also stores zero points.
-- int8 dynamic: int8 weights, activations fp32 between kernels: `Precision(8, 32, 32)`.
+- int8 dynamic: int8 weights, activations fp32 between kernels, and everything torch.ao leaves
+  unquantized (embeddings, norms, biases) stays fp32: `Precision(8, 32, 32, rest_bits=32)`.
 - structured pruning: the pruned shape (fewer heads, narrower FFN) at fp32.
 - unstructured pruning: fp32 dense bytes of the block matrices replaced by CSR bytes (4-byte
   value + 4-byte column index per kept weight, 4 bytes per row pointer).
@@ -126,7 +127,7 @@ def count_precision(method: Method, spec: ModelSpec) -> Precision:
     if method.kind == "int8":
         return Precision(8, 16, 16, spec.d_model, name="int8 weight-only")
     if method.kind == "int8-dynamic":
-        return Precision(8, 32, 32, spec.d_model, name="int8 dynamic")
+        return Precision(8, 32, 32, spec.d_model, name="int8 dynamic", rest_bits=32)
     return Precision(4, 16, 16, method.group // 2, name=f"int4 g{method.group}")
 
 

@@ -82,8 +82,7 @@ def build(subject: Subject, method: Method, progress: bool = False) -> tuple[Any
         ]
     if k == "int8-dynamic":
         return quant.int8_dynamic(m), [
-            "torch.ao dynamic int8 (fbgemm); rest of the model fp32, where memwall's count "
-            "assumes 16-bit: that is the gap between measured and counted bytes"
+            "torch.ao dynamic int8 (fbgemm); the rest of the model stays fp32 (counted so)"
         ]
     if k == "int4":
         note = f"int4 weight-only, group {method.group} (aten._weight_int4pack_mm_for_cpu)"

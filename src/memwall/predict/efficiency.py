@@ -23,7 +23,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-import math
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
@@ -35,7 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from memwall.errors import MemwallError
 from memwall.hardware import Device, normalize_dtype
 from memwall.precision import Precision
-from memwall.predict.roofline import _check_ops, predict_roofline
+from memwall.predict.roofline import check_ops, plain_value, predict_roofline
 
 LAUNCH_MODES = ("graph", "eager", "kernel")
 TERMS = (
@@ -287,7 +286,7 @@ class EffPrediction:
             "t_memory", "t_compute", "t_launch", "time", "time_low", "time_high", "bound",
         ]  # fmt: skip
         ops = [
-            {k: _plain(v) for k, v in r.items()}
+            {k: plain_value(v) for k, v in r.items()}
             for r in self.ops[[c for c in cols if c in self.ops.columns]].to_dict("records")
         ]
         measured = sorted({t.origin for t in self.terms.values() if t.origin.startswith("device")})
@@ -314,18 +313,10 @@ class EffPrediction:
         }
 
 
-def _plain(v: Any) -> Any:
-    if isinstance(v, np.generic):
-        v = v.item()
-    if isinstance(v, float) and not math.isfinite(v):
-        return None
-    return v
-
-
 def _prepare(
     ops: pd.DataFrame, device: Device, precision: Precision | None
 ) -> tuple[pd.DataFrame, dict[str, float], list[str]]:
-    df = _check_ops(ops)
+    df = check_ops(ops)
     for c in ("bytes_weight", "matmul_flops"):
         if c not in df.columns:
             df[c] = 0.0 if c == "bytes_weight" else df["flops"]

@@ -66,7 +66,7 @@ class Prediction:
         ]
         ops = []
         for rec in self.ops[cols].to_dict(orient="records"):
-            ops.append({k: _plain(v) for k, v in rec.items()})
+            ops.append({k: plain_value(v) for k, v in rec.items()})
         return {
             "device": self.device.name,
             "display_name": self.device.display_name,
@@ -84,7 +84,8 @@ class Prediction:
         }
 
 
-def _plain(v: Any) -> Any:
+def plain_value(v: Any) -> Any:
+    """A JSON-ready scalar: numpy scalars unwrapped, non-finite floats as None."""
     if isinstance(v, np.generic):
         v = v.item()
     if isinstance(v, float) and not math.isfinite(v):
@@ -92,7 +93,7 @@ def _plain(v: Any) -> Any:
     return v
 
 
-def _check_ops(ops: pd.DataFrame) -> pd.DataFrame:
+def check_ops(ops: pd.DataFrame) -> pd.DataFrame:
     if not isinstance(ops, pd.DataFrame):
         raise MemwallError("predict needs an operation table (pandas DataFrame from op_table)")
     missing = [c for c in REQUIRED if c not in ops.columns]
@@ -122,7 +123,7 @@ def predict_roofline(ops: pd.DataFrame, device: Device, overhead: bool = True) -
 
     Raises MemwallError when the device has no peak for an op's dtype or no memory bandwidth.
     """
-    df = _check_ops(ops)
+    df = check_ops(ops)
     bw = device.memory_bandwidth()
     peaks = {d: device.peak(d) for d in dict.fromkeys(df["dtype"])}
     peak = df["dtype"].map(peaks).astype(float)
@@ -137,7 +138,8 @@ def predict_roofline(ops: pd.DataFrame, device: Device, overhead: bool = True) -
     )
     # Roofline attainable rate: min(peak, intensity x bandwidth) = flops / max(roofs).
     with np.errstate(divide="ignore", invalid="ignore"):
-        df["attainable_flops"] = np.where(roof > 0, df["flops"] / roof, 0.0)
+        rate = np.minimum(df["flops"] / roof, peak)  # the cap only absorbs float rounding
+        df["attainable_flops"] = np.where(roof > 0, rate, 0.0)
     if "intensity" not in df.columns:
         with np.errstate(divide="ignore", invalid="ignore"):
             df["intensity"] = np.where(df["bytes"] > 0, df["flops"] / df["bytes"], 0.0)
