@@ -4,12 +4,16 @@ The trace engine counts on the meta device (shapes only: nothing computed, nothi
 so its time is Python dispatch per aten call, not arithmetic. Target: every preset under 30 s,
 including the issue's acceptance run (gpt2 prefill 1024 x 2 in bf16, which took over 7 minutes
 computing on this CPU before). Prints seconds, the device traced and the ratio of traced to
-closed-form FLOPs measured in the same run. Run:
+closed-form FLOPs and bytes measured in the same run, and how many of the model's layers were
+traced (`memwall.trace.repeat`: one per distinct layer context, weighted; exact). Seconds are
+wall-clock and this process's CPU time (the machine may be shared: the load average is printed
+beside them). Run:
     .venv/bin/python benchmarks/bench_trace.py
 """
 
 from __future__ import annotations
 
+import os
 import time
 
 from memwall.count import op_table, totals
@@ -29,17 +33,26 @@ def _time(fn):
     return out, time.perf_counter() - t0
 
 
+def _load() -> str:
+    return "load avg " + " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
 def _preset(name: str, wl: Workload, precision_text: str = "bf16") -> float:
     precision = parse_precision(precision_text)
     spec = load_model(name)
     if not spec.is_decoder:
         wl = Workload("encode", wl.batch, wl.seq_len)
+    c0 = time.process_time()
     df, dt = _time(lambda: trace_table(spec, wl, precision))
-    ratio = totals(df)["flops"] / totals(op_table(spec, wl, precision))["flops"]
+    cpu = time.process_time() - c0
+    t, c = totals(df), totals(op_table(spec, wl, precision))
+    layers = df.attrs.get("traced_layers")
+    kept = f"{len(layers['layers'])}/{spec.n_layers}" if layers else "all"
     flag = "" if dt < TARGET_S else "  OVER TARGET"
     print(
-        f"{name:>16} {wl.phase:>7} b={wl.batch} L={wl.seq_len:<5} {dt:6.1f} s  "
-        f"{df.attrs['device']:>4}  trace/closed FLOPs {ratio:.4f}{flag}"
+        f"{name:>16} {wl.phase:>7} b={wl.batch} L={wl.seq_len:<5} {dt:6.1f} s wall "
+        f"{cpu:6.1f} s cpu  {df.attrs['device']:>4} layers {kept:>6}  trace/closed FLOPs "
+        f"{t['flops'] / c['flops']:.4f} bytes {t['bytes'] / c['bytes']:.4f}  ({_load()}){flag}"
     )
     return dt
 
@@ -64,7 +77,7 @@ def main() -> None:
 
     _, dt = _time(figure4_table)
     print(f"{'figure 4 table':>16} {dt:6.2f} s  (8 models, 6 traced for training memory)")
-    print(f"slowest trace: {worst:.1f} s (target < {TARGET_S:.0f} s)")
+    print(f"slowest trace: {worst:.1f} s wall (target < {TARGET_S:.0f} s); {_load()}")
 
 
 if __name__ == "__main__":

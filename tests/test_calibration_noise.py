@@ -32,7 +32,15 @@ def test_combine_keeps_medians_and_the_spread():
         ]
     )
     assert value == {"c": [[1, 12.0], [2, 20.0]], "d": 1.0}
-    assert spread == pytest.approx((14 - 10) / 12)
+    # the curve's spread is its median point's: (4/12 + 0) / 2
+    assert spread == pytest.approx((14 - 10) / 12 / 2)
+    # one point upset in one round does not flag a whole curve; most points upset do
+    one = [[[x, 10.0] for x in range(5)] for _ in range(3)]
+    one[1][2][1] = 30.0
+    assert combine(one)[1] == 0.0
+    for p in range(3):
+        one[2][p][1] = 20.0
+    assert combine(one)[1] == pytest.approx(1.0)
 
 
 @pytest.mark.slow
@@ -106,11 +114,12 @@ def test_terms_measured_in_this_run_are_not_spot_checked_again(monkeypatch):
     def no_spot(dtype):
         raise AssertionError("spot check of terms measured in this run")
 
-    monkeypatch.setattr(cal, "_spot_now", no_spot)
+    monkeypatch.setattr(cal, "speed", no_spot)
     cal.ensure("fp32")
     assert cal.status()["spot_check"] is None
     reread = Calibration(cal.data, QUICK)  # the same record, as if read from disk
-    monkeypatch.setattr(reread, "_spot_now", lambda dtype: (1.0, 1.0))  # absurdly slow now
+    slow = {"compute": 1000.0, "memory": 1.0, "dispatch": 1.0}  # absurdly slow now
+    monkeypatch.setattr(reread, "speed", lambda dtype: slow)
     reread.ensure("fp32")
     assert reread.status()["spot_check"]["agreed"] is False
 

@@ -20,35 +20,9 @@ from memwall.measure.calibration import Calibration  # noqa: E402
 from memwall.measure.terms import QUICK  # noqa: E402
 from memwall.spec import load_model  # noqa: E402
 from memwall.studies.casestudy import LENGTHS, MODELS, counted, run_casestudy, workload_for  # noqa: E402
+from tiny_configs import CASESTUDY_MODELS  # noqa: E402
 
-TINY = {
-    "bert-base": {
-        "model_type": "bert",
-        "hidden_size": 64,
-        "num_hidden_layers": 2,
-        "num_attention_heads": 4,
-        "intermediate_size": 128,
-        "max_position_embeddings": 512,
-        "vocab_size": 256,
-    },
-    "bert-large": {
-        "model_type": "bert",
-        "hidden_size": 96,
-        "num_hidden_layers": 3,
-        "num_attention_heads": 4,
-        "intermediate_size": 192,
-        "max_position_embeddings": 512,
-        "vocab_size": 256,
-    },
-    "gpt2": {
-        "model_type": "gpt2",
-        "n_embd": 64,
-        "n_layer": 2,
-        "n_head": 4,
-        "n_positions": 16,
-        "vocab_size": 256,
-    },
-}
+TINY = CASESTUDY_MODELS
 
 
 @pytest.fixture(scope="module")

@@ -24,52 +24,7 @@ from memwall.measure.terms import QUICK  # noqa: E402
 from memwall.predict import FRAMEWORK, GROUPS  # noqa: E402
 from memwall.spec import Workload, spec_from_config  # noqa: E402
 from memwall.studies.profile import profile_model  # noqa: E402
-
-BERT2 = {
-    "model_type": "bert",
-    "hidden_size": 768,
-    "num_hidden_layers": 2,
-    "num_attention_heads": 12,
-    "intermediate_size": 3072,
-    "max_position_embeddings": 512,
-    "vocab_size": 30522,
-    "hidden_act": "gelu",
-}
-GPT2_2 = {
-    "model_type": "gpt2",
-    "n_embd": 768,
-    "n_layer": 2,
-    "n_head": 12,
-    "n_positions": 1024,
-    "vocab_size": 50257,
-    "activation_function": "gelu_new",
-}
-LLAMA_TINY = {
-    "model_type": "llama",
-    "hidden_size": 128,
-    "intermediate_size": 256,
-    "num_hidden_layers": 2,
-    "num_attention_heads": 4,
-    "num_key_value_heads": 2,
-    "max_position_embeddings": 256,
-    "vocab_size": 512,
-}
-OPT_TINY = {
-    "model_type": "opt",
-    "hidden_size": 128,
-    "ffn_dim": 256,
-    "num_hidden_layers": 2,
-    "num_attention_heads": 4,
-    "max_position_embeddings": 256,
-    "vocab_size": 512,
-    "word_embed_proj_dim": 128,
-}
-MIXTRAL_TINY = {
-    **LLAMA_TINY,
-    "model_type": "mixtral",
-    "num_local_experts": 4,
-    "num_experts_per_tok": 2,
-}
+from tiny_configs import BERT2, GPT2_2, LLAMA_TINY, MIXTRAL_TINY, OPT_TINY  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -20,36 +20,10 @@ from memwall.report import ReportOptions, build_report, registered
 from memwall.report.fmt import cell
 from memwall.spec import Workload, parse_precision, spec_from_config
 from memwall.trends import load_dataset, summarize
+from tiny_configs import REPORT_MODELS
 
 EVIL = "<img src=x onerror=alert(1)><script>alert(1)</script>"
-TINY = {
-    "bert-base": {
-        "model_type": "bert",
-        "hidden_size": 64,
-        "num_hidden_layers": 2,
-        "num_attention_heads": 4,
-        "intermediate_size": 128,
-        "max_position_embeddings": 512,
-        "vocab_size": 256,
-    },
-    "bert-large": {
-        "model_type": "bert",
-        "hidden_size": 96,
-        "num_hidden_layers": 2,
-        "num_attention_heads": 4,
-        "intermediate_size": 192,
-        "max_position_embeddings": 512,
-        "vocab_size": 256,
-    },
-    "gpt2": {
-        "model_type": "gpt2",
-        "n_embd": 64,
-        "n_layer": 2,
-        "n_head": 4,
-        "n_positions": 64,
-        "vocab_size": 256,
-    },
-}
+TINY = REPORT_MODELS
 CONFIGS = {**TINY, EVIL: TINY["gpt2"]}
 MODELS = ("bert-base", "gpt2", EVIL)
 DEVICES = ("local", "h100-sxm")

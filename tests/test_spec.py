@@ -82,7 +82,7 @@ def test_config_file_path(tmp_path):
 BAD_CONFIGS = [
     ({"model_type": "llama"}, "missing required field 'hidden_size'"),
     ({"hidden_size": 64}, "model_type"),
-    ({"model_type": "t5", "hidden_size": 64}, "unsupported model_type"),
+    ({"model_type": "bart", "hidden_size": 64}, "unsupported model_type"),
     ({**preset_config("gpt2"), "n_embd": 770}, "must divide the model width"),
     ({**preset_config("gpt2"), "n_layer": 2.5}, "must be an integer"),
     ({**preset_config("gpt2"), "n_layer": -4}, "between 1 and"),
@@ -180,7 +180,7 @@ STRICT = [
     ({**QWEN, "use_sliding_window": True, "layer_types": ["bogus"] * 28}, "'layer_types' must"),
     ({**QWEN, "use_sliding_window": True, "layer_types": ["full_attention"]}, "one per layer"),
     ({**preset_config("mixtral-8x7b"), "num_experts_per_tok": 9}, "exceeds"),
-    ({"model_type": "t5"}, "--engine trace"),
+    ({"model_type": "bart"}, "--engine trace"),
     ({**GPT2, "pad_token_id": 100000}, "'pad_token_id' must be null or a token id between 0"),
     ({**GPT2, "eos_token_id": [50256, -1]}, "'eos_token_id' must be null or a token id"),
     ({**GPT2, "bos_token_id": True}, "'bos_token_id' must be null or a token id"),
@@ -272,7 +272,7 @@ def test_new_families_and_unsupported_model_types():
     assert pythia.parallel_block and pythia.rotary_fraction == 0.25 and pythia.qkv_bias
     assert pythia.n_params() == 162_322_944  # exact, the Pythia README's total
     with pytest.raises(MemwallError, match="accepted: .*qwen3.*--engine trace"):
-        spec_from_config({"model_type": "t5"})
+        spec_from_config({"model_type": "bart"})
 
 
 def test_kv_note_names_the_window_tokens_not_the_context():

@@ -25,6 +25,9 @@ MAX_EXPERTS = 100_000
 MAX_EPS = 1.0
 MAX_THETA = 1e15
 LAYER_TYPES = ("full_attention", "sliding_attention")
+FFN_PROJ = tuple(
+    f"{g}{a}" for g in ("", "gated-") for a in ("relu", "gelu", "gelu_new", "silu")
+)  # T5 feed_forward_proj values transformers runs with an activation memwall counts
 
 
 def _int(lo: int, hi: int) -> Any:
@@ -58,6 +61,10 @@ KINDS: dict[str, tuple[Any, str]] = {
     "layer_types": (
         Annotated[list[Literal[LAYER_TYPES]], Field(max_length=MAX_LAYERS)] | None,  # type: ignore[valid-type]
         f"null or a list of {' / '.join(LAYER_TYPES)}, one per layer",
+    ),
+    "ffn_proj": (  # T5's feed_forward_proj: "<act>" or "gated-<act>"
+        Literal[FFN_PROJ],  # type: ignore[valid-type]
+        f"one of {', '.join(FFN_PROJ)}",
     ),
     "index_list": (
         Annotated[list[_int(0, MAX_LAYERS)], Field(max_length=MAX_LAYERS)] | None,

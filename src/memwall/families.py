@@ -15,7 +15,8 @@ Public API (light: no torch, no transformers):
   `{"gaps": [[after, name], ...], "gap_default": name}`, `{"first_layer": name}` (layer 0 -> that
   name, later layers -> `mlp_add_norm`) or `{"attr": true}` (the module's attribute is the op)),
   `source`, `window_every` (with no `layer_types`, every n-th layer attends globally and the
-  others in the sliding window: Gemma).
+  others in the sliding window: Gemma), `derive` (tuple of `Rule`: spec attributes set, or a
+  config refused, when config values match: Falcon's K/V heads and norms).
 - `get_family(name)`, `family_for_config(cfg)`, `family_names()`, `ACTIVATIONS` (config name ->
   memwall activation), `EAGER_CHAIN_ACTIVATIONS`.
 - `reload()`: forget added families and read the data files again.
@@ -66,6 +67,20 @@ class Field(BaseModel):
         return data
 
 
+class Rule(BaseModel):
+    """A fact that depends on other config values (applied in order, later rules win).
+
+    `when`: attribute -> value, all must match (empty: always). `set`: spec attribute -> a
+    value, or `{"same_as": attr}` (that attribute's value; nothing is set when it is null).
+    `refuse`: the one-line message of a combination transformers cannot run.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    when: dict[str, Any] = {}
+    set: dict[str, Any] = {}
+    refuse: str | None = None
+
+
 class _Entry(BaseModel):
     """Schema of one family in the data file (after `like` is resolved)."""
 
@@ -86,6 +101,7 @@ class _Entry(BaseModel):
     tiny: dict[str, Any] = {}
     opmap: tuple[tuple[str, dict[str, Any]], ...] = ()
     window_every: int = 0
+    derive: tuple[Rule, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -109,6 +125,7 @@ class Family:
     tiny: dict[str, Any]
     opmap: tuple[tuple[str, dict[str, Any]], ...]
     window_every: int = 0  # with no layer_types, every n-th layer is global, others windowed
+    derive: tuple[Rule, ...] = ()  # facts that depend on config values (Falcon's K/V heads)
 
     def keys(self, attr: str) -> tuple[str, ...]:
         """Config keys that hold a spec attribute (empty when the family fixes it)."""
@@ -141,7 +158,9 @@ def _build(name: str, pool: dict) -> Family:
         first = err.errors()[0]
         where = ".".join(str(x) for x in first["loc"])
         raise MemwallError(f"family {name!r} entry is invalid at {where}: {first['msg']}") from None
-    return Family(name=name, **e.model_dump(exclude={"fields"}), fields=e.fields)
+    return Family(
+        name=name, **e.model_dump(exclude={"fields", "derive"}), fields=e.fields, derive=e.derive
+    )
 
 
 def _resolve_raw(name: str, pool: dict, depth: int) -> dict:

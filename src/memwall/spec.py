@@ -122,6 +122,12 @@ class ModelSpec:
     n_shared_experts: int = 0  # experts every token runs, beside its routed top-k (DeepSeek)
     dense_layers: int = 0  # the first layers run a dense MLP of `dense_d_ff` (DeepSeek)
     dense_d_ff: int = 0
+    n_decoder_layers: int = 0  # encoder-decoder (T5): decoder blocks (n_layers: the encoder's)
+    relative_buckets: int = 0  # T5: rows of each stack's relative position bias table
+
+    @property
+    def is_encoder_decoder(self) -> bool:
+        return self.n_decoder_layers > 0
 
     @property
     def q_dim(self) -> int:
@@ -152,7 +158,10 @@ class ModelSpec:
         return self.n_layers if self.window_layers is None else self.window_layers
 
     def kv_tokens(self, context: int) -> int:
-        """Cached tokens summed over the layers at `context` (a window caps its layers)."""
+        """Cached tokens summed over the layers at `context` (a window caps its layers; T5:
+        the decoder's self-attention layers)."""
+        if self.is_encoder_decoder:
+            return self.n_decoder_layers * context
         w = self.n_window_layers
         if not w:
             return self.n_layers * context
@@ -228,7 +237,11 @@ class ModelSpec:
         common = self.attn_params() + norms * self.norm_params() + qk
         moe = self.moe_layers
         dense = self.n_layers - moe
-        return self.n_layers * common + moe * self.mlp_params(True) + dense * self.mlp_params(False)
+        n = self.n_layers * common + moe * self.mlp_params(True) + dense * self.mlp_params(False)
+        if self.is_encoder_decoder:  # T5: decoder blocks add cross-attention and a third norm
+            dec = 2 * self.attn_params() + 3 * self.norm_params() + self.mlp_params(False)
+            n += self.n_decoder_layers * dec + 2 * self.relative_buckets * self.n_heads
+        return n
 
     def embedding_params(self) -> int:
         n = self.vocab_size * self.d_model
@@ -241,6 +254,7 @@ class ModelSpec:
         """All parameters, counting tied embedding matrices once."""
         n = self.embedding_params() + self.layers_params()
         n += self.norm_params() if (self.final_norm or self.embed_norm) else 0
+        n += self.norm_params() if self.is_encoder_decoder else 0  # the encoder's final norm
         if self.has_lm_head and not self.tied_embeddings:
             n += self.vocab_size * self.d_model
         if self.pooler:
@@ -292,13 +306,14 @@ def spec_from_config(cfg: Any, name: str = "custom") -> ModelSpec:
     check_common(cfg, v["vocab_size"])
     window, n_window = _window(fam, v, src)
     attrs = {**fam.fixed, **{k: x for k, x in v.items() if k in SPEC_ATTRS}}
+    act, gated = _ffn_proj(v["activation"])
     attrs.update(
         name=name,
         family=fam.name,
         head_dim=v.get("head_dim") or v["d_model"] // v["n_heads"],
         n_kv_heads=v.get("n_kv_heads") or v["n_heads"],
         raw_activation=v["activation"],
-        activation=activations()[v["activation"]],
+        activation=activations()[act],
         sliding_window=window,
         window_layers=n_window,
     )
@@ -309,27 +324,46 @@ def spec_from_config(cfg: Any, name: str = "custom") -> ModelSpec:
             n_kv_heads=v["n_heads"],
             dense_layers=min(v["dense_layers"], v["n_layers"]),
         )
-    if "multi_query" in v:
-        attrs.update(_falcon_heads(v))
+    attrs.update(_derived(fam, v))
     if attrs.get("n_experts", 1) > 1 and "experts_per_token" not in attrs:
         attrs["experts_per_token"] = 1
+    if gated:  # T5's feed_forward_proj "gated-<act>" (Flan-T5, T5 v1.1): a gated MLP
+        attrs["gated_mlp"] = True
     return ModelSpec(**attrs)
 
 
-def _falcon_heads(v: dict) -> dict[str, Any]:
-    """Falcon's K/V heads and norms as transformers builds them: the new decoder architecture
-    (40B, 180B) projects `num_kv_heads` K/V heads but caches them repeated to every head;
-    otherwise `multi_query` means one K/V head; a parallel block has one norm (two in the new
-    architecture, or `num_ln_in_parallel_attn`)."""
-    new, heads = v["new_arch"], v["n_heads"]
-    if new and not v["parallel_block"]:
-        raise MemwallError(
-            "config field 'parallel_attn' is false with 'new_decoder_architecture': transformers "
-            "cannot run that combination; accepted: parallel_attn true"
-        )
-    kv = (v.get("n_kv_heads") or heads) if new else (1 if v["multi_query"] else heads)
-    norms = (v.get("parallel_norms") or (2 if new else 1)) if v["parallel_block"] else 2
-    return dict(n_kv_heads=kv, kv_broadcast=bool(new), block_norms=norms)
+def _ffn_proj(name: str) -> tuple[str, bool]:
+    """(activation, gated) of an activation name; T5's `feed_forward_proj` may read
+    "gated-<act>", and transformers runs "gated-gelu" with the tanh GELU (gelu_new)."""
+    if name == "gated-gelu":
+        return "gelu_new", True
+    if name.startswith("gated-"):
+        return name[len("gated-") :], True
+    return name, False
+
+
+def _derived(fam: Family, v: dict) -> dict[str, Any]:
+    """The family's `derive` rules on the validated config values, in order (later rules win):
+    facts that depend on other config values, such as Falcon's K/V heads and norms."""
+    out: dict[str, Any] = {}
+    for rule in fam.derive:
+        unknown = [*(k for k in rule.when if k not in v), *(rule.set.keys() - SPEC_ATTRS)]
+        if unknown:
+            raise MemwallError(
+                f"family {fam.name!r}: a derive rule names {unknown[0]!r}, which is not one of "
+                "its fields (when) or a ModelSpec attribute (set)"
+            )
+        if any(v[k] != x for k, x in rule.when.items()):
+            continue
+        if rule.refuse:
+            raise MemwallError(rule.refuse)
+        for attr, x in rule.set.items():
+            if isinstance(x, dict) and "same_as" in x:
+                if v.get(x["same_as"]) is not None:
+                    out[attr] = v[x["same_as"]]
+            else:
+                out[attr] = x
+    return out
 
 
 def _check_heads(fam: Family, v: dict, src: dict) -> None:

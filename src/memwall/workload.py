@@ -28,6 +28,10 @@ class Workload:
         (the new token attends to seq_len + 1 keys).
     generate: `gen_len` decode steps after a prompt of `seq_len` tokens (the prompt's
         prefill is not included); seq_len 0 is the paper's generation from no prompt.
+    Encoder-decoder models (T5): seq_len is the encoder input; encode runs the encoder, prefill
+        the encoder and the decoder's first token, decode one decoder token with seq_len tokens
+        in its self-attention cache and cross-attending the seq_len input tokens
+        (`memwall.count.encdec` states them in full).
     """
 
     phase: str
@@ -75,13 +79,19 @@ def check_workload_fits(spec: ModelSpec, wl: Workload) -> None:
             f"{spec.name} is an encoder: use --phase encode "
             "(prefill, decode and generate need a decoder)"
         )
-    if spec.is_decoder and wl.phase == "encode":
+    if spec.is_encoder_decoder and wl.seq_len < 1:
+        raise MemwallError(
+            f"{spec.name} is an encoder-decoder model: seq-len (its input) must be >= 1"
+        )
+    if spec.is_decoder and wl.phase == "encode" and not spec.is_encoder_decoder:
         raise MemwallError(f"{spec.name} is a decoder: use --phase prefill, decode or generate")
 
 
 def positions_note(spec: ModelSpec, tokens: int) -> str | None:
     """Counting past a model's positions is allowed, and said (the same words everywhere)."""
     if not spec.is_decoder and spec.position != "learned" or tokens <= spec.max_positions:
+        return None
+    if spec.position == "relative":  # T5: bucketed relative positions, no table to pass
         return None
     if spec.position == "learned":
         return (

@@ -9,25 +9,9 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-TINY = {
-    "bert-base": {
-        "model_type": "bert",
-        "hidden_size": 64,
-        "num_hidden_layers": 2,
-        "num_attention_heads": 4,
-        "intermediate_size": 128,
-        "max_position_embeddings": 512,
-        "vocab_size": 256,
-    },
-    "gpt2": {
-        "model_type": "gpt2",
-        "n_embd": 64,
-        "n_layer": 2,
-        "n_head": 4,
-        "n_positions": 16,
-        "vocab_size": 256,
-    },
-}
+from tiny_configs import CASESTUDY_MODELS  # noqa: E402
+
+TINY = {k: CASESTUDY_MODELS[k] for k in ("bert-base", "gpt2")}
 
 
 def _tiny_args(tmp_path, *extra: str) -> list[str]:

@@ -9,25 +9,8 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-GPT2_2 = {
-    "model_type": "gpt2",
-    "n_embd": 768,
-    "n_layer": 2,
-    "n_head": 12,
-    "n_positions": 1024,
-    "vocab_size": 50257,
-    "activation_function": "gelu_new",
-}
-LLAMA_TINY = {
-    "model_type": "llama",
-    "hidden_size": 128,
-    "intermediate_size": 256,
-    "num_hidden_layers": 2,
-    "num_attention_heads": 4,
-    "num_key_value_heads": 2,
-    "max_position_embeddings": 256,
-    "vocab_size": 512,
-}
+from tiny_configs import GPT2_2, LLAMA_TINY  # noqa: E402
+
 TINY_GPT2 = {**GPT2_2, "n_embd": 64, "n_head": 4, "vocab_size": 256, "n_positions": 64}
 
 

@@ -8,15 +8,7 @@ import json
 import pytest
 
 from memwall.report import registered
-
-TINY_GPT2 = {
-    "model_type": "gpt2",
-    "n_embd": 64,
-    "n_layer": 2,
-    "n_head": 4,
-    "n_positions": 64,
-    "vocab_size": 256,
-}
+from tiny_configs import TINY_GPT2
 
 
 @pytest.fixture

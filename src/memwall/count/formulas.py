@@ -45,6 +45,7 @@ class Dims:
     cached: bool  # K and V come from the KV cache (decode / generate)
     writes_cache: bool  # the step appends K and V to a cache (decoders, full convention)
     lm_tokens: Any  # positions the LM head runs on
+    Lenc: Any = None  # encoder-decoder models (T5): encoder input tokens per sequence
 
     @property
     def T(self) -> Any:
@@ -90,6 +91,7 @@ class OpDef:
     per_layer: bool
     fn: OpFn
     dtype_role: str = "compute"  # compute | act
+    layers: Callable[[ModelSpec], int] | None = None  # rows that sum their own layers (T5)
 
 
 # ---------------------------------------------------------------- formulas

@@ -6,8 +6,12 @@ normalised) and one rotated key shared by the heads (`qk_rope_head_dim`); those 
 KV cache stores and what a step reads back. Every step then up-projects the latents of all the
 keys it attends to (`kv_b_proj`: FLOPs and activation bytes per cached token, no cache bytes),
 assembles per-head keys, and runs attention with query/key heads of nope + rope width and value
-heads of `v_head_dim`. (An absorbed-weights kernel would move the up-projection onto the
-queries; memwall counts what transformers executes.)
+heads of `v_head_dim`. (An absorbed-weights kernel, as serving engines run MLA decode, folds
+the up-projection into the query and output sides and attends over the latents directly: the
+same cache bytes, but per key 2 x heads x (2 x kv_lora_rank + qk_rope_head_dim) FLOPs instead
+of the up-projection's 2 x kv_lora_rank x heads x (nope + v) plus attention over full heads;
+for DeepSeek-V2-Lite decode at 5000 tokens about 5e9 FLOPs against 5.7e11. memwall counts what
+transformers executes, so that the closed form, the trace and `memwall profile` agree.)
 
 Layers with an index below `dense_layers` run a dense gated MLP of `dense_d_ff`; the others a
 router, the routed experts (top-k) and `n_shared_experts` experts every token runs, summed.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from memwall.count.encdec import encdec_names
 from memwall.count.formulas import REGISTRY, OpDef, repeats_kv
 from memwall.count.mla import deepseek_mlp_names, mla_layer_names
 from memwall.errors import MemwallError
@@ -80,6 +81,18 @@ def op_defs(
             f"the paper convention covers BERT/GPT-style models with a plain MLP; "
             f"{s.name} has a gated MLP: use --convention full"
         )
+    if s.is_encoder_decoder:  # T5: encoder and decoder stacks (count.encdec)
+        if convention == "paper":
+            raise MemwallError(
+                f"the paper convention covers BERT/GPT-style models; {s.name} is an "
+                "encoder-decoder model: use --convention full"
+            )
+        if fused_attention is False:
+            raise MemwallError(
+                f"{s.name}: unfused attention is not modelled for encoder-decoder models "
+                "(counted as transformers' SDPA kernel); drop --unfused-attention"
+            )
+        return [REGISTRY[n] for n in encdec_names(s, phase)]
     # Gemma 2 runs eager attention only (soft-capping): its scores are materialised
     fused = (not s.eager_attention) if fused_attention is None else fused_attention
     writes_cache = s.is_decoder and phase != "encode"

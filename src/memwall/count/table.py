@@ -77,13 +77,13 @@ def dims_for(
     G = np.asarray(gen_len, dtype=np.float64)
     writes_cache = convention == "full" and s.is_decoder and phase != "encode"
     if phase in ("encode", "prefill"):
-        return Dims(B, L, L, np.ones_like(L), False, writes_cache, B * L)
+        return Dims(B, L, L, np.ones_like(L), False, writes_cache, B * L, L)
     if phase == "decode":
         keys = L + 1 if window is None else np.minimum(L + 1, window)
-        return Dims(B, np.ones_like(L), keys, np.ones_like(L), True, writes_cache, B)
+        return Dims(B, np.ones_like(L), keys, np.ones_like(L), True, writes_cache, B, L)
     if phase == "generate":
         keys = _mean_keys(L, G, window)
-        return Dims(B, np.ones_like(L), keys, G, True, writes_cache, B)
+        return Dims(B, np.ones_like(L), keys, G, True, writes_cache, B, L)
     raise MemwallError(f"unknown phase {phase!r}")
 
 
@@ -166,8 +166,8 @@ def op_table(
             {
                 "name": op.name,
                 "kind": op.kind,
-                "layer": "all" if op.per_layer else "-",
-                "count": spec.n_layers if op.per_layer else 1,
+                "layer": "all" if op.per_layer or op.layers else "-",
+                "count": _row_count(spec, op),
                 "flops": flops,
                 "matmul_flops": float(c["mm"]) * steps,
                 "bytes_weight": w,
@@ -190,6 +190,13 @@ def op_table(
         fused_attention=bool(fused_attention is None or fused_attention) and convention == "full",
     )
     return df
+
+
+def _row_count(spec: ModelSpec, op: OpDef) -> int:
+    """Layers a row stands for (a T5 row names its own stack's)."""
+    if op.layers is not None:
+        return op.layers(spec)
+    return spec.n_layers if op.per_layer else 1
 
 
 def _act_dtype(prec: Precision) -> str:

@@ -25,7 +25,8 @@ def matmul_params(spec: ModelSpec) -> int:
     dense = spec.n_layers - spec.moe_layers
     moe_mats = spec.moe_layers * mlp if spec.is_moe else 0
     dense_mats = dense * mats * d * (spec.dense_d_ff or spec.d_ff)
-    return spec.n_layers * attn + moe_mats + dense_mats + (d * d if spec.pooler else 0)
+    dec = spec.n_decoder_layers * (2 * attn + mats * d * spec.d_ff)  # T5: + cross-attention
+    return spec.n_layers * attn + moe_mats + dense_mats + (d * d if spec.pooler else 0) + dec
 
 
 def vocab_params(spec: ModelSpec) -> int:

@@ -28,12 +28,11 @@ from memwall.io import write_json
 from memwall.measure import terms as T
 from memwall.measure.machine import LoadMonitor, age_days, cpu_model, load_average, now_iso
 from memwall.measure.terms import CalConfig, default_config
-from memwall.measure.timing import mean_time
-from memwall.predict.calibrated import eager_key, overhead_key
-from memwall.predict.calterms import interp_log
+from memwall.predict.calibrated import block_key, eager_key, overhead_key
+from memwall.predict.calterms import CalibrationRecord, interp_log
 from memwall.spec import ModelSpec, act_dtype, kernel_dtype, runnable_precision
 
-CAL_FORMAT = "memwall-calibration/3"  # 3: GEMV bandwidth by layer size
+CAL_FORMAT = "memwall-calibration/4"  # 4: kernels timed over rotating operands
 MAX_AGE_DAYS = 7.0  # a cached calibration older than this is measured again
 SPOT_TOLERANCE = 1.5  # a cached calibration must agree with a spot check within this factor
 NOISY_SPREAD = 0.30  # a term whose interleaved rounds differ more than this is noisy
@@ -88,9 +87,10 @@ def _fresh(cfg: CalConfig) -> dict[str, Any]:
 
 
 def combine(values: list[Any]) -> tuple[Any, float]:
-    """(median of repeated measurements, their largest relative spread (max - min) / median).
+    """(median of repeated measurements, their relative spread (max - min) / median).
 
-    Values are numbers, [[x, y], ...] curves (x kept, y combined) or dicts of either."""
+    Values are numbers, [[x, y], ...] curves (x kept, y combined; spread: the median point's)
+    or dicts of either (spread: the largest part's)."""
     first = values[0]
     if isinstance(first, dict):
         parts = {k: combine([v[k] for v in values]) for k in first}
@@ -98,12 +98,14 @@ def combine(values: list[Any]) -> tuple[Any, float]:
             (s for _, s in parts.values()), default=0.0
         )
     if isinstance(first, list):
-        pts, spread = [], 0.0
+        pts, spreads = [], []
         for i, (x, _) in enumerate(first):
             y, s = combine([v[i][1] for v in values])
             pts.append([x, y])
-            spread = max(spread, s)
-        return pts, spread
+            spreads.append(s)
+        # a curve's spread is its typical point's: each point keeps the median of the rounds,
+        # so one point a round upset (an allocation that page-faulted once) does not move it
+        return pts, statistics.median(spreads) if spreads else 0.0
     ys = [float(v) for v in values]
     med = statistics.median(ys)
     return med, (max(ys) - min(ys)) / med if med > 0 else 0.0
@@ -125,6 +127,7 @@ class Calibration:
     _checked: set[str] = field(default_factory=set)  # dtypes whose cached terms were checked
     save_error: str = ""  # why the record could not be written ("" when it was, or need not be)
     spot: dict[str, Any] = field(default_factory=dict)  # the last spot check of a cached record
+    speed_now: dict[str, float] = field(default_factory=dict)  # the last `speed` probe
 
     @classmethod
     def load(
@@ -253,39 +256,50 @@ class Calibration:
             "noise": list(d.get("noise", [])),
             "saved": self.path is not None and not self.save_error and not d.get("noisy"),
             "spot_check": dict(self.spot) or None,
+            "speed_now": dict(self.speed_now) or None,
+            "speed_now_means": "time of the speed probe (Linear d->4d at M=256, FFN GEMV from "
+            "DRAM, one tiny call) now / when calibrated; > 1: the machine runs slower now",
         }
 
-    def _spot_now(self, dtype: str) -> tuple[float, float]:
-        """(FLOP/s of one Linear at M = 16, seconds of one tiny Linear call), timed now."""
-        d, m, cfg = self.cfg.width, 16, self.cfg
+    def speed(self, dtype: str) -> dict[str, float]:
+        """How much slower (> 1) or faster this machine runs now than when `dtype`'s terms
+        were measured: time factors for compute, memory and dispatch, from `terms.probe`
+        (the same kernels, timed the same way, now). A shared or virtual machine drifts:
+        this one ran the same kernels 15-20% slower from one minute to the next."""
+        dtype = dtype if dtype in KERNEL_DTYPES else kernel_dtype(dtype)
+        rec = CalibrationRecord(self.data)
+        lin = self.data["linear"][dtype]
+        esize = {"fp32": 4, "bf16": 2, "int8": 1}[dtype]
+        ref = {
+            "compute": interp_log(lin["curves"]["up"], T.PROBE_M),
+            "memory": rec.gemv_bandwidth(dtype, 4.0 * self.cfg.width**2 * esize),
+            "dispatch": lin["dispatch"],
+        }
         with torch.inference_mode(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            layer = T.linear_layer(d, 4 * d, dtype)
-            x = torch.randn(m, d, dtype=T.tdtype(dtype))
-            t = mean_time(lambda: layer(x), cfg.reps, cfg.min_time)
-            tiny = T.linear_layer(8, 8, dtype)
-            x8 = torch.randn(1, 8, dtype=T.tdtype(dtype))
-            disp = mean_time(lambda: tiny(x8), max(cfg.reps, 20), cfg.min_time)
-        return 2.0 * m * d * 4 * d / max(t - disp, 0.1 * t), disp
+            now = T.probe(dtype, self.cfg)
+        self.speed_now = {
+            "compute": ref["compute"] / now["compute"],
+            "memory": ref["memory"] / now["memory"],
+            "dispatch": now["dispatch"] / ref["dispatch"],
+        }
+        return dict(self.speed_now)
 
     def _spot_check(self, dtype: str) -> None:
-        """Reuse a cached calibration only if this machine still runs like it: one Linear at
-        M = 16 and one small-op dispatch, timed now, must agree within SPOT_TOLERANCE (a
-        calibration taken while other work stalled the machine is otherwise kept for days)."""
+        """Reuse a cached calibration only if this machine still runs like it: the speed
+        probe, timed now, must agree within SPOT_TOLERANCE (a calibration taken while other
+        work stalled the machine is otherwise kept for days)."""
         self._checked.add(dtype)
-        lin = self.data["linear"][dtype]
-        cached_rate = interp_log(lin["curves"]["up"], 16)
-        rate, disp = 0.0, float("inf")
+        ok, ratios = False, {}
         for _ in range(2):  # a second look before discarding: one blip is not a change
-            r, d = self._spot_now(dtype)
-            rate, disp = max(rate, r), min(disp, d)
-            ratios = {"linear_rate": rate / cached_rate, "dispatch": disp / lin["dispatch"]}
+            ratios = self.speed(dtype)
             ok = all(1 / SPOT_TOLERANCE <= x <= SPOT_TOLERANCE for x in ratios.values())
             if ok:
                 break
         self.spot = {
             "dtype": dtype,
-            "what": "Linear d->4d at M=16 and one 8x8 Linear call, timed now / cached",
+            "what": "speed probe (Linear d->4d at M=256, FFN GEMV from DRAM, one tiny Linear "
+            "call): time now / time cached",
             "ratios": ratios,
             "tolerance": SPOT_TOLERANCE,
             "agreed": ok,
@@ -297,7 +311,7 @@ class Calibration:
         for key in PER_DTYPE + PER_ACT:
             self.data.get(key, {}).pop(dtype, None)
             self.data.get(key, {}).pop(act_dtype(dtype), None)
-        for key in ("overhead", "eager_pointwise"):
+        for key in ("overhead", "eager_pointwise", "block"):
             self.data[key] = {}
         self.data["date"] = now_iso()
 
@@ -325,3 +339,8 @@ class Calibration:
         kind = "forward" if phase in ("encode", "prefill") else "decode"
         self.ensure_overhead(overhead_key(spec, prec, phase), spec, config, prec, kind)
         self.ensure_eager(eager_key(spec, prec), spec, act_dtype(kdt))
+        self._section(
+            "block",
+            block_key(spec, prec, phase),
+            lambda: T.measure_block(spec, config, prec, phase, self.cfg),
+        )

@@ -76,6 +76,16 @@ class LoadedModel:
 
 def resolve(model: str | ModelSpec, config: dict | None = None) -> tuple[ModelSpec, dict]:
     """(spec, raw config dict) from a preset name, a config.json path or a spec + its config."""
+    spec, cfg = _resolve(model, config)
+    if spec.is_encoder_decoder:
+        raise MemwallError(
+            f"measuring encoder-decoder models ({spec.name}) is not supported; "
+            "memwall analyze counts them (closed form or --engine trace)"
+        )
+    return spec, cfg
+
+
+def _resolve(model: str | ModelSpec, config: dict | None) -> tuple[ModelSpec, dict]:
     if isinstance(model, ModelSpec):
         if config is not None:
             return model, dict(config)
@@ -296,6 +306,23 @@ def _set(cfg: dict, keys: tuple[str, ...], value: Any) -> None:
             cfg[k] = value
 
 
+def layers_config(spec: ModelSpec, config: dict, n_layers: int) -> dict:
+    """The same model cut to `n_layers` layers (everything else, width included, kept): the
+    calibration's block term times it at 1 and 3 layers."""
+    cfg = {k: v for k, v in config.items() if not k.startswith("_")}
+    _set(cfg, get_family(spec.family).keys("n_layers"), n_layers)
+    _cut_layer_lists(cfg, n_layers)
+    return cfg
+
+
+def _cut_layer_lists(cfg: dict, n_layers: int) -> None:
+    """Per-layer lists (GPT-OSS's and Gemma's `layer_types`) cut to the layers kept:
+    transformers refuses a config whose list is longer than its layer count."""
+    for k in ("layer_types",):
+        if isinstance(cfg.get(k), list):
+            cfg[k] = cfg[k][:n_layers]
+
+
 def tiny_config(spec: ModelSpec, config: dict, n_layers: int) -> dict:
     """The same architecture shrunk to a few narrow layers: its run time is framework overhead.
 
@@ -324,6 +351,8 @@ def tiny_config(spec: ModelSpec, config: dict, n_layers: int) -> dict:
     for attr, value in sizes.items():
         _set(cfg, fam.keys(attr), value)
     cfg.update(fam.tiny)
+    _cut_layer_lists(cfg, n_layers)
     for k in ("bos_token_id", "eos_token_id", "pad_token_id"):
-        cfg.pop(k, None)
+        # inside the 128-token vocabulary (absent, Phi-3's default pad id 32000 is not)
+        cfg[k] = 0
     return cfg

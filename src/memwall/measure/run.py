@@ -36,6 +36,7 @@ from transformers import DynamicCache
 
 from memwall import __version__
 from memwall.errors import MemwallError
+from memwall.measure.allocator import steady_allocator
 from memwall.measure.machine import cpu_model
 from memwall.measure.models import LoadedModel
 from memwall.measure.opmap import attribute, labels
@@ -122,6 +123,7 @@ def threads(n: int | None) -> Iterator[int]:
         if n < 1 or n > 4096:
             raise MemwallError(f"threads must be between 1 and 4096, got {n}")
         why = f"{n} (asked)"
+    steady_allocator()  # every measured run: freed buffers reused, not page-faulted again
     cpus = _least_busy_cpus(n)
     if cpus:
         why += f"; pinned to CPU{'s' if len(cpus) > 1 else ''} {','.join(map(str, cpus))}"
@@ -150,6 +152,7 @@ def environment() -> dict[str, Any]:
         "python": platform.python_version(),
         "memwall": __version__,
         "quantized_engine": torch.backends.quantized.engine,
+        "allocator": steady_allocator(),
         "load_average_1min": load[0],
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
@@ -259,6 +262,13 @@ def time_runs(
 
 def _timing(times: list[float], warmup: int, repeats: int, budget_s: float) -> Timing:
     return Timing(tuple(times), warmup, max(0, len(times) - repeats), budget_s)
+
+
+def timed_run(runner: Runner) -> float:
+    """Seconds of one run, set up first, the garbage collector paused (as `time_runs`)."""
+    times: list[float] = []
+    _one_run(runner, True, times)
+    return times[0]
 
 
 def _one_run(runner: Runner, keep: bool, times: list[float]) -> None:

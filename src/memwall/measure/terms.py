@@ -17,8 +17,10 @@ plain roofline (what each term means: `memwall.predict.calterms`).
 
 from __future__ import annotations
 
+import functools
 import math
 import os
+import statistics
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -29,9 +31,10 @@ from transformers.activations import ACT2FN
 from transformers.models.llama.modeling_llama import LlamaRMSNorm
 
 from memwall.families import get_family
-from memwall.measure.models import build, quantize_int8, tiny_config
-from memwall.measure.run import Runner, profile_ops, time_runs
+from memwall.measure.models import build, layers_config, quantize_int8, tiny_config
+from memwall.measure.run import Runner, profile_ops, time_runs, timed_run
 from memwall.measure.timing import mean_time
+from memwall.predict.calibrated import BLOCK_LAYERS, block_workload
 from memwall.spec import ModelSpec, Workload, spec_from_config
 
 MiB = 1024 * 1024
@@ -50,11 +53,14 @@ class CalConfig:
     decode_contexts: tuple[int, int] = (512, 4096)
     decode_set_bytes: int = 128 * MiB
     pointwise_elems: tuple[int, ...] = tuple(4**k for k in range(7, 13))  # 16 Ki .. 16 Mi
-    eager_elems: tuple[int, ...] = (1 << 17, 1 << 22)  # in cache, in DRAM
+    eager_elems: tuple[int, ...] = (1 << 17, 1 << 22)  # a short and a long sequence
     reps: int = 5
     min_time: float = 0.1
     tiny_reps: int = 30
     rounds: int = 3  # each per-dtype term is measured this many times, interleaved
+    rotate_bytes: int = 32 * MiB  # kernels cycle over distinct copies this large (see rotation)
+    rotate_flops: float = 2e9  # ... but one cycle does at most this much arithmetic (time)
+    block_reps: int = 15  # interleaved runs of the 1- and 3-layer models (block term)
     name: str = "default"
 
 
@@ -73,6 +79,9 @@ QUICK = CalConfig(
     min_time=0.0,
     tiny_reps=5,
     rounds=2,
+    rotate_bytes=1 * MiB,
+    rotate_flops=1e8,
+    block_reps=3,
     name="quick",
 )
 
@@ -89,6 +98,29 @@ def tdtype(dtype: str):
     return {"fp32": torch.float32, "bf16": torch.bfloat16, "int8": torch.float32}[dtype]
 
 
+def rotation(nbytes: float, flops: float, cfg: CalConfig) -> int:
+    """How many distinct copies of a kernel's operands to cycle through when timing it.
+
+    In a model every layer has its own weights and reads activations another kernel just wrote,
+    so its operands come from beyond the core's private caches; one tensor timed again and again
+    stays in them and runs up to 1.5x faster (Linear, this machine). Enough copies to exceed
+    `rotate_bytes` put the operands where a model has them; `rotate_flops` caps one cycle's
+    arithmetic so large kernels (whose reuse hides the fetch anyway) keep calibration short."""
+    by_bytes = math.ceil(cfg.rotate_bytes / max(nbytes, 1.0))
+    by_flops = math.ceil(cfg.rotate_flops / max(flops, 1.0))
+    return max(2, min(by_bytes, by_flops))
+
+
+def _cycle(fn: Callable, operands: list) -> Callable[[], None]:
+    """One call of `fn(*ops)` for every set of operands, in turn."""
+
+    def run() -> None:
+        for ops in operands:
+            fn(*ops)
+
+    return run
+
+
 def linear_layer(k: int, n: int, dtype: str):
     lin = torch.nn.Linear(k, n)
     if dtype == "int8":
@@ -96,31 +128,85 @@ def linear_layer(k: int, n: int, dtype: str):
     return lin.to(tdtype(dtype))
 
 
-def measure_linear(dtype: str, cfg: CalConfig) -> tuple[dict[str, list[list[float]]], float]:
-    """({shape: [[M, FLOP/s], ...]}, dispatch seconds) for one dtype."""
+LINEAR_SHAPES = ("square", "up", "down")
+
+
+def measure_linear(
+    dtype: str, cfg: CalConfig, only: tuple[str, ...] = LINEAR_SHAPES
+) -> tuple[dict[str, list[list[float]]], float]:
+    """({shape: [[M, FLOP/s], ...]}, dispatch seconds) for one dtype (`only` these shapes)."""
     d = cfg.width
     shapes = {"square": (d, d), "up": (d, 4 * d), "down": (4 * d, d)}
+    shapes = {k: v for k, v in shapes.items() if k in only}
     with torch.inference_mode():
         tiny = linear_layer(8, 8, dtype)
         x8 = torch.randn(1, 8, dtype=tdtype(dtype))
         dispatch = mean_time(lambda: tiny(x8), max(cfg.reps, 20), cfg.min_time)
         out: dict[str, list[list[float]]] = {}
+        esize = {"fp32": 4, "bf16": 2, "int8": 1}[dtype]
         for shape, (k, n) in shapes.items():
-            lin = linear_layer(k, n, dtype)
+            most = rotation(k * n * esize, 2.0 * min(cfg.ms) * k * n, cfg)
+            layers = [linear_layer(k, n, dtype) for _ in range(most)]
             pts = []
             for m in cfg.ms:
-                x = torch.randn(m, k, dtype=tdtype(dtype))
-                t = mean_time(lambda lin=lin, x=x: lin(x), cfg.reps, cfg.min_time)
+                flops = 2.0 * m * k * n
+                copies = min(most, rotation(k * n * esize, flops, cfg))
+                ops = [(lin, torch.randn(m, k, dtype=tdtype(dtype))) for lin in layers[:copies]]
+                t = mean_time(_cycle(lambda lin, x: lin(x), ops), cfg.reps, cfg.min_time) / copies
                 t = max(t - dispatch, 0.1 * t)
-                pts.append([float(m), 2.0 * m * k * n / t])
+                pts.append([float(m), flops / t])
             out[shape] = pts
+            del layers
     return out, dispatch
 
 
-GEMV_WIDENINGS = (4, 64)  # d -> 4d (an FFN layer), d -> 64d (an LM-head-sized layer)
+PROBE_M = 256  # the Linear point the speed probe times
 
 
-def measure_gemv(dtype: str, cfg: CalConfig, dispatch: float) -> list[list[float]]:
+def probe(dtype: str, cfg: CalConfig) -> dict[str, float]:
+    """The machine's speed now, by three kernels a calibration also times, the same way: an
+    FFN-shaped Linear (d -> 4d) at M = PROBE_M over rotating copies (compute), M = 1 through
+    FFN layers streamed from DRAM (memory) and one tiny Linear call (dispatch). About half a
+    second (the operands are built once per process); see `Calibration.speed`."""
+    rot, stream, tiny = _probe_operands(dtype, cfg)
+    with torch.inference_mode():
+        dispatch = mean_time(lambda: tiny[0](tiny[1]), max(cfg.reps, 20), cfg.min_time)
+        k, n = rot[0][0].in_features, rot[0][0].out_features
+        t = mean_time(_cycle(lambda lin, x: lin(x), rot), cfg.reps, cfg.min_time) / len(rot)
+        compute = 2.0 * PROBE_M * k * n / max(t - dispatch, 0.1 * t)
+        layers, x = stream
+        t = mean_time(
+            _cycle(lambda lin: lin(x), [(lin,) for lin in layers]), cfg.reps, cfg.min_time
+        )
+        t = max(t - len(layers) * dispatch, 0.1 * t)
+    esize = {"fp32": 4, "bf16": 2, "int8": 1}[dtype]
+    return {"compute": compute, "memory": len(layers) * k * n * esize / t, "dispatch": dispatch}
+
+
+@functools.lru_cache(maxsize=3)
+def _probe_operands(dtype: str, cfg: CalConfig) -> tuple[list, tuple, tuple]:
+    """(rotating Linear + input pairs at M = PROBE_M, (streamed layers, one token), tiny call),
+    sized exactly as `measure_linear` and `measure_gemv` size them."""
+    d, esize = cfg.width, {"fp32": 4, "bf16": 2, "int8": 1}[dtype]
+    k, n = d, 4 * d
+    copies = rotation(k * n * esize, 2.0 * PROBE_M * k * n, cfg)
+    with torch.inference_mode():
+        rot = [
+            (linear_layer(k, n, dtype), torch.randn(PROBE_M, k, dtype=tdtype(dtype)))
+            for _ in range(copies)
+        ]
+        many = max(2, math.ceil(cfg.gemv_bytes / (k * n * esize)))
+        stream = (
+            [linear_layer(k, n, dtype) for _ in range(many)],
+            torch.randn(1, d, dtype=tdtype(dtype)),
+        )
+        tiny = (linear_layer(8, 8, dtype), torch.randn(1, 8, dtype=tdtype(dtype)))
+    return rot, stream, tiny
+
+
+def measure_gemv(
+    dtype: str, cfg: CalConfig, dispatch: float, widenings: tuple[int, ...] = (4, 64)
+) -> list[list[float]]:
     """[[weight bytes per layer, bytes/s], ...] of M = 1 through Linear layers d -> w d for each
     widening w, cycled over `gemv_bytes` of weights (streamed from DRAM), dispatch removed.
 
@@ -132,7 +218,7 @@ def measure_gemv(dtype: str, cfg: CalConfig, dispatch: float) -> list[list[float
     esize = {"fp32": 4, "bf16": 2, "int8": 1}[dtype]
     pts = []
     with torch.inference_mode():
-        for w in GEMV_WIDENINGS:
+        for w in widenings:
             per = d * w * d * esize
             n = max(2, math.ceil(cfg.gemv_bytes / per))
             layers = [linear_layer(d, w * d, dtype) for _ in range(n)]
@@ -154,16 +240,20 @@ def measure_sdpa(dtype: str, cfg: CalConfig) -> dict[str, list[list[float]]]:
     h, hd = cfg.sdpa_heads, cfg.head_dim
     out: dict[str, list[list[float]]] = {"full": [], "causal": []}
     with torch.inference_mode():
+        esize = 2 if dtype == "bf16" else 4
         for L in cfg.sdpa_lengths:
-            q, k, v = (torch.randn(1, h, L, hd, dtype=tdtype(dtype)) for _ in range(3))
             flops = 4.0 * h * L * L * hd
+            copies = rotation(3 * h * L * hd * esize, flops, cfg)
+            qkvs = [
+                tuple(torch.randn(1, h, L, hd, dtype=tdtype(dtype)) for _ in range(3))
+                for _ in range(copies)
+            ]
             for mode in ("full", "causal"):
                 c = mode == "causal"
-                t = mean_time(
-                    lambda q=q, k=k, v=v, c=c: F.scaled_dot_product_attention(q, k, v, is_causal=c),
-                    cfg.reps,
-                    cfg.min_time,
+                run = _cycle(
+                    lambda q, k, v, c=c: F.scaled_dot_product_attention(q, k, v, is_causal=c), qkvs
                 )
+                t = mean_time(run, cfg.reps, cfg.min_time) / copies
                 out[mode].append([float(L), flops / t])
     return out
 
@@ -263,11 +353,16 @@ def measure_eager_pointwise(spec: ModelSpec, dtype: str, cfg: CalConfig) -> dict
             one = [torch.randn(1, width, dtype=tdtype(dtype)) for _ in range(2)]
             t0 = mean_time(lambda one=one, fn=fn: fn(*one), cfg.reps, cfg.min_time)
             pts = []
+            esize = 2 if dtype == "bf16" else 4
             for elems in cfg.eager_elems:
                 rows = max(1, elems // width)
-                x, y = (torch.randn(rows, width, dtype=tdtype(dtype)) for _ in range(2))
-                t = mean_time(lambda x=x, y=y, fn=fn: fn(x, y), cfg.reps, cfg.min_time)
                 n = rows * width
+                copies = rotation(2 * n * esize, 10.0 * n, cfg)
+                xys = [
+                    tuple(torch.randn(rows, width, dtype=tdtype(dtype)) for _ in range(2))
+                    for _ in range(copies)
+                ]
+                t = mean_time(_cycle(fn, xys), cfg.reps, cfg.min_time) / copies
                 pts.append([float(n), max(t - t0, 0.1 * t) / n])
             out[op] = pts
     return out
@@ -311,4 +406,36 @@ def measure_overhead(
         "per_layer": max(0.0, (t4 - t1) / 3),
         "ops_fixed": fixed,
         "ops_per_layer": per_layer,
+    }
+
+
+def measure_block(
+    spec: ModelSpec, config: dict, precision: str, phase: str, cfg: CalConfig
+) -> dict[str, Any]:
+    """Seconds per layer of the real model at its own width: the same model cut to 1 and to
+    3 layers, run in turn (interleaved, so a drift of the machine hits both) at
+    `block_workload`; the difference of their medians over 2.
+
+    Kernels timed alone miss what a layer costs among its neighbours (operands evicted by
+    the kernels between, allocations, the eager code around them); this is the one term
+    measured on the model's own layers, at one workload, and applied at every other."""
+    wl = block_workload(spec, phase)
+    runners = {}
+    for n in BLOCK_LAYERS:
+        c = layers_config(spec, config, n)
+        lm = build(spec_from_config(c, name=f"{spec.name}-{n}layers"), c, precision, None, wl)
+        runners[n] = Runner(lm, wl)
+    times: dict[int, list[float]] = {n: [] for n in BLOCK_LAYERS}
+    with torch.inference_mode():
+        for i in range(2 + cfg.block_reps):  # two warm-up rounds
+            for n, r in runners.items():
+                t = timed_run(r)
+                if i >= 2:
+                    times[n].append(t)
+    med = {n: statistics.median(ts) for n, ts in times.items()}
+    lo, hi = BLOCK_LAYERS
+    return {
+        "per_layer": max(0.0, (med[hi] - med[lo]) / (hi - lo)),
+        "medians": {str(n): m for n, m in med.items()},
+        "workload": {"phase": wl.phase, "batch": wl.batch, "seq_len": wl.seq_len},
     }

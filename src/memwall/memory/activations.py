@@ -417,11 +417,23 @@ def inference_activation_peak(
     if last_logits_only and spec.has_lm_head and workload.phase in ("prefill", "encode"):
         is_head = df["name"] == "lm_head"
         per = per.where(~is_head, per / workload.seq_len)
-    td = float(df.loc[df["name"] == "o_proj", "bytes_written"].iloc[0]) / spec.n_layers / steps
-    held = td + _held_in_layers(spec, df, td, precision.act_bytes)
+    if spec.is_encoder_decoder:
+        held = _held_encdec(spec, df, workload, precision.act_bytes)
+    else:
+        td = float(df.loc[df["name"] == "o_proj", "bytes_written"].iloc[0]) / spec.n_layers
+        held = td / steps + _held_in_layers(spec, df, td / steps, precision.act_bytes)
     per = per + held.values
     i = int(per.values.argmax())
     return float(per.iloc[i]), str(df["name"].iloc[i])
+
+
+def _held_encdec(spec: ModelSpec, df: pd.DataFrame, wl: Workload, a: float) -> pd.Series:
+    """T5: beside each kernel live its stack's residual stream and normalised input (tokens x
+    width each); beside the decoder's, the encoder's output too (cross-attention reads it)."""
+    B, L, d = wl.batch, wl.seq_len, spec.d_model
+    enc = df["name"].str.startswith("encoder.")
+    stream = enc.map({True: B * L * d * a, False: B * d * a})
+    return 2 * stream + (~enc).astype(float) * B * L * d * a
 
 
 def _held_in_layers(spec: ModelSpec, df: pd.DataFrame, td: float, a: float) -> pd.Series:

@@ -40,11 +40,26 @@ def matmul_params(spec: ModelSpec) -> int:
     return count_matmul_params(spec) + head
 
 
-def kv_cache_bytes(spec: ModelSpec, batch: int, context: int, precision: Precision) -> float:
-    """K and V of every layer for `context` tokens of `batch` sequences (decoders only)."""
+def kv_cache_bytes(
+    spec: ModelSpec, batch: int, context: int, precision: Precision, enc_len: int = 0
+) -> float:
+    """K and V of every layer for `context` tokens of `batch` sequences (decoders only); an
+    encoder-decoder model (T5) also caches every decoder layer's cross-attention K and V of
+    its `enc_len` encoder tokens."""
     if not spec.is_decoder:
         return 0.0
-    return float(batch * spec.kv_tokens(context) * spec.kv_width) * precision.kv_bytes
+    tokens = spec.kv_tokens(context) + spec.n_decoder_layers * enc_len
+    return float(batch * tokens * spec.kv_width) * precision.kv_bytes
+
+
+def _encdec_cache(spec: ModelSpec, wl: Workload) -> tuple[int, int, str]:
+    """(self-attention context, encoder tokens, note) of a T5 workload's caches: none for
+    encode; the first decoder token for prefill; seq_len decoder tokens (+ those generated)."""
+    if wl.phase == "encode":
+        return 0, 0, "none (the encoder keeps no cache)"
+    ctx = 1 if wl.phase == "prefill" else wl.total_context
+    note = f"self-attention {ctx:,} + cross-attention {wl.seq_len:,} tokens x batch {wl.batch}"
+    return ctx, wl.seq_len, note
 
 
 @dataclass(frozen=True)
@@ -109,7 +124,10 @@ def inference_memory(
             f"context; at most {MAX_LENGTH:,} are accepted"
         )
     w, wq = weight_bytes(spec, precision)
-    kv = kv_cache_bytes(spec, workload.batch, ctx, precision)
+    kv_ctx, enc, kv_note = ctx, 0, spec.kv_note(ctx, workload.batch)
+    if spec.is_encoder_decoder:
+        kv_ctx, enc, kv_note = _encdec_cache(spec, workload)
+    kv = kv_cache_bytes(spec, workload.batch, kv_ctx, precision, enc)
     if workload.phase == "generate":
         # the prompt's prefill (logits of the last position only, as generation computes them)
         # and the last decode step, which attends to the whole context: the larger of the two
@@ -138,7 +156,7 @@ def inference_memory(
         activation_op=op,
         overhead=overhead,
         overhead_source=overhead_source,
-        kv_note=spec.kv_note(ctx, workload.batch),
+        kv_note=kv_note,
     )
 
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from memwall.errors import MemwallError
 from memwall.memory.activations import (
     MASK_BYTES,
     LayerOps,
@@ -223,6 +224,11 @@ def training_memory(
     `mask_bytes`: bytes per dropout-mask element (1 on CUDA; the activation dtype's on CPU).
     `ops` lets a caller that evaluates many strategies reuse one op table.
     """
+    if spec.is_encoder_decoder:
+        raise MemwallError(
+            f"training memory of encoder-decoder models ({spec.name}) is not modelled; "
+            "use --mode infer, or memwall analyze for the counts"
+        )
     check_parallel(zero, devices)  # `impl` is checked by `saved_tensors`
     prec = typed_precision(precision)
     opt = get_optimizer(optimizer)

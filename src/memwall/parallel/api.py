@@ -71,6 +71,11 @@ def parallel_analysis(
     """Price one layout (or search all) of `model` on `devices` x `device`."""
     check_mode(mode)
     spec = load_model(model)
+    if spec.is_encoder_decoder:  # sharding splits one stack of n_layers; T5 has two
+        raise MemwallError(
+            f"parallel layouts of encoder-decoder models ({spec.name}) are not modelled; "
+            "memwall analyze and memwall memory --mode infer count one device"
+        )
     dev = get_device(device)
     links = links_for(device)
     prec = parse_precision(precision)

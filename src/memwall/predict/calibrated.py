@@ -121,6 +121,31 @@ def overhead_key(spec: ModelSpec, precision: str, phase: str) -> str:
     return f"{spec.family}/{runnable_precision(precision)}/{kind}"
 
 
+BLOCK_LAYERS = (1, 3)  # the block term times the model cut to these layer counts
+BLOCK_TOKENS = 128  # ... at this many tokens forward, or one decode step on this context
+BLOCK_CLAMP = (0.5, 2.0)  # a block factor outside this range is a failed measurement
+MODEL_LEVEL = frozenset({"embed", "embed_norm", "pos_embed", "final_norm", "lm_head", "pooler"})
+
+
+def block_workload(spec: ModelSpec, phase: str) -> Workload:
+    """Where the block term is measured: BLOCK_TOKENS tokens forward (encode / prefill), or
+    one decode step on a BLOCK_TOKENS-token cache (decode / generate); at most half the
+    model's positions."""
+    n = BLOCK_TOKENS
+    if spec.max_positions:  # a short learned position table (test models) bounds it
+        n = max(1, min(n, spec.max_positions // 2))
+    if phase in ("encode", "prefill"):
+        return Workload(phase, 1, n)
+    return Workload("decode", 1, n)
+
+
+def block_key(spec: ModelSpec, precision: str, phase: str) -> str:
+    """The calibration record's key of one model's block term (family, widths, precision)."""
+    kind = "forward" if phase in ("encode", "prefill") else "decode"
+    p = runnable_precision(precision)
+    return f"{spec.family}/{spec.d_model}/{spec.d_ff}/{spec.n_heads}/{p}/{kind}"
+
+
 def eager_key(spec: ModelSpec, precision: str) -> str:
     """The calibration record's key of a family's eager pointwise code at a precision."""
     act = act_dtype(kernel_dtype(precision))
@@ -152,6 +177,7 @@ class _Step:
     rec: CalibrationRecord
     eager: Mapping[str, Any]
     kv_concat: bool
+    block: float = 1.0  # the block factor: per-layer rows priced x this (see _block_factor)
 
     @property
     def tokens(self) -> int:
@@ -222,6 +248,39 @@ def _price(s: _Step, r: dict[str, Any]) -> tuple[float, float, float, str]:
     return 0.0, tm, nbytes, term
 
 
+def _per_layer(r: Mapping[str, Any], spec: ModelSpec) -> bool:
+    """A row repeated in every layer (not the embeddings, final norm, head or pooler)."""
+    return r["name"] not in MODEL_LEVEL and float(r["count"]) >= spec.n_layers
+
+
+def _block_factor(
+    spec: ModelSpec, prec: str, rec: CalibrationRecord, phase: str, kv_concat: bool
+) -> tuple[float, str]:
+    """(measured / predicted seconds per layer at the block workload, note): how much slower
+    a layer runs among its neighbours than its kernels timed alone (1.0 without a block
+    term in the record)."""
+    b = rec.data.get("block", {}).get(block_key(spec, prec, phase))
+    if not b:
+        return 1.0, ""
+    wl = block_workload(spec, phase)
+    lo, hi = BLOCK_LAYERS
+    p = {
+        n: predict_calibrated(
+            replace(spec, n_layers=n), wl, prec, rec, kv_concat, block=False
+        ).total
+        for n in (lo, hi)
+    }
+    predicted = (p[hi] - p[lo]) / (hi - lo)
+    raw = b["per_layer"] / predicted if predicted > 0 else 1.0
+    f = min(max(raw, BLOCK_CLAMP[0]), BLOCK_CLAMP[1])
+    note = (
+        f"block term: a layer measured {b['per_layer'] * 1e3:.3g} ms at {wl.phase} "
+        f"{wl.seq_len} against {predicted * 1e3:.3g} ms from its kernels alone; per-layer "
+        f"rows priced x{f:.3f}" + (f" (measured x{raw:.3f}, clamped)" if f != raw else "")
+    )
+    return f, note
+
+
 def _kernels(s0: _Step, workload: Workload) -> tuple[dict, dict, dict, float]:
     """Per measured name: summed flops/bytes/times over the workload's steps, kinds, terms."""
     group_of = {op: g for g, ops in GROUPS.items() for op in ops}
@@ -234,6 +293,8 @@ def _kernels(s0: _Step, workload: Workload) -> tuple[dict, dict, dict, float]:
         s = replace(s0, wl=step_wl)
         for r in closed_table(s.spec, step_wl, s.precision).to_dict("records"):
             tc, tm, nb, term = _price(s, r)
+            if _per_layer(r, s.spec):
+                tc, tm = tc * s.block, tm * s.block
             shown = group_of.get(r["name"], r["name"])
             a = acc.setdefault(shown, dict(_ZERO))
             a["flops"] += r["flops"] * w
@@ -252,26 +313,31 @@ def predict_calibrated(
     precision: str,
     record: Mapping[str, Any] | CalibrationRecord,
     kv_concat: bool = True,
+    block: bool = True,
 ) -> CalPrediction:
     """Calibrated time of every memwall op for `workload` run eagerly at `precision`.
 
     `record`: a calibration record holding every term this prediction needs (measure them
     first with `memwall.measure.calibration.Calibration.ensure_for`); KeyError otherwise.
+    `block`: scale per-layer rows by the record's block term for this model, when it has one.
     """
     rec = record if isinstance(record, CalibrationRecord) else CalibrationRecord(record)
     prec = runnable_precision(precision)
     ov_key = overhead_key(spec, prec, workload.phase)
     ov = rec.overhead(ov_key)
-    s0 = _Step(
-        spec, workload, prec, kernel_dtype(prec), rec, rec.eager(eager_key(spec, prec)), kv_concat
+    factor, block_note = (
+        _block_factor(spec, prec, rec, workload.phase, kv_concat) if block else (1.0, "")
     )
+    eager = rec.eager(eager_key(spec, prec))
+    s0 = _Step(spec, workload, prec, kernel_dtype(prec), rec, eager, kv_concat, factor)
     acc, kinds, terms_used, n_steps = _kernels(s0, workload)
     ops_fixed, ops_layer = ov["ops_fixed"], ov["ops_per_layer"]
     names = list(acc) + [n for n in sorted(set(ops_fixed) | set(ops_layer)) if n not in acc]
     rows = []
     for name in names:
         r = acc.get(name, _ZERO)
-        t_ov = (ops_fixed.get(name, 0.0) + spec.n_layers * ops_layer.get(name, 0.0)) * n_steps
+        t_ov = ops_fixed.get(name, 0.0) + factor * spec.n_layers * ops_layer.get(name, 0.0)
+        t_ov *= n_steps
         rows.append(
             {
                 "name": name,
@@ -286,7 +352,7 @@ def predict_calibrated(
             }
         )
     ops = pd.DataFrame(rows)
-    notes = []
+    notes = [block_note] if block_note else []
     if kv_concat and spec.is_decoder:
         notes.append(
             "KV-cache append priced as transformers' DynamicCache does it: torch.cat copies "

@@ -322,6 +322,7 @@ def profile_loaded(
     if cal is not None:
         cal.ensure_for(lm.spec, lm.config, lm.precision, workload.phase)
         pred = predict_calibrated(lm.spec, workload, lm.precision, cal.data)
+        cal.speed(lm.precision)  # the machine now against the calibration (in its status)
         all_notes += calibration_notes(cal)
     if timing.noisy:
         all_notes.append(

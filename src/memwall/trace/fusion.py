@@ -17,7 +17,9 @@ gives eager accounting instead: every op a kernel, every output written.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from memwall.trace import layers
 from memwall.trace.mode import OpRecord, TraceResult, union_bytes
@@ -48,6 +50,7 @@ class Kernel:
     bytes_eager: float = 0.0
     dtype: str = "-"
     aten: Counter = field(default_factory=Counter)
+    weight: int = 1  # times it counts: the layers its layer stands for (`memwall.trace.repeat`)
 
     @property
     def bytes_read(self) -> float:
@@ -56,6 +59,14 @@ class Kernel:
     @property
     def bytes(self) -> float:
         return self.bytes_read + self.bytes_written
+
+
+class Layers(Protocol):
+    """Which traced layer an op ran in and how many layers that one stands for."""
+
+    def layer_of(self, module: str) -> int | None: ...
+
+    def weight_of(self, module: str) -> int: ...
 
 
 class _UnionFind:
@@ -164,10 +175,12 @@ def _kind(recs: list[OpRecord], label: str, module: str) -> str:
     return "elementwise"
 
 
-def _add_reads(k: Kernel, reads: dict[int, dict], st: dict) -> None:
+def _add_reads(
+    k: Kernel, reads: dict[int, dict], st: dict, scale: dict[int, int] | None = None
+) -> None:
     """Split a kernel's reads into weights, KV cache and activations (inputs included)."""
     for sid, views in reads.items():
-        b = union_bytes(views, st[sid].nbytes)
+        b = union_bytes(views, st[sid].nbytes) * (scale[sid] if scale else 1)
         role = st[sid].role
         if role == "param":
             k.bytes_weight += b
@@ -177,64 +190,138 @@ def _add_reads(k: Kernel, reads: dict[int, dict], st: dict) -> None:
             k.bytes_act += b
 
 
-def kernels(result: TraceResult, fused: bool = True) -> list[Kernel]:
-    """The run as kernels with their FLOPs and bytes (see the module docstring)."""
+@dataclass
+class _Run:
+    """What every kernel of one run needs to know about the others."""
+
+    result: TraceResult
+    fused: bool
+    group: list[int]
+    readers: dict[tuple[int, int], set[int]]  # (writer, storage) -> records reading that write
+    last_writer: dict[int, int]
+    producer: dict[int, int]  # storage -> first record writing it
+    preexisting: set[int]
+
+
+def _run(result: TraceResult, fused: bool) -> _Run:
     recs = result.records
-    st = result.storages
-    n = len(recs)
-    group = fuse_groups(recs) if fused else list(range(n))
-    members: dict[int, list[int]] = defaultdict(list)
-    for i, g in enumerate(group):
-        members[g].append(i)
-    # who reads each write event (writer, storage) before the storage is written again
+    group = fuse_groups(recs) if fused else list(range(len(recs)))
     readers: dict[tuple[int, int], set[int]] = defaultdict(set)
     last_writer: dict[int, int] = {}
+    producer: dict[int, int] = {}
     for rec in recs:
         for sid, p in rec.read_from.items():
             if p is not None:
                 readers[(p, sid)].add(rec.index)
         for sid in rec.writes:
             last_writer[sid] = rec.index
-    preexisting = {s for s, info in st.items() if not info.created}
+            producer.setdefault(sid, rec.index)
+    pre = {s for s, info in result.storages.items() if not info.created}
+    return _Run(result, fused, group, readers, last_writer, producer, pre)
 
+
+def _accesses(run: _Run, g: int, grecs: list[OpRecord]):
+    """(reads, writes, eager bytes, first op reading / writing each storage) of one kernel."""
+    st = run.result.storages
+    reads: dict[int, dict] = defaultdict(dict)
+    writes: dict[int, dict] = defaultdict(dict)
+    first: dict[int, OpRecord] = {}
+    eager = 0.0
+    for r in grecs:
+        er, ew = r.eager_bytes(st)
+        eager += er + ew
+        for sid, views in r.reads.items():
+            p = r.read_from.get(sid)
+            # a pre-existing storage (the KV cache) is read from memory even where this
+            # kernel wrote a few slots of it first
+            if not run.fused or p is None or run.group[p] != g or sid in run.preexisting:
+                reads[sid].update(views)
+                first.setdefault(sid, r)
+        for sid, views in r.writes.items():
+            live = (
+                not run.fused
+                or sid in run.preexisting
+                or (sid in run.result.outputs and run.last_writer.get(sid) == r.index)
+                or any(run.group[x] != g for x in run.readers.get((r.index, sid), ()))
+            )
+            if live:
+                writes[sid].update(views)
+                first.setdefault(sid, r)
+    return reads, writes, eager, first
+
+
+def _spread(grecs: list[OpRecord], layers: Layers | None) -> bool:
+    """True for a kernel whose ops lie in layers it does not stand for as a whole: one that
+    starts outside the layers (a mask built once) and reaches into several, or spans layers
+    that are not neighbours. Its parts are weighted one by one instead."""
+    if layers is None:
+        return False
+    ls = [layers.layer_of(r.module) for r in grecs]
+    inside = {x for x in ls if x is not None}
+    if not inside:
+        return False
+    if ls[0] is not None and inside <= {ls[0], ls[0] + 1}:
+        return False  # one layer, or one layer's end fused with the next one's start
+    return any(layers.weight_of(r.module) != 1 for r in grecs)
+
+
+def _storage_scale(run: _Run, sid: int, r: OpRecord, w: Callable[[str], int]) -> int:
+    """Layers a storage a spread kernel touches stands for: its producer's, or for weights and
+    the KV cache (one per layer) the layer of the op touching it; 1 for shared values."""
+    st = run.result.storages[sid]
+    if st.created and sid in run.producer:
+        return w(run.result.records[run.producer[sid]].module)
+    return w(r.module) if st.role in ("param", "kv") else 1
+
+
+def kernels(result: TraceResult, fused: bool = True, layers: Layers | None = None) -> list[Kernel]:
+    """The run as kernels with their FLOPs and bytes (see the module docstring).
+
+    `layers`: the run traced a few layers of a deeper model (`memwall.trace.repeat`); each
+    kernel's `weight` says how many times it counts. A spread kernel (a value built once and
+    fused into several layers) gets weight 1 and each of its parts weighted by its own layer.
+    """
+    recs = result.records
+    st = result.storages
+    run = _run(result, fused)
+    members: dict[int, list[int]] = defaultdict(list)
+    for i, g in enumerate(run.group):
+        members[g].append(i)
     out: list[Kernel] = []
     for g in sorted(members):
         idx = members[g]
         grecs = [recs[i] for i in idx]
-        reads: dict[int, dict] = defaultdict(dict)
-        writes: dict[int, dict] = defaultdict(dict)
-        eager = 0.0
-        for r in grecs:
-            er, ew = r.eager_bytes(st)
-            eager += er + ew
-            for sid, views in r.reads.items():
-                p = r.read_from.get(sid)
-                if not fused or p is None or group[p] != g:
-                    reads[sid].update(views)
-            for sid, views in r.writes.items():
-                live = (
-                    not fused
-                    or sid in preexisting
-                    or (sid in result.outputs and last_writer.get(sid) == r.index)
-                    or any(group[x] != g for x in readers.get((r.index, sid), ()))
-                )
-                if live:
-                    writes[sid].update(views)
+        reads, writes, eager, first = _accesses(run, g, grecs)
+        spread = _spread(grecs, layers)
+        ow = [layers.weight_of(r.module) if spread and layers else 1 for r in grecs]
         k = Kernel(
             ops=idx,
             module=grecs[0].module,
-            label=_label(grecs, preexisting),
+            label=_label(grecs, run.preexisting),
             kind="",
-            flops=sum(r.flops for r in grecs),
-            matmul_flops=sum(r.matmul_flops for r in grecs),
-            bytes_eager=eager,
+            flops=sum(w * r.flops for w, r in zip(ow, grecs, strict=True)),
+            matmul_flops=sum(w * r.matmul_flops for w, r in zip(ow, grecs, strict=True)),
+            bytes_eager=eager if not spread else _eager_weighted(grecs, ow, st),
             dtype=next((r.dtype for r in grecs if r.dtype in ("fp32", "bf16", "fp16")), "-"),
             aten=Counter(r.packet for r in grecs),
         )
         k.kind = _kind(grecs, k.label, k.module)
-        _add_reads(k, reads, st)
-        k.bytes_written = float(sum(union_bytes(v, st[s].nbytes) for s, v in writes.items()))
+        scale = None
+        if spread and layers is not None:
+            scale = {sid: _storage_scale(run, sid, first[sid], layers.weight_of) for sid in first}
+        elif layers is not None:
+            k.weight = layers.weight_of(k.module)
+        _add_reads(k, reads, st, scale)
+        k.bytes_written = float(
+            sum(
+                union_bytes(v, st[s].nbytes) * (scale[s] if scale else 1) for s, v in writes.items()
+            )
+        )
         if fused and not k.flops and not k.bytes:
             continue  # dead code (e.g. an index nothing uses): a compiler drops it
         out.append(k)
     return out
+
+
+def _eager_weighted(grecs: list[OpRecord], ow: list[int], st: dict) -> float:
+    return float(sum(w * sum(r.eager_bytes(st)) for w, r in zip(ow, grecs, strict=True)))

@@ -427,7 +427,8 @@ class Tracer:
     def _plain_bytes(self, rec: OpRecord, call: _Call) -> None:
         """Every input read whole (an overwritten destination or out= buffer is not read)."""
         skip_dest = call.packet in rules.OVERWRITES
-        for a, v in call.named:
+        # `new_empty`, `zeros_like`, ...: the input gives only shape, dtype and device
+        for a, v in [] if call.packet in rules.CREATION else call.named:
             is_dest = a.alias_info is not None and a.alias_info.is_write
             if is_dest and (skip_dest or a.kwarg_only):
                 continue

@@ -6,14 +6,21 @@ each experts module's forward with one that routes by count: the T x k (token, e
 a step are dealt round-robin over round(E (1 - (1 - k/E)^T)) experts, the closed form's expected
 number touched under uniform routing (exactly k for one token, all E for many), so each token
 runs k experts (the closed form's FLOPs exactly) and the expert weights read match the closed
-form's to within half an expert. Each
-expert then runs what the eager code runs for its tokens: gather, gate/up projection,
-activation, down projection, routing weight, scatter-add. The router itself runs unchanged.
+form's to within half an expert. Each expert then runs what the eager code runs for its tokens:
+gather, gate/up projection, activation, down projection, routing weight, scatter-add.
+The router itself runs unchanged.
+
+Two layouts of 3-D expert tensors are known:
+- Mixtral-style (Mixtral, Qwen3-MoE, DeepSeek): `gate_up_proj` (E, 2I, H) and `down_proj`
+  (E, H, I), no biases, `act_fn(gate) * up`;
+- GPT-OSS: `gate_up_proj` (E, H, 2I) and `down_proj` (E, I, H), each with a bias, gate and up
+  interleaved, the clamped SwiGLU of its `_apply_gate`.
 """
 
 from __future__ import annotations
 
 import types
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -26,17 +33,41 @@ ROUTING_NOTE = (
 )
 
 
+def _experts_3d(m: nn.Module) -> tuple[torch.Tensor, torch.Tensor] | None:
+    w, d = getattr(m, "gate_up_proj", None), getattr(m, "down_proj", None)
+    if not (isinstance(w, torch.Tensor) and isinstance(d, torch.Tensor)):
+        return None
+    if w.dim() != 3 or d.dim() != 3 or not isinstance(getattr(m, "num_experts", None), int):
+        return None
+    return w, d
+
+
 def _is_experts(m: nn.Module) -> bool:
     """Mixtral-style experts: gate_up_proj (E, 2I, H) and down_proj (E, H, I) as 3-D tensors."""
-    w, d = getattr(m, "gate_up_proj", None), getattr(m, "down_proj", None)
+    wd = _experts_3d(m)
+    if wd is None:
+        return False
+    w, d = wd
     return (
-        isinstance(w, torch.Tensor)
-        and isinstance(d, torch.Tensor)
-        and w.dim() == d.dim() == 3
-        and w.shape[1] == 2 * d.shape[2]
+        w.shape[1] == 2 * d.shape[2]
         and w.shape[2] == d.shape[1]
-        and isinstance(getattr(m, "num_experts", None), int)
         and callable(getattr(m, "act_fn", None))
+    )
+
+
+def _is_gpt_oss_experts(m: nn.Module) -> bool:
+    """GPT-OSS experts: gate_up_proj (E, H, 2I), down_proj (E, I, H), biases, `_apply_gate`."""
+    wd = _experts_3d(m)
+    if wd is None:
+        return False
+    w, d = wd
+    bu, bd = getattr(m, "gate_up_proj_bias", None), getattr(m, "down_proj_bias", None)
+    return (
+        w.shape[2] == 2 * d.shape[1]
+        and w.shape[1] == d.shape[2]
+        and isinstance(bu, torch.Tensor)
+        and isinstance(bd, torch.Tensor)
+        and callable(getattr(m, "_apply_gate", None))
     )
 
 
@@ -46,30 +77,50 @@ def touched_experts(experts: int, k: int, tokens: int) -> int:
     return max(min(k, experts), min(experts, round(expected)))
 
 
-def _balanced_forward(self, hidden_states, top_k_index, top_k_weights):
+def _mixtral_expert(self, x: torch.Tensor, e: int) -> torch.Tensor:
+    gate, up = F.linear(x, self.gate_up_proj[e]).chunk(2, dim=-1)
+    return F.linear(self.act_fn(gate) * up, self.down_proj[e])
+
+
+def _gpt_oss_expert(self, x: torch.Tensor, e: int) -> torch.Tensor:
+    gate_up = x @ self.gate_up_proj[e] + self.gate_up_proj_bias[e]
+    return self._apply_gate(gate_up) @ self.down_proj[e] + self.down_proj_bias[e]
+
+
+def _routed(expert: Callable[[nn.Module, torch.Tensor, int], torch.Tensor]):
     """The eager experts loop with every expert's token count fixed by round-robin routing."""
-    tokens, k = top_k_index.shape
-    experts = self.num_experts
-    pairs = tokens * k
-    touched = touched_experts(experts, k, tokens)
-    dev = hidden_states.device
-    out = torch.zeros_like(hidden_states)
-    for e in range(touched):
-        n = pairs // touched + (1 if e < pairs % touched else 0)
-        token_idx = torch.zeros(n, dtype=torch.long, device=dev)
-        pos = torch.zeros(n, dtype=torch.long, device=dev)
-        gate, up = F.linear(hidden_states[token_idx], self.gate_up_proj[e]).chunk(2, dim=-1)
-        h = F.linear(self.act_fn(gate) * up, self.down_proj[e])
-        h = h * top_k_weights[token_idx, pos, None]
-        out.index_add_(0, token_idx, h.to(out.dtype))
-    return out
+
+    def forward(self, hidden_states, top_k_index, top_k_weights):
+        tokens, k = top_k_index.shape
+        pairs = tokens * k
+        touched = touched_experts(self.num_experts, k, tokens)
+        dev = hidden_states.device
+        out = torch.zeros_like(hidden_states)
+        for e in range(touched):
+            n = pairs // touched + (1 if e < pairs % touched else 0)
+            token_idx = torch.zeros(n, dtype=torch.long, device=dev)
+            pos = torch.zeros(n, dtype=torch.long, device=dev)
+            h = expert(self, hidden_states[token_idx], e)
+            h = h * top_k_weights[token_idx, pos, None]
+            out.index_add_(0, token_idx, h.to(out.dtype))
+        return out
+
+    return forward
+
+
+_LAYOUTS = (
+    (_is_experts, _routed(_mixtral_expert)),
+    (_is_gpt_oss_experts, _routed(_gpt_oss_expert)),
+)
 
 
 def balance_routing(model: nn.Module) -> int:
     """Give every experts module of `model` the balanced forward; how many were patched."""
     n = 0
     for m in model.modules():
-        if _is_experts(m):
-            m.forward = types.MethodType(_balanced_forward, m)
-            n += 1
+        for matches, forward in _LAYOUTS:
+            if matches(m):
+                m.forward = types.MethodType(forward, m)
+                n += 1
+                break
     return n

@@ -110,6 +110,7 @@ PER_OUTPUT: dict[str, float] = {
         ],
         1,
     ),
+    "polar": 4,  # abs * (cos(angle) + i sin(angle)): the complex rotary table (DeepSeek-V2)
     "addcmul": 2,
     "addcdiv": 2,
     "lerp": 2,
@@ -164,6 +165,8 @@ ZERO_FLOP_MOVES = _names(
     "masked_fill_",
     "repeat",
     "lift_fresh_copy",
+    "tril",  # keep or zero each element by its position: masks
+    "triu",
     "expand_copy",
     "_unsafe_index_put",
     "alias_copy",

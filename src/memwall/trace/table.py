@@ -24,6 +24,7 @@ from memwall.spec import (
     preset_names,
     spec_from_config,
 )
+from memwall.trace.encdec import trace_encdec
 from memwall.trace.fusion import Kernel, kernels
 from memwall.trace.mode import Tracer, TraceResult
 from memwall.trace.models import (
@@ -35,6 +36,7 @@ from memwall.trace.models import (
     trace_workload,
 )
 from memwall.trace.moe import ROUTING_NOTE
+from memwall.trace.repeat import LayerPlan, sample_layers
 from memwall.trace.sources import ModuleRun
 
 _FLOAT_DTYPES = ("fp32", "bf16", "fp16", "fp64")
@@ -67,13 +69,19 @@ def _row_name(k: Kernel, result: TraceResult) -> str:
     return f"{path} [{k.label}]"
 
 
-def rows_from_traces(traces: list[tuple[TraceResult, float]], fused: bool = True) -> pd.DataFrame:
-    """Rows (one per module path and kernel label) summed over weighted traces."""
+def rows_from_traces(
+    traces: list[tuple[TraceResult, float]], fused: bool = True, layers: LayerPlan | None = None
+) -> pd.DataFrame:
+    """Rows (one per module path and kernel label) summed over weighted traces.
+
+    `layers`: the traces ran a few layers of a deeper model (`memwall.trace.repeat`); each
+    kernel counts as many times as the layers its own layer stands for (`count` too)."""
     acc: dict[str, dict[str, Any]] = {}
     order: list[str] = []
-    for result, weight in traces:
+    for result, step_weight in traces:
         paths: dict[str, set[str]] = defaultdict(set)
-        for k in kernels(result, fused=fused):
+        for k in kernels(result, fused=fused, layers=layers):
+            weight = step_weight * k.weight
             name = _row_name(k, result)
             if name not in acc:
                 order.append(name)
@@ -96,7 +104,8 @@ def rows_from_traces(traces: list[tuple[TraceResult, float]], fused: bool = True
             row["bytes_eager"] += weight * k.bytes_eager
             row["kernels"] += weight
         for name, ps in paths.items():
-            acc[name]["count"] = max(acc[name].get("count", 0), len(ps))
+            n = sum(layers.weight_of(p) for p in ps) if layers else len(ps)
+            acc[name]["count"] = max(acc[name].get("count", 0), n)
     rows = []
     for name in order:
         r = acc[name]
@@ -140,6 +149,7 @@ def trace_table(
     fused: bool = True,
     config: dict | None = None,
     cross_check: bool = True,
+    sample: bool = True,
 ) -> pd.DataFrame:
     """Run the model for `workload` under the counting mode and tabulate its kernels.
 
@@ -148,7 +158,10 @@ def trace_table(
     of weights or ~1e12 FLOPs of work. `fused`: count bytes per fused kernel (what the closed
     form assumes) or per eager op (`bytes_eager` is always given too). `config`: the raw HF
     config dict when the spec is not a bundled preset. `cross_check`: run torch's
-    FlopCounterMode on the same calls and store its total in `df.attrs["flop_counter_flops"]`.
+    FlopCounterMode on the same calls and store its total in `df.attrs["flop_counter_flops"]`
+    (None when layers were sampled). `sample`: on meta, trace one layer per distinct layer
+    context and weight it by the layers it stands for (`memwall.trace.repeat`; exact, and
+    `df.attrs["traced_layers"]` says which); False traces every layer.
     """
     check_workload_fits(spec, workload)
     max_context(spec, workload)
@@ -156,8 +169,12 @@ def trace_table(
     dtype = resolve_dtype(precision)
     dev = resolve_device(spec, dtype, device, workload)
     model = build_model(cfg, dtype, dev)
-    steps = trace_workload(model, spec, workload, dtype, dev, cross_check=cross_check)
-    df = rows_from_traces([(s.result, s.weight) for s in steps], fused=fused)
+    sampled = sample and dev == "meta" and not spec.is_encoder_decoder
+    plan = sample_layers(model) if sampled else None
+    run = trace_encdec if spec.is_encoder_decoder else trace_workload
+    check = cross_check and plan is None  # torch's counter sees only the layers traced
+    steps = run(model, spec, workload, dtype, dev, cross_check=check)
+    df = rows_from_traces([(s.result, s.weight) for s in steps], fused=fused, layers=plan)
     n_steps = workload.gen_len if workload.phase == "generate" else 1
     df["steps"] = n_steps
     coverage: Counter[str] = Counter()
@@ -174,6 +191,11 @@ def trace_table(
         fused_attention=True,
         coverage=dict(coverage),
         traced_steps=[s.context for s in steps],
+        traced_layers=(
+            {"path": plan.path, "layers": list(plan.kept), "weights": list(plan.weights)}
+            if plan
+            else None
+        ),
         aten_calls=sum(len(s.result.records) + s.result.view_calls for s in steps),
         flop_counter_flops=(
             sum(w * f for w, f in zip([s.weight for s in steps], fc, strict=True))
@@ -190,6 +212,7 @@ def trace_table(
                     len(steps) > 1,
                 ),
                 (ROUTING_NOTE, spec.is_moe and dev == "meta"),
+                (plan.note() if plan else "", plan is not None),
             )
             if used
         ),
