@@ -316,11 +316,12 @@ def layers_config(spec: ModelSpec, config: dict, n_layers: int) -> dict:
 
 
 def _cut_layer_lists(cfg: dict, n_layers: int) -> None:
-    """Per-layer lists (GPT-OSS's and Gemma's `layer_types`) cut to the layers kept:
-    transformers refuses a config whose list is longer than its layer count."""
+    """Per-layer lists (GPT-OSS's and Gemma's `layer_types`) fitted to the layer count: cut,
+    or their pattern repeated (transformers refuses a list of another length)."""
     for k in ("layer_types",):
-        if isinstance(cfg.get(k), list):
-            cfg[k] = cfg[k][:n_layers]
+        lst = cfg.get(k)
+        if isinstance(lst, list) and lst:
+            cfg[k] = [lst[i % len(lst)] for i in range(n_layers)]
 
 
 def tiny_config(spec: ModelSpec, config: dict, n_layers: int) -> dict:
