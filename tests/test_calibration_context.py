@@ -112,3 +112,54 @@ def test_speed_probe_compares_the_machine_now_with_the_calibration(measured):
     assert set(f) == {"compute", "memory", "dispatch"} and all(v > 0 for v in f.values())
     st = cal.status()
     assert st["speed_now"] == f and "slower" in st["speed_now_means"]
+
+
+def test_block_term_stores_its_spread_and_runs_decode_without_the_head(measured):
+    spec, cal = measured
+    block = cal.data["block"][block_key(spec, "fp32", "decode")]
+    assert block["spread"] >= 0 and block["runs"] >= QUICK.block_reps
+    assert block["lm_head"] is False  # decode: the head's bytes would swamp two layers
+    assert f"block/{block_key(spec, 'fp32', 'decode')}" in cal.data["spread"]
+
+
+def test_headless_replaces_the_output_embeddings_only():
+    import torch
+
+    from memwall.measure.models import build
+    from memwall.measure.terms import _headless
+
+    spec = spec_from_config(GPT2_2, "gpt2-2")
+    lm = _headless(build(spec, GPT2_2, "fp32", None, Workload("decode", 1, 8)))
+    assert isinstance(lm.module.get_output_embeddings(), torch.nn.Identity)
+    assert lm.module.transformer.wte.weight.shape[0] == GPT2_2["vocab_size"]
+
+
+def test_a_block_term_that_stays_noisy_flags_the_record(monkeypatch, tmp_path):
+    from memwall.measure import terms as T
+
+    spec = spec_from_config(GPT2_2, "gpt2-2")
+    cal = Calibration.load(QUICK, persist=False)
+    cal.ensure_for(spec, GPT2_2, "fp32", "decode")
+    calls = []
+
+    def wild(*a, **k):
+        calls.append(1)
+        return {"per_layer": 1e-3, "spread": 0.9, "runs": 3, "medians": {}, "workload": {}}
+
+    monkeypatch.setattr(T, "measure_block", wild)
+    cal.data["block"] = {}
+    cal.data["noisy"] = False
+    cal.ensure_for(spec, GPT2_2, "fp32", "decode")
+    assert len(calls) == 2  # measured again once before it is judged
+    assert cal.data["noisy"] and any("block term" in r for r in cal.data["noise"])
+    assert cal.status()["saved"] is False
+
+
+def test_int8_prices_the_lm_head_int8_and_the_embeddings_fp32():
+    spec = spec_from_config(GPT2_2, "gpt2-2")
+    df = closed_table(spec, Workload("decode", 1, 8), "int8-dynamic").set_index("name")
+    head = spec.vocab_size * spec.d_model
+    assert df.loc["lm_head", "dtype"] == "int8"
+    assert head <= df.loc["lm_head", "bytes_weight"] < 1.01 * head  # one byte a weight
+    fp = closed_table(spec, Workload("decode", 1, 8), "fp32").set_index("name")
+    assert df.loc["embed", "bytes"] == fp.loc["embed", "bytes"]  # nn.Embedding stays fp32

@@ -48,18 +48,26 @@ MAX_PROFILED_STEPS = 64  # generate: per-op profiling samples this many decode s
 
 
 def auto_threads() -> tuple[int, str]:
-    """(threads, why): all cores, minus those other processes keep busy (1-minute load
-    average, read before memwall starts working). Eager PyTorch with more threads than free
-    cores stalls: a parallel region waits a scheduler tick for a preempted thread, which can
-    make a 60 us op take 8 ms."""
+    """(threads, why): every core but one, minus those other processes keep busy (1-minute
+    load average, read before memwall starts working). Eager PyTorch with more threads than
+    free cores stalls: a parallel region waits a scheduler tick for a preempted thread, which
+    can make a 60 us op take 8 ms. One core is left for the OS and everything else, because
+    any wake-up on a fully used machine preempts one of our threads (on this project's 2-core
+    test machine, two threads doubled the prediction error: docs/prediction.md)."""
     cores = os.cpu_count() or 1
     try:
         busy = os.getloadavg()[0]
     except OSError:
-        return cores, f"all {cores} cores (load average unavailable)"
-    n = max(1, min(cores, int(math.floor(cores - busy + 0.5))))
-    if n == cores:
-        return n, f"all {cores} cores (load average {busy:.2f})"
+        busy = None
+    spare = max(1, cores - 1)  # one core left for everything else
+    if busy is None:
+        return spare, f"{spare} of {cores} cores (one left for the OS; load average unavailable)"
+    n = max(1, min(spare, int(math.floor(cores - busy + 0.5))))
+    if n == spare:
+        return n, (
+            f"{n} of {cores} cores: one left for the OS and other processes (load average "
+            f"{busy:.2f}). --threads N overrides"
+        )
     return n, (
         f"{n} of {cores} cores: other processes keep about {busy:.1f} busy (load average); "
         "more threads than free cores stall eager PyTorch. --threads N overrides"

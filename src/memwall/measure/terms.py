@@ -21,6 +21,7 @@ import functools
 import math
 import os
 import statistics
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -60,7 +61,8 @@ class CalConfig:
     rounds: int = 3  # each per-dtype term is measured this many times, interleaved
     rotate_bytes: int = 32 * MiB  # kernels cycle over distinct copies this large (see rotation)
     rotate_flops: float = 2e9  # ... but one cycle does at most this much arithmetic (time)
-    block_reps: int = 15  # interleaved runs of the 1- and 3-layer models (block term)
+    block_reps: int = 15  # interleaved runs of the 1- and 3-layer models (block term) ...
+    block_min_time: float = 4.0  # ... and at least this many seconds of them
     name: str = "default"
 
 
@@ -82,6 +84,7 @@ QUICK = CalConfig(
     rotate_bytes=1 * MiB,
     rotate_flops=1e8,
     block_reps=3,
+    block_min_time=0.0,
     name="quick",
 )
 
@@ -409,33 +412,66 @@ def measure_overhead(
     }
 
 
+BLOCK_CHUNKS = 3  # the block term's runs are split in time into this many estimates
+
+
+def _headless(lm: Any) -> Any:
+    """The decoder without its LM head (an identity in its place): in a decode step the head
+    streams more bytes than a few layers, so its noise would swamp the layers' difference."""
+    if lm.module.get_output_embeddings() is not None:
+        lm.module.set_output_embeddings(torch.nn.Identity())
+    return lm
+
+
+def _per_layer_estimate(times: dict[int, list[float]]) -> float:
+    lo, hi = BLOCK_LAYERS
+    return (statistics.median(times[hi]) - statistics.median(times[lo])) / (hi - lo)
+
+
 def measure_block(
     spec: ModelSpec, config: dict, precision: str, phase: str, cfg: CalConfig
 ) -> dict[str, Any]:
     """Seconds per layer of the real model at its own width: the same model cut to 1 and to
-    3 layers, run in turn (interleaved, so a drift of the machine hits both) at
-    `block_workload`; the difference of their medians over 2.
+    3 layers (decode: without the LM head), run in turn (interleaved, so a drift of the
+    machine hits both) at `block_workload` for at least `block_reps` rounds and
+    `block_min_time` seconds; the difference of their medians over 2.
 
     Kernels timed alone miss what a layer costs among its neighbours (operands evicted by
     the kernels between, allocations, the eager code around them); this is the one term
-    measured on the model's own layers, at one workload, and applied at every other."""
+    measured on the model's own layers, at one workload, and applied at every other. Its
+    spread is how far the estimates of BLOCK_CHUNKS consecutive stretches of the runs
+    disagree (over their median): a stall of a second or two moves one stretch, not all."""
     wl = block_workload(spec, phase)
     runners = {}
     for n in BLOCK_LAYERS:
         c = layers_config(spec, config, n)
         lm = build(spec_from_config(c, name=f"{spec.name}-{n}layers"), c, precision, None, wl)
-        runners[n] = Runner(lm, wl)
+        runners[n] = Runner(_headless(lm) if wl.phase == "decode" else lm, wl)
     times: dict[int, list[float]] = {n: [] for n in BLOCK_LAYERS}
     with torch.inference_mode():
-        for i in range(2 + cfg.block_reps):  # two warm-up rounds
+        for _ in range(2):  # warm-up rounds
+            for r in runners.values():
+                timed_run(r)
+        t_end = time.perf_counter() + cfg.block_min_time
+        while len(times[BLOCK_LAYERS[0]]) < cfg.block_reps or time.perf_counter() < t_end:
             for n, r in runners.items():
-                t = timed_run(r)
-                if i >= 2:
-                    times[n].append(t)
-    med = {n: statistics.median(ts) for n, ts in times.items()}
-    lo, hi = BLOCK_LAYERS
+                times[n].append(timed_run(r))
+    per_layer = max(0.0, _per_layer_estimate(times))
+    k = len(times[BLOCK_LAYERS[0]]) // BLOCK_CHUNKS
+    chunks = (
+        [
+            _per_layer_estimate({n: ts[i * k : (i + 1) * k] for n, ts in times.items()})
+            for i in range(BLOCK_CHUNKS)
+        ]
+        if k >= 3
+        else []
+    )
+    spread = (max(chunks) - min(chunks)) / per_layer if chunks and per_layer > 0 else 0.0
     return {
-        "per_layer": max(0.0, (med[hi] - med[lo]) / (hi - lo)),
-        "medians": {str(n): m for n, m in med.items()},
+        "per_layer": per_layer,
+        "spread": spread,
+        "runs": len(times[BLOCK_LAYERS[0]]),
+        "medians": {str(n): statistics.median(ts) for n, ts in times.items()},
         "workload": {"phase": wl.phase, "batch": wl.batch, "seq_len": wl.seq_len},
+        "lm_head": wl.phase != "decode",
     }

@@ -63,10 +63,20 @@ GROUPS = {"experts": ("expert_gate", "expert_up", "expert_act_mul", "expert_down
 _ZERO = {"flops": 0.0, "bytes": 0.0, "t_compute": 0.0, "t_memory": 0.0, "t_kernel": 0.0}
 
 
-def table_precision(precision: str) -> Precision:
-    """The closed form's precision for a runnable precision (int8-dynamic: W8, fp32 A/KV)."""
+def table_precision(precision: str, head: bool = False) -> Precision:
+    """The closed form's precision for a runnable precision. int8-dynamic is what torch.ao's
+    `quantize_dynamic` leaves: int8 Linear weights, everything else (embeddings, norms, biases,
+    activations, KV cache) fp32; `head`: the LM head quantised too (it is an nn.Linear)."""
     if kernel_dtype(precision) == "int8":
-        return Precision(8, 32, 32, group_size=1 << 20, name="int8 dynamic (W8/A32/KV32)")
+        return Precision(
+            8,
+            32,
+            32,
+            group_size=1 << 20,
+            name="int8 dynamic (W8/A32/KV32)",
+            quantize_head=head,
+            rest_bits=32,
+        )
     return parse_precision(runnable_precision(precision))
 
 
@@ -74,6 +84,12 @@ def closed_table(spec: ModelSpec, workload: Workload, precision: str) -> pd.Data
     """The full-convention op table at the precision as it runs (int8 matmuls marked int8)."""
     df = op_table(spec, workload, table_precision(precision), "full", True)
     if kernel_dtype(precision) == "int8":
+        # the LM head is an nn.Linear, so quantize_dynamic makes it int8; the embedding
+        # tables (nn.Embedding) stay fp32, so only the head's row comes from a W8 head table
+        head = (df["name"] == "lm_head").to_numpy()
+        if head.any():
+            q = op_table(spec, workload, table_precision(precision, head=True), "full", True)
+            df.loc[head, :] = q.loc[head, :].to_numpy()
         df.loc[df["name"].isin(LINEAR_OPS), "dtype"] = "int8"
     return df
 
