@@ -93,11 +93,32 @@ def _print_rows(rows: list[dict]) -> None:
         )
 
 
+def _blocks(rows: list[dict], cal) -> list[str]:
+    """'model precision xF' for every (model, precision) measured: the block term applied."""
+    from memwall.measure.models import resolve
+    from memwall.predict.calibrated import block_factor
+    from memwall.predict.calterms import CalibrationRecord
+    from memwall.studies.casestudy import workload_for
+
+    out = []
+    for model, prec in dict.fromkeys((x["model"], x["precision"]) for x in rows):
+        spec, _ = resolve(model)
+        phase = workload_for(spec, 128).phase
+        try:
+            f, _note = block_factor(spec, prec, CalibrationRecord(cal.data), phase, True)
+        except KeyError:
+            continue
+        out.append(f"{model} {prec} {f:.2f}")
+    return out
+
+
 def _met(ok: bool) -> str:
     return "met" if ok else "NOT met"
 
 
-def _summary(rows: list[dict], n_threads: int, loads: tuple[float, float], cal: dict) -> None:
+def _summary(
+    rows: list[dict], n_threads: int, loads: tuple[float, float], cal: dict, blocks: list[str]
+) -> None:
     errs = [x["error"] for x in rows]
     floors = [x["noise_floor"] for x in rows if x["noise_floor"] is not None]
     worst = max(rows, key=lambda x: x["error"])
@@ -123,6 +144,8 @@ def _summary(rows: list[dict], n_threads: int, loads: tuple[float, float], cal: 
         + (", NOISY (not cached)" if cal["noisy"] else "")
     )
     roof = [x["roofline_error"] for x in rows if x["roofline_error"] is not None]
+    if blocks:
+        print("  block terms (per-layer rows priced x): " + ", ".join(blocks))
     if roof:
         print(
             f"plain roofline (memwall measure roofs, no calibration): median error "
@@ -175,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
         print("nothing was measured")
         return 1
     _print_rows(rows)
-    _summary(rows, n_threads, (load_before, load_after), case.calibration or {})
+    _summary(rows, n_threads, (load_before, load_after), case.calibration or {}, _blocks(rows, cal))
     if not rows[0]["roofline_error"] and dev_note:
         print(f"plain roofline: {dev_note}")
     for note in case.notes:

@@ -134,3 +134,16 @@ def test_gemv_bandwidth_by_layer_size_and_older_records():
     assert rec.gemv_bandwidth("fp32", 1e7) == 5e9
     (term,) = [t for t in rec.terms("int8") if t.name == "gemv_bandwidth(int8)"]
     assert term.points == ((1e6, 1e10), (1e8, 2e10)) and term.value == 2e10
+
+
+@pytest.mark.parametrize(
+    ("cores", "load", "want"),
+    [(2, 0.0, 1), (2, 0.35, 1), (8, 0.2, 7), (8, 3.0, 5), (1, 0.0, 1), (4, 9.0, 1)],
+)
+def test_auto_threads_leaves_a_core_for_everything_else(monkeypatch, cores, load, want):
+    from memwall.measure import run
+
+    monkeypatch.setattr(run.os, "cpu_count", lambda: cores)
+    monkeypatch.setattr(run.os, "getloadavg", lambda: (load, load, load))
+    n, why = run.auto_threads()
+    assert n == want and f"of {cores} cores" in why

@@ -55,6 +55,8 @@ def auto_threads() -> tuple[int, str]:
     any wake-up on a fully used machine preempts one of our threads (on this project's 2-core
     test machine, two threads doubled the prediction error: docs/prediction.md)."""
     cores = os.cpu_count() or 1
+    if cores == 1:
+        return 1, "1 of 1 cores (the only one)"
     try:
         busy = os.getloadavg()[0]
     except OSError:

@@ -193,7 +193,7 @@ class _Step:
     rec: CalibrationRecord
     eager: Mapping[str, Any]
     kv_concat: bool
-    block: float = 1.0  # the block factor: per-layer rows priced x this (see _block_factor)
+    block: float = 1.0  # the block factor: per-layer rows priced x this (see block_factor)
 
     @property
     def tokens(self) -> int:
@@ -269,7 +269,7 @@ def _per_layer(r: Mapping[str, Any], spec: ModelSpec) -> bool:
     return r["name"] not in MODEL_LEVEL and float(r["count"]) >= spec.n_layers
 
 
-def _block_factor(
+def block_factor(
     spec: ModelSpec, prec: str, rec: CalibrationRecord, phase: str, kv_concat: bool
 ) -> tuple[float, str]:
     """(measured / predicted seconds per layer at the block workload, note): how much slower
@@ -342,7 +342,7 @@ def predict_calibrated(
     ov_key = overhead_key(spec, prec, workload.phase)
     ov = rec.overhead(ov_key)
     factor, block_note = (
-        _block_factor(spec, prec, rec, workload.phase, kv_concat) if block else (1.0, "")
+        block_factor(spec, prec, rec, workload.phase, kv_concat) if block else (1.0, "")
     )
     eager = rec.eager(eager_key(spec, prec))
     s0 = _Step(spec, workload, prec, kernel_dtype(prec), rec, eager, kv_concat, factor)
