@@ -164,7 +164,7 @@ def _with_positions(spec: ModelSpec, cfg: dict, positions: int | None) -> dict:
 
 
 @contextmanager
-def _quiet_transformers() -> Iterator[None]:
+def quiet_transformers() -> Iterator[None]:
     """transformers logs config remarks (e.g. token ids outside a tiny vocabulary) on stderr;
     memwall reports problems as one line of its own."""
     before = hf_logging.get_verbosity()
@@ -249,7 +249,7 @@ def build(
     cfg = _with_positions(spec, config, positions)
     torch.manual_seed(0)
     try:
-        with warnings.catch_warnings(), _quiet_transformers():
+        with warnings.catch_warnings(), quiet_transformers():
             warnings.simplefilter("ignore")
             dtype = torch.bfloat16 if p == "bf16" else torch.float32
             module = build_model(cfg, dtype, "cpu")

@@ -32,7 +32,13 @@ from transformers.activations import ACT2FN
 from transformers.models.llama.modeling_llama import LlamaRMSNorm
 
 from memwall.families import get_family
-from memwall.measure.models import build, layers_config, quantize_int8, tiny_config
+from memwall.measure.models import (
+    build,
+    layers_config,
+    quantize_int8,
+    quiet_transformers,
+    tiny_config,
+)
 from memwall.measure.run import Runner, profile_ops, time_runs, timed_run
 from memwall.measure.timing import mean_time
 from memwall.predict.calibrated import BLOCK_LAYERS, block_workload
@@ -392,8 +398,9 @@ def measure_overhead(
             steps = 4
         lm = build(tspec, tcfg, precision, None, wl)
         runner = Runner(lm, wl)
-        tm = time_runs(runner, warmup=3, repeats=cfg.tiny_reps)
-        prof = profile_ops(runner)
+        with quiet_transformers():  # its start token is the tiny config's pad token: a remark
+            tm = time_runs(runner, warmup=3, repeats=cfg.tiny_reps)
+            prof = profile_ops(runner)
         typical = tm.median
         scale = typical / prof.total if prof.total > 0 else 1.0
         per_layers[n_layers] = (
