@@ -152,7 +152,9 @@ def test_a_block_term_that_stays_noisy_flags_the_record(monkeypatch, tmp_path):
     cal.ensure_for(spec, GPT2_2, "fp32", "decode")
     assert len(calls) == 2  # measured again once before it is judged
     assert cal.data["noisy"] and any("block term" in r for r in cal.data["noise"])
-    assert cal.status()["saved"] is False
+    st = cal.status()
+    assert st["saved"] is False
+    assert st["block"][block_key(spec, "fp32", "decode")] == {"per_layer": 1e-3, "spread": 0.9}
 
 
 def test_int8_prices_the_lm_head_int8_and_the_embeddings_fp32():

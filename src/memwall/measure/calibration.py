@@ -259,6 +259,10 @@ class Calibration:
             "speed_now": dict(self.speed_now) or None,
             "speed_now_means": "time of the speed probe (Linear d->4d at M=256, FFN GEMV from "
             "DRAM, one tiny call) now / when calibrated; > 1: the machine runs slower now",
+            "block": {
+                k: {"per_layer": b.get("per_layer"), "spread": b.get("spread")}
+                for k, b in d.get("block", {}).items()
+            },
         }
 
     def speed(self, dtype: str) -> dict[str, float]:
