@@ -28,8 +28,8 @@ from memwall.io import write_json
 from memwall.measure import terms as T
 from memwall.measure.machine import LoadMonitor, age_days, cpu_model, load_average, now_iso
 from memwall.measure.terms import CalConfig, default_config
-from memwall.predict.calibrated import block_key, eager_key, overhead_key
-from memwall.predict.calterms import CalibrationRecord, interp_log
+from memwall.predict.calibrated import block_key, eager_key, overhead_key, step_kind
+from memwall.predict.calterms import KERNEL_BYTES, KERNEL_DTYPES, CalibrationRecord, interp_log
 from memwall.spec import ModelSpec, act_dtype, kernel_dtype, runnable_precision
 
 CAL_FORMAT = "memwall-calibration/5"  # 5: decode block term without the LM head
@@ -37,7 +37,6 @@ MAX_AGE_DAYS = 7.0  # a cached calibration older than this is measured again
 SPOT_TOLERANCE = 1.5  # a cached calibration must agree with a spot check within this factor
 NOISY_SPREAD = 0.30  # a term whose interleaved rounds differ more than this is noisy
 BUSY_LIMIT = 0.5  # cores other processes may keep busy during a calibration
-KERNEL_DTYPES = ("fp32", "bf16", "int8")
 PER_DTYPE = ("linear", "gemv_bandwidth")  # keyed by the Linear kernels' dtype
 PER_ACT = ("sdpa", "sdpa_decode_bandwidth", "pointwise", "kv_concat_bandwidth")  # activations
 
@@ -273,7 +272,7 @@ class Calibration:
         dtype = dtype if dtype in KERNEL_DTYPES else kernel_dtype(dtype)
         rec = CalibrationRecord(self.data)
         lin = self.data["linear"][dtype]
-        esize = {"fp32": 4, "bf16": 2, "int8": 1}[dtype]
+        esize = KERNEL_BYTES[dtype]
         ref = {
             "compute": interp_log(lin["curves"]["up"], T.PROBE_M),
             "memory": rec.gemv_bandwidth(dtype, 4.0 * self.cfg.width**2 * esize),
@@ -340,21 +339,21 @@ class Calibration:
         prec = runnable_precision(precision)
         kdt = kernel_dtype(prec)
         self.ensure(kdt)
-        kind = "forward" if phase in ("encode", "prefill") else "decode"
+        kind = step_kind(phase)
         self.ensure_overhead(overhead_key(spec, prec, phase), spec, config, prec, kind)
         self.ensure_eager(eager_key(spec, prec), spec, act_dtype(kdt))
         key = block_key(spec, prec, phase)
         if key not in self.data.get("block", {}):
-            self._section("block", key, lambda: self._block(spec, config, prec, phase))
+            self._section("block", key, lambda: self._block(key, spec, config, prec, phase))
 
-    def _block(self, spec: ModelSpec, config: dict, prec: str, phase: str) -> dict:
+    def _block(self, key: str, spec: ModelSpec, config: dict, prec: str, phase: str) -> dict:
         """The block term, measured again once when its stretches disagree by more than
         NOISY_SPREAD; still noisy, it flags the record (used for this run, not cached)."""
         b = T.measure_block(spec, config, prec, phase, self.cfg)
         if b["spread"] > NOISY_SPREAD:
             again = T.measure_block(spec, config, prec, phase, self.cfg)
             b = min(b, again, key=lambda x: x["spread"])
-        self.data.setdefault("spread", {})[f"block/{block_key(spec, prec, phase)}"] = b["spread"]
+        self.data.setdefault("spread", {})[f"block/{key}"] = b["spread"]
         if b["spread"] > NOISY_SPREAD:
             self.data.setdefault("noise", []).append(
                 f"block term of {spec.name} {prec} varied {100 * b['spread']:.0f}% within its "

@@ -42,6 +42,7 @@ from memwall.measure.models import (
 from memwall.measure.run import Runner, profile_ops, time_runs, timed_run
 from memwall.measure.timing import mean_time
 from memwall.predict.calibrated import BLOCK_LAYERS, block_workload
+from memwall.predict.calterms import KERNEL_BYTES
 from memwall.spec import ModelSpec, Workload, spec_from_config
 
 MiB = 1024 * 1024
@@ -152,7 +153,7 @@ def measure_linear(
         x8 = torch.randn(1, 8, dtype=tdtype(dtype))
         dispatch = mean_time(lambda: tiny(x8), max(cfg.reps, 20), cfg.min_time)
         out: dict[str, list[list[float]]] = {}
-        esize = {"fp32": 4, "bf16": 2, "int8": 1}[dtype]
+        esize = KERNEL_BYTES[dtype]
         for shape, (k, n) in shapes.items():
             most = rotation(k * n * esize, 2.0 * min(cfg.ms) * k * n, cfg)
             layers = [linear_layer(k, n, dtype) for _ in range(most)]
@@ -188,7 +189,7 @@ def probe(dtype: str, cfg: CalConfig) -> dict[str, float]:
             _cycle(lambda lin: lin(x), [(lin,) for lin in layers]), cfg.reps, cfg.min_time
         )
         t = max(t - len(layers) * dispatch, 0.1 * t)
-    esize = {"fp32": 4, "bf16": 2, "int8": 1}[dtype]
+    esize = KERNEL_BYTES[dtype]
     return {"compute": compute, "memory": len(layers) * k * n * esize / t, "dispatch": dispatch}
 
 
@@ -196,7 +197,7 @@ def probe(dtype: str, cfg: CalConfig) -> dict[str, float]:
 def _probe_operands(dtype: str, cfg: CalConfig) -> tuple[list, tuple, tuple]:
     """(rotating Linear + input pairs at M = PROBE_M, (streamed layers, one token), tiny call),
     sized exactly as `measure_linear` and `measure_gemv` size them."""
-    d, esize = cfg.width, {"fp32": 4, "bf16": 2, "int8": 1}[dtype]
+    d, esize = cfg.width, KERNEL_BYTES[dtype]
     k, n = d, 4 * d
     copies = rotation(k * n * esize, 2.0 * PROBE_M * k * n, cfg)
     with torch.inference_mode():
@@ -224,7 +225,7 @@ def measure_gemv(
     more bytes, so one rate measured on FFN layers prices a 50k-wide LM head several times too
     slow."""
     d = cfg.width
-    esize = {"fp32": 4, "bf16": 2, "int8": 1}[dtype]
+    esize = KERNEL_BYTES[dtype]
     pts = []
     with torch.inference_mode():
         for w in widenings:

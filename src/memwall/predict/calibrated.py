@@ -19,6 +19,7 @@ import pandas as pd
 from memwall.count import op_table
 from memwall.families import get_family
 from memwall.predict.calterms import (
+    KERNEL_BYTES,
     CalibrationRecord,
     Term,
     interp_log,
@@ -86,10 +87,10 @@ def closed_table(spec: ModelSpec, workload: Workload, precision: str) -> pd.Data
     if kernel_dtype(precision) == "int8":
         # the LM head is an nn.Linear, so quantize_dynamic makes it int8; the embedding
         # tables (nn.Embedding) stay fp32, so only the head's row comes from a W8 head table
-        head = (df["name"] == "lm_head").to_numpy()
+        head = df["name"] == "lm_head"
         if head.any():
             q = op_table(spec, workload, table_precision(precision, head=True), "full", True)
-            df.loc[head, :] = q.loc[head, :].to_numpy()
+            df = pd.concat([df[~head], q[head]]).sort_index()
         df.loc[df["name"].isin(LINEAR_OPS), "dtype"] = "int8"
     return df
 
@@ -131,10 +132,14 @@ def step_workloads(wl: Workload) -> list[tuple[Workload, float]]:
     return out
 
 
+def step_kind(phase: str) -> str:
+    """How a phase's steps run: `forward` (encode, prefill) or `decode` (decode, generate)."""
+    return "forward" if phase in ("encode", "prefill") else "decode"
+
+
 def overhead_key(spec: ModelSpec, precision: str, phase: str) -> str:
     """The calibration record's key of the framework overhead of one architecture."""
-    kind = "forward" if phase in ("encode", "prefill") else "decode"
-    return f"{spec.family}/{runnable_precision(precision)}/{kind}"
+    return f"{spec.family}/{runnable_precision(precision)}/{step_kind(phase)}"
 
 
 BLOCK_LAYERS = (1, 3)  # the block term times the model cut to these layer counts
@@ -157,9 +162,8 @@ def block_workload(spec: ModelSpec, phase: str) -> Workload:
 
 def block_key(spec: ModelSpec, precision: str, phase: str) -> str:
     """The calibration record's key of one model's block term (family, widths, precision)."""
-    kind = "forward" if phase in ("encode", "prefill") else "decode"
     p = runnable_precision(precision)
-    return f"{spec.family}/{spec.d_model}/{spec.d_ff}/{spec.n_heads}/{p}/{kind}"
+    return f"{spec.family}/{spec.d_model}/{spec.d_ff}/{spec.n_heads}/{p}/{step_kind(phase)}"
 
 
 def eager_key(spec: ModelSpec, precision: str) -> str:
@@ -214,7 +218,7 @@ def _linear(s: _Step, name: str, flops: float, nbytes: float) -> tuple[float, fl
     if name.startswith("expert_"):  # tokens per expert under uniform routing
         m = max(1.0, s.tokens * s.spec.experts_per_token / s.spec.n_experts)
     tc = flops / s.rec.linear_rate(s.dtype, m, k, n)
-    layer_bytes = k * n * {"fp32": 4, "bf16": 2, "int8": 1}[s.dtype]
+    layer_bytes = k * n * KERNEL_BYTES[s.dtype]
     tm = nbytes / s.rec.gemv_bandwidth(s.dtype, layer_bytes)
     term = f"linear_rate({s.dtype},{shape_class(k, n)})" if tc >= tm else ""
     return tc, tm, term or f"gemv_bandwidth({s.dtype})"

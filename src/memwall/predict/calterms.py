@@ -17,7 +17,8 @@ import numpy as np
 from memwall.spec import act_dtype
 
 MiB = 1024 * 1024
-KERNEL_DTYPES = ("fp32", "bf16", "int8")  # Linear kernels a calibration measures
+KERNEL_BYTES = {"fp32": 4, "bf16": 2, "int8": 1}  # bytes per weight of each Linear kernel dtype
+KERNEL_DTYPES = tuple(KERNEL_BYTES)  # Linear kernels a calibration measures
 
 
 @dataclass(frozen=True)
