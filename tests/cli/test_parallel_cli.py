@@ -92,3 +92,15 @@ def test_learned_positions_cap_the_length(cli):
     assert r.json["seq_len"] == 1023  # 1024 positions, one for the decoded token
     bad = cli("parallel", "bert-base", "--mode", "infer", "--devices", "2", "--seq-len", "1024")
     bad.assert_one_line_error("512 learned positions")
+
+
+def test_alpha_beta_fit_resolves_a_slope_or_says_beta_is_a_bound():
+    from memwall.measure.collectives import fit_alpha_beta
+
+    rows = [{"bus_bytes": b, "time": 1e-5 + b / 2e9} for b in (1e3, 1e5, 1e6)]
+    f = fit_alpha_beta(rows)
+    assert f["beta_resolved"] and abs(f["beta"] / 2e9 - 1) < 1e-6 and abs(f["alpha"] - 1e-5) < 1e-9
+    # a loaded machine: the larger message came back faster, so no positive slope exists
+    noisy = [{"bus_bytes": 1e3, "time": 3e-5}, {"bus_bytes": 1e5, "time": 2e-5}]
+    g = fit_alpha_beta(noisy)
+    assert g["beta_resolved"] is False and g["beta"] == 1e5 / 2e-5 and g["alpha"] >= 0

@@ -185,7 +185,9 @@ def measure_collectives_cli(world: int, quick: bool, fmt) -> None:
             ("busbw", "bus bw", lambda v: si(v, "B/s")),
         ]
         fits = "; ".join(
-            f"{k}: alpha {si(f['alpha'], 's')}, beta {si(f['beta'], 'B/s')}"
+            f"{k}: alpha {si(f['alpha'], 's')}, beta "
+            + ("" if f.get("beta_resolved", True) else "at least ")
+            + si(f["beta"], "B/s")
             for k, f in res["fit"].items()
         )
         skipped = "; ".join(f"{k} skipped ({why})" for k, why in res["skipped"].items())

@@ -167,7 +167,8 @@ def _child(rank: int, world: int, sizes, backend: str, out: Any, port: int) -> N
 
 
 def fit_alpha_beta(rows: list[dict[str, Any]]) -> dict[str, float] | None:
-    """time = alpha + bus_bytes / beta, least squares on relative error; alpha clipped at 0."""
+    """time = alpha + bus_bytes / beta, least squares on relative error; alpha clipped at 0.
+    `beta_resolved` False: time did not grow with size, so beta is a lower bound."""
     if len(rows) < 2:
         return None
     x = np.array([r["bus_bytes"] for r in rows], dtype=float)
@@ -178,8 +179,11 @@ def fit_alpha_beta(rows: list[dict[str, Any]]) -> dict[str, float] | None:
         alpha = 0.0
         inv_beta = float(np.sum(x / t) / np.sum((x / t) ** 2))
     if inv_beta <= 0:
-        return None
-    return {"alpha": float(alpha), "beta": float(1 / inv_beta)}
+        # time did not grow with size (every size latency-bound, or noise hid the slope): the
+        # bandwidth is not resolved, and the fastest bus bandwidth measured bounds it below
+        beta = float(np.max(x / t))
+        return {"alpha": float(np.median(t - x / beta)), "beta": beta, "beta_resolved": False}
+    return {"alpha": float(alpha), "beta": float(1 / inv_beta), "beta_resolved": True}
 
 
 def _row(kind: str, size: int, t: float, world: int) -> dict[str, Any]:
