@@ -114,3 +114,39 @@ def test_real_sigint_is_one_line_and_130(tmp_path, wait_ready):
         assert lines[0] == "memwall: interrupted: " + (
             "nothing was saved (outputs are written whole or not at all)"
         )
+
+
+# The real `python -m` entry, with a command whose wait sits inside an exec'd string, as a
+# Ctrl-C landing in a dataclass's generated method would. CPython remembers such an interrupt
+# even once handled and, under `-m`, ended the process by SIGINT (-2) after our line.
+SLOW_IN_EXEC = """
+import pathlib, sys
+import memwall.cli.memory as m
+def slow(*a, **k):
+    pathlib.Path(sys.argv[1]).touch()
+    exec("import time\\ntime.sleep(120)")
+m.infer_report = slow
+from memwall.cli import main
+main(["memory", "gpt2"])
+"""
+
+
+def test_sigint_inside_exec_code_still_exits_130(tmp_path):
+    (tmp_path / "slow_in_exec.py").write_text(SLOW_IN_EXEC)
+    ready = tmp_path / "ready"
+    p = subprocess.Popen(
+        [sys.executable, "-m", "slow_in_exec", str(ready)],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while not ready.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=60)
+    assert p.returncode == 130, err
+    assert (
+        err == "memwall: interrupted: nothing was saved (outputs are written whole or not at all)\n"
+    )

@@ -28,11 +28,23 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point: bad input is one line on stderr and exit code 2, never a traceback;
     Ctrl-C is one line saying what was kept and exit code 130."""
     try:
-        from memwall.cli._common import run  # the heavy part of starting up
-    except KeyboardInterrupt:
-        sys.stderr.write("memwall: interrupted while starting: nothing was done\n")
-        sys.exit(130)
-    run(argv, COMMANDS)
+        try:
+            from memwall.cli._common import run  # the heavy part of starting up
+        except KeyboardInterrupt:
+            sys.stderr.write("memwall: interrupted while starting: nothing was done\n")
+            sys.exit(130)
+        run(argv, COMMANDS)
+    finally:
+        _forget_handled_interrupt()
+
+
+def _forget_handled_interrupt() -> None:
+    """Let the exit code we chose stand. CPython remembers a KeyboardInterrupt that escaped
+    any string it exec'd (dataclasses build their methods that way while modules load, and
+    a Ctrl-C can land there), even once we have handled it; under `python -m` it then ends
+    the process by SIGINT (exit -2) instead of our 130. Evaluating any string clears that
+    memory; a KeyboardInterrupt still unhandled here sets it again, as it should."""
+    eval("0")  # a constant: runs nothing but clears the interpreter's flag
 
 
 def __getattr__(name: str) -> Any:
