@@ -87,6 +87,12 @@ def _sigint(ready, wait_ready: bool) -> subprocess.CompletedProcess:
         if wait_ready  # the real entry point, interrupted while it loads
         else [sys.executable, "-m", "memwall", "memory", "llama-3-70b", "--mode", "train"]
     )
+    # Before memwall's own code runs, a Ctrl-C is Python's to handle, not ours: land it after
+    # `import memwall` would be done (timed here, so a loaded machine waits longer) and well
+    # before the ~1 s the command takes to load Typer and its subcommands.
+    t0 = time.monotonic()
+    subprocess.run([sys.executable, "-c", "import memwall"], check=True, timeout=120)
+    startup = time.monotonic() - t0
     p = subprocess.Popen(
         argv,
         stdout=subprocess.PIPE,
@@ -97,7 +103,7 @@ def _sigint(ready, wait_ready: bool) -> subprocess.CompletedProcess:
     while wait_ready and not ready.exists() and time.monotonic() < deadline:
         time.sleep(0.05)
     if not wait_ready:
-        time.sleep(0.2)  # still loading Python, Typer or the subcommands
+        time.sleep(max(0.2, 2 * startup))  # still loading Typer or the subcommands
     p.send_signal(signal.SIGINT)
     out, err = p.communicate(timeout=60)
     return subprocess.CompletedProcess(p.args, p.returncode, out, err)
