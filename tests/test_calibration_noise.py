@@ -147,3 +147,59 @@ def test_auto_threads_leaves_a_core_for_everything_else(monkeypatch, cores, load
     monkeypatch.setattr(run.os, "getloadavg", lambda: (load, load, load))
     n, why = run.auto_threads()
     assert n == want and f"of {cores} cores" in why
+
+
+class _LoadOf:
+    """A stand-in LoadMonitor that reports `busy` cores kept busy by other processes."""
+
+    def __init__(self, busy: float) -> None:
+        self.others_busy_cores = busy
+
+    def __enter__(self) -> _LoadOf:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        pass
+
+    def so_far(self) -> float:
+        return self.others_busy_cores
+
+
+def _scripted(monkeypatch, busy: float, values: list[float]) -> tuple[Calibration, list[float]]:
+    """A calibration whose rounds time every term at the next of `values` (QUICK: 2 rounds)."""
+    import memwall.measure.calibration as C
+
+    monkeypatch.setattr(C, "LoadMonitor", lambda: _LoadOf(busy))
+    cal = Calibration.load(QUICK, persist=False)
+    left = list(values)
+
+    def one_round(todo, dtype, act):
+        v = left.pop(0)
+        return {n: v for n, _ in todo}
+
+    monkeypatch.setattr(cal, "_one_round", one_round)
+    return cal, left
+
+
+def test_rounds_that_disagree_on_a_quiet_machine_are_measured_again(monkeypatch):
+    cal, left = _scripted(monkeypatch, 0.0, [1.0, 2.0, 1.0, 1.02])  # 67% apart, then 2%
+    cal.ensure("fp32")
+    assert left == [] and cal.data["linear"]["fp32"] == pytest.approx(1.01)
+    st = cal.status()
+    assert st["noisy"] is False and st["max_spread"] == pytest.approx(0.02 / 1.01)
+
+
+def test_rounds_still_apart_when_measured_again_keep_the_calmer_set_and_flag(monkeypatch):
+    cal, left = _scripted(monkeypatch, 0.0, [1.0, 2.0, 1.0, 4.0])
+    cal.ensure("fp32")
+    assert left == [] and cal.data["linear"]["fp32"] == pytest.approx(1.5)
+    st = cal.status()
+    assert st["noisy"] is True and st["max_spread"] == pytest.approx(1 / 1.5)
+    assert "varied 67% between interleaved rounds" in st["noise"][0]
+
+
+def test_rounds_apart_on_a_busy_machine_are_not_measured_again(monkeypatch):
+    cal, left = _scripted(monkeypatch, 1.5, [1.0, 2.0, 1.0, 1.02])
+    cal.ensure("fp32")
+    assert left == [1.0, 1.02]  # other work, not a passing stall: flagged, not retried
+    assert cal.status()["noisy"] is True and "other processes kept" in cal.status()["noise"][1]

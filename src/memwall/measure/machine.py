@@ -112,12 +112,16 @@ class LoadMonitor:
         per = psutil.cpu_times(percpu=True)
         return sum(_busy(t) for i, t in enumerate(per) if self._cpus is None or i in self._cpus)
 
-    def __exit__(self, *exc: Any) -> None:
+    def so_far(self) -> float:
+        """The cores other processes have kept busy since the block began."""
         wall = time.perf_counter() - self._t0
         busy = self._cpu_busy() - self._sys0
         own1 = self._proc.cpu_times()
         own = (own1.user + own1.system) - (self._own0.user + self._own0.system)
-        self.others_busy_cores = max(0.0, busy - own) / wall if wall > 0 else 0.0
+        return max(0.0, busy - own) / wall if wall > 0 else 0.0
+
+    def __exit__(self, *exc: Any) -> None:
+        self.others_busy_cores = self.so_far()
 
 
 def _my_cpus() -> set[int] | None:
