@@ -165,3 +165,34 @@ def test_int8_prices_the_lm_head_int8_and_the_embeddings_fp32():
     assert head <= df.loc["lm_head", "bytes_weight"] < 1.01 * head  # one byte a weight
     fp = closed_table(spec, Workload("decode", 1, 8), "fp32").set_index("name")
     assert df.loc["embed", "bytes"] == fp.loc["embed", "bytes"]  # nn.Embedding stays fp32
+
+
+def test_decode_block_cycles_over_copies_as_many_layers_as_the_model():
+    """Two small cuts run in turn keep their weights cached; a decode step's layers do not."""
+    from memwall.measure.models import resolve
+    from memwall.measure.terms import block_copies
+
+    gpt2, _ = resolve("gpt2")
+    bert, _ = resolve("bert-base")
+    assert block_copies(gpt2, "decode") * sum(BLOCK_LAYERS) >= gpt2.n_layers
+    assert block_copies(gpt2, "generate") == block_copies(gpt2, "decode") == 3
+    assert block_copies(bert, "encode") == 1  # forward reuses each weight over every token
+
+
+def test_decode_block_copies_share_one_embedding_table(monkeypatch):
+    import memwall.measure.terms as T
+
+    cfg = dict(GPT2_2, n_layer=8, n_embd=64, n_head=2, vocab_size=512)
+    spec = spec_from_config(cfg, "gpt2-8")
+    seen = []
+    real = T.Runner
+
+    def runner(lm, wl):
+        seen.append(lm.module)
+        return real(lm, wl)
+
+    monkeypatch.setattr(T, "Runner", runner)
+    b = T.measure_block(spec, cfg, "fp32", "decode", QUICK)
+    assert b["copies"] == 2 and len(seen) == 4 and b["per_layer"] >= 0
+    tables = {id(m.get_input_embeddings()) for m in seen}
+    assert len(tables) == 1 and len({id(m) for m in seen}) == 4

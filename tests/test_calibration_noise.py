@@ -203,3 +203,32 @@ def test_rounds_apart_on_a_busy_machine_are_not_measured_again(monkeypatch):
     cal.ensure("fp32")
     assert left == [1.0, 1.02]  # other work, not a passing stall: flagged, not retried
     assert cal.status()["noisy"] is True and "other processes kept" in cal.status()["noise"][1]
+
+
+def _cached_with_probe(monkeypatch, looks: list[dict[str, float]]) -> Calibration:
+    """A record as if read from disk, whose speed probe reads `looks` in turn."""
+    cal = Calibration.load(QUICK, persist=False)
+    cal.ensure("fp32")
+    reread = Calibration(cal.data, QUICK)
+    seq = iter(looks)
+    monkeypatch.setattr(reread, "speed", lambda dtype: next(seq))
+    return reread
+
+
+def test_a_machine_30_percent_slower_than_its_cached_calibration_is_remeasured(monkeypatch):
+    slower = {"compute": 1.1, "memory": 1.3, "dispatch": 1.3}  # as measured on this VM, 2 h on
+    cal = _cached_with_probe(monkeypatch, [slower] * 3)
+    cal.ensure("fp32")
+    spot = cal.status()["spot_check"]
+    assert spot["agreed"] is False and spot["looks"] == 3 and spot["tolerance"] < 1.3
+
+
+def test_one_slow_look_is_a_blip_not_a_change(monkeypatch):
+    blip = {"compute": 1.0, "memory": 1.0, "dispatch": 1.4}
+    same = {"compute": 1.02, "memory": 0.97, "dispatch": 1.05}
+    cal = _cached_with_probe(monkeypatch, [blip, same])
+    kept = cal.data["linear"]["fp32"]
+    cal.ensure("fp32")
+    spot = cal.status()["spot_check"]
+    assert spot["agreed"] is True and spot["looks"] == 2 and spot["ratios"] == same
+    assert cal.data["linear"]["fp32"] is kept  # not measured again

@@ -32,9 +32,10 @@ from memwall.predict.calibrated import block_key, eager_key, overhead_key, step_
 from memwall.predict.calterms import KERNEL_BYTES, KERNEL_DTYPES, CalibrationRecord, interp_log
 from memwall.spec import ModelSpec, act_dtype, kernel_dtype, runnable_precision
 
-CAL_FORMAT = "memwall-calibration/5"  # 5: decode block term without the LM head
+CAL_FORMAT = "memwall-calibration/6"  # 6: decode block term over copies of its cuts
 MAX_AGE_DAYS = 7.0  # a cached calibration older than this is measured again
-SPOT_TOLERANCE = 1.5  # a cached calibration must agree with a spot check within this factor
+SPOT_TOLERANCE = 1.2  # a cached calibration must agree with a spot check within this factor
+SPOT_LOOKS = 3  # ... in one of this many looks (a blip is not a change)
 NOISY_SPREAD = 0.30  # a term whose interleaved rounds differ more than this is noisy
 BUSY_LIMIT = 0.5  # cores other processes may keep busy during a calibration
 PER_DTYPE = ("linear", "gemv_bandwidth")  # keyed by the Linear kernels' dtype
@@ -306,20 +307,23 @@ class Calibration:
 
     def _spot_check(self, dtype: str) -> None:
         """Reuse a cached calibration only if this machine still runs like it: the speed
-        probe, timed now, must agree within SPOT_TOLERANCE (a calibration taken while other
-        work stalled the machine is otherwise kept for days)."""
+        probe, timed now, must agree within SPOT_TOLERANCE in one of SPOT_LOOKS looks (a
+        calibration taken while the machine ran faster or slower is otherwise kept for days:
+        on this VM one read 1.3x faster than the machine ran 2 h later, and predicted GPT-2
+        int8 generation 34% too fast). Eight looks in a row agreed within 5-12% (compute,
+        memory) and 15-26% (the one-call dispatch time) there."""
         self._checked.add(dtype)
-        ok, ratios = False, {}
-        for _ in range(2):  # a second look before discarding: one blip is not a change
+        ok, ratios, looks = False, {}, 0
+        while looks < SPOT_LOOKS and not ok:
+            looks += 1
             ratios = self.speed(dtype)
             ok = all(1 / SPOT_TOLERANCE <= x <= SPOT_TOLERANCE for x in ratios.values())
-            if ok:
-                break
         self.spot = {
             "dtype": dtype,
             "what": "speed probe (Linear d->4d at M=256, FFN GEMV from DRAM, one tiny Linear "
             "call): time now / time cached",
             "ratios": ratios,
+            "looks": looks,
             "tolerance": SPOT_TOLERANCE,
             "agreed": ok,
         }
