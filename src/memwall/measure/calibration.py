@@ -193,7 +193,8 @@ class Calibration:
                 # the terms are measured once more and the calmer set is kept
                 if self.on_measure:
                     self.on_measure(
-                        f"{dtype} terms varied {100 * worst:.0f}% between rounds: measuring again"
+                        f"calibrating {dtype} again: its rounds varied {100 * worst:.0f}% "
+                        f"(limit {100 * NOISY_SPREAD:.0f}%)"
                     )
                 again = self._rounds(todo, dtype, act)
                 if max(again[1].values(), default=0.0) < worst:
