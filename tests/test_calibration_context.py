@@ -177,6 +177,10 @@ def test_decode_block_cycles_over_copies_as_many_layers_as_the_model():
     assert block_copies(gpt2, "decode") * sum(BLOCK_LAYERS) >= gpt2.n_layers
     assert block_copies(gpt2, "generate") == block_copies(gpt2, "decode") == 3
     assert block_copies(bert, "encode") == 1  # forward reuses each weight over every token
+    # memory caps the copies: half of what is free, at 4 cut layers a copy beyond the first
+    assert block_copies(gpt2, "decode", 1e9, 8e9) == 2
+    assert block_copies(gpt2, "decode", 1e9, 1e9) == 1
+    assert block_copies(gpt2, "decode", 1e6, 8e9) == 3
 
 
 def test_decode_block_copies_share_one_embedding_table(monkeypatch):

@@ -17,7 +17,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 import transformers
@@ -84,6 +84,21 @@ def _fresh(cfg: CalConfig) -> dict[str, Any]:
         "date": now_iso(),
         "load_average_1min": load_average(),
     }
+
+
+R = TypeVar("R")
+
+
+def calmer(
+    measure: Callable[[], R], spread: Callable[[R], float], retry: Callable[[], bool] = lambda: True
+) -> R:
+    """`measure()`, and when its spread is over NOISY_SPREAD (and `retry()` says so, asked
+    then) once more, keeping the calmer of the two: a passing stall moves one measurement,
+    not both."""
+    first = measure()
+    if spread(first) <= NOISY_SPREAD or not retry():
+        return first
+    return min(first, measure(), key=spread)
 
 
 def combine(values: list[Any]) -> tuple[Any, float]:
@@ -186,19 +201,24 @@ class Calibration:
             self.on_measure(f"calibrating {dtype} ({self.cfg.rounds} interleaved rounds)")
         with LoadMonitor() as load, warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            values, spreads = self._rounds(todo, dtype, act)
-            worst = max(spreads.values(), default=0.0)
-            if worst > NOISY_SPREAD and load.so_far() <= BUSY_LIMIT:
-                # rounds that disagree on a machine nobody else loads: a passing stall, so
-                # the terms are measured once more and the calmer set is kept
+
+            def retry() -> bool:
+                """Rounds that disagree on a machine nobody else loads are a passing stall:
+                measure once more. On a busy machine they would disagree again."""
+                if load.so_far() > BUSY_LIMIT:
+                    return False
                 if self.on_measure:
                     self.on_measure(
-                        f"calibrating {dtype} again: its rounds varied {100 * worst:.0f}% "
-                        f"(limit {100 * NOISY_SPREAD:.0f}%)"
+                        f"calibrating {dtype} again: its rounds varied more than "
+                        f"{100 * NOISY_SPREAD:.0f}%"
                     )
-                again = self._rounds(todo, dtype, act)
-                if max(again[1].values(), default=0.0) < worst:
-                    values, spreads = again
+                return True
+
+            values, spreads = calmer(
+                lambda: self._rounds(todo, dtype, act),
+                lambda r: max(r[1].values(), default=0.0),
+                retry,
+            )
         for (name, key), value in zip(todo, values, strict=True):
             self.data.setdefault(name, {})[key] = value
         self._judge(dtype, spreads, load.others_busy_cores)
@@ -370,10 +390,9 @@ class Calibration:
     def _block(self, key: str, spec: ModelSpec, config: dict, prec: str, phase: str) -> dict:
         """The block term, measured again once when its stretches disagree by more than
         NOISY_SPREAD; still noisy, it flags the record (used for this run, not cached)."""
-        b = T.measure_block(spec, config, prec, phase, self.cfg)
-        if b["spread"] > NOISY_SPREAD:
-            again = T.measure_block(spec, config, prec, phase, self.cfg)
-            b = min(b, again, key=lambda x: x["spread"])
+        b = calmer(
+            lambda: T.measure_block(spec, config, prec, phase, self.cfg), lambda x: x["spread"]
+        )
         self.data.setdefault("spread", {})[f"block/{key}"] = b["spread"]
         if b["spread"] > NOISY_SPREAD:
             self.data.setdefault("noise", []).append(

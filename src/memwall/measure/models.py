@@ -175,7 +175,8 @@ def quiet_transformers() -> Iterator[None]:
         hf_logging.set_verbosity(before)
 
 
-def _available_bytes() -> float:
+def available_bytes() -> float:
+    """Host memory free now (bytes)."""
     return float(psutil.virtual_memory().available)
 
 
@@ -199,7 +200,7 @@ def estimate_bytes(spec: ModelSpec, precision: str, workload: Workload | None = 
 
 def check_memory(spec: ModelSpec, precision: str, workload: Workload | None = None) -> None:
     need = estimate_bytes(spec, precision, workload)
-    have = _available_bytes()
+    have = available_bytes()
     if need > MEMORY_FRACTION * have:
         raise MemwallError(
             f"{spec.name} at {precision} needs about {need / 2**30:.1f} GiB to build and run "

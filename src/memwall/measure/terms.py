@@ -33,7 +33,9 @@ from transformers.models.llama.modeling_llama import LlamaRMSNorm
 
 from memwall.families import get_family
 from memwall.measure.models import (
+    available_bytes,
     build,
+    estimate_bytes,
     layers_config,
     quantize_int8,
     quiet_transformers,
@@ -456,12 +458,17 @@ def measure_block(
     model has: on this VM the two cuts alone measured a GPT-2 decode layer 12-20% faster
     than the 12-layer model ran one, four copies within 1-4% of it."""
     wl = block_workload(spec, phase)
-    copies = block_copies(spec, phase)
+    cfgs = {n: layers_config(spec, config, n) for n in BLOCK_LAYERS}
+    cuts = {n: spec_from_config(c, name=f"{spec.name}-{n}layers") for n, c in cfgs.items()}
+    lo, hi = BLOCK_LAYERS
+    layer_bytes = (estimate_bytes(cuts[hi], precision) - estimate_bytes(cuts[lo], precision)) / (
+        hi - lo
+    )
+    copies = block_copies(spec, phase, layer_bytes, available_bytes())
     runners: dict[int, list[Runner]] = {}
     shared = None  # the embedding table of the first copy, given to the others
     for n in BLOCK_LAYERS:
-        c = layers_config(spec, config, n)
-        cut = spec_from_config(c, name=f"{spec.name}-{n}layers")
+        c, cut = cfgs[n], cuts[n]
         runners[n] = []
         for _ in range(copies):
             lm = build(cut, c, precision, None, wl)
@@ -479,11 +486,11 @@ def measure_block(
                 for r in rs:
                     timed_run(r)
         t_end = time.perf_counter() + cfg.block_min_time
-        i = 0
-        while len(times[BLOCK_LAYERS[0]]) < cfg.block_reps or time.perf_counter() < t_end:
+        turn = 0
+        while len(times[lo]) < cfg.block_reps or time.perf_counter() < t_end:
             for n, rs in runners.items():
-                times[n].append(timed_run(rs[i % copies]))
-            i += 1
+                times[n].append(timed_run(rs[turn % copies]))
+            turn += 1
     per_layer = max(0.0, _per_layer_estimate(times))
     k = len(times[BLOCK_LAYERS[0]]) // BLOCK_CHUNKS
     chunks = (
@@ -506,10 +513,16 @@ def measure_block(
     }
 
 
-def block_copies(spec: ModelSpec, phase: str) -> int:
+def block_copies(
+    spec: ModelSpec, phase: str, layer_bytes: float = 0.0, available: float = math.inf
+) -> int:
     """Copies of each cut the block term cycles over: decode, enough that the cuts' layers
-    together number at least the model's (its weights leave the cache as the model's do);
-    forward reuses each weight over every token, so one copy."""
+    together number at least the model's (its weights leave the cache as the model's do),
+    but no more than half the `available` memory holds at `layer_bytes` a layer; forward
+    reuses each weight over every token, so one copy."""
     if block_workload(spec, phase).phase != "decode":
         return 1
-    return max(1, math.ceil(spec.n_layers / sum(BLOCK_LAYERS)))
+    want = math.ceil(spec.n_layers / sum(BLOCK_LAYERS))
+    if layer_bytes > 0:
+        want = min(want, 1 + int(0.5 * available // (sum(BLOCK_LAYERS) * layer_bytes)))
+    return max(1, want)
