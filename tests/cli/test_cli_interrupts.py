@@ -68,6 +68,13 @@ def test_interrupt_while_importing_prints_no_traceback():
     assert p.stderr == "memwall: interrupted while starting: nothing was done\n"
 
 
+def default_sigint() -> None:
+    """In the child, before exec: Ctrl-C back to its default. A shell starts a background job
+    (`make test &`, nohup) with SIGINT ignored, children inherit that, and Python keeps an
+    ignored SIGINT ignored, so the interrupt these tests send would never arrive."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 # `memwall memory gpt2` whose work never ends; it touches READY when the work has begun.
 SLOW_COMMAND = """
 import pathlib, sys, time
@@ -98,6 +105,7 @@ def _sigint(ready, wait_ready: bool) -> subprocess.CompletedProcess:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=default_sigint,
     )
     deadline = time.monotonic() + 60
     while wait_ready and not ready.exists() and time.monotonic() < deadline:
@@ -146,6 +154,7 @@ def test_sigint_inside_exec_code_still_exits_130(tmp_path):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=default_sigint,
     )
     deadline = time.monotonic() + 60
     while not ready.exists() and time.monotonic() < deadline:
