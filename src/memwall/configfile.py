@@ -44,6 +44,27 @@ def _regular_file(p: Path) -> Path:
     raise MemwallError(f"no such config file: {p}")
 
 
+def path_exists(text: str) -> bool:
+    """Whether the MODEL string `text` names an existing file or folder (False when nothing
+    is there); a string the system cannot look up (too long for a file name, a symbolic link
+    loop, no permission) is one line naming what is accepted instead."""
+    try:
+        Path(text).stat()
+    except ValueError:  # an embedded NUL byte: no file has that name
+        return False
+    except OSError as e:
+        if e.errno in (errno.ENOENT, errno.ENOTDIR):
+            return False
+        if e.errno == errno.ENAMETOOLONG:
+            raise MemwallError(
+                f"model {text[:40]!r}... is too long ({len(text):,} characters) for a preset "
+                "name or a file path; accepted: a preset name (e.g. gpt2), a path to a "
+                "config.json, torchvision:NAME or module:function"
+            ) from None
+        raise MemwallError(f"cannot look up model path {text[:200]!r}: {e.strerror}") from None
+    return True
+
+
 def read_config_file(path: str | Path) -> dict:
     """Read a config.json as data (size-capped, strict JSON), never as code."""
     if str(path).strip() == "":
@@ -59,7 +80,7 @@ def read_config_file(path: str | Path) -> dict:
     if len(raw) > MAX_CONFIG_BYTES:
         raise MemwallError(f"config file {p} is larger than {MAX_CONFIG_BYTES // 1024} KiB")
     try:
-        cfg = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+        cfg = json.loads(raw.decode("utf-8-sig"), parse_constant=_reject_constant)
     except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
         raise MemwallError(f"config file {p} is not valid JSON: {str(e)[:120]}") from None
     return cfg

@@ -24,6 +24,7 @@ from memwall.errors import MemwallError
 TORCHVISION_PREFIX = "torchvision:"
 _ENTRY_POINT = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$")
 MAX_IMAGE_SIZE = 8192
+MAX_SOURCE_CHARS = 1024  # a module path and function name; longer is a paste gone wrong
 DEFAULT_IMAGE_SIZE = 224
 
 
@@ -41,6 +42,12 @@ class ModuleSource:
 
 def module_source(text: str) -> ModuleSource | None:
     """The module source `text` names, or None for a preset name or a config path."""
+    if len(text) > MAX_SOURCE_CHARS and ":" in text and not _names_a_file(text):
+        raise MemwallError(
+            f"model {text[:40]!r}... is too long ({len(text):,} characters) for "
+            f"torchvision:NAME or module:function (at most {MAX_SOURCE_CHARS:,}); other "
+            "MODELs are a preset name or a config.json path"
+        )
     if text.startswith(TORCHVISION_PREFIX):
         name = text[len(TORCHVISION_PREFIX) :].strip()
         if not re.fullmatch(r"[A-Za-z_]\w*", name):
@@ -49,7 +56,7 @@ def module_source(text: str) -> ModuleSource | None:
                 "(write torchvision:NAME)"
             )
         return ModuleSource("torchvision", name)
-    if ":" not in text or Path(text).exists():
+    if ":" not in text or _names_a_file(text):
         return None
     if not _ENTRY_POINT.fullmatch(text):
         raise MemwallError(
@@ -58,6 +65,15 @@ def module_source(text: str) -> ModuleSource | None:
             "other MODELs are a preset, a config.json path or torchvision:NAME"
         )
     return ModuleSource("entry_point", text)
+
+
+def _names_a_file(text: str) -> bool:
+    """Whether `text` is an existing path; one the system cannot even look up (too long, a
+    NUL byte, no permission) is not, and the syntax checks that follow judge it."""
+    try:
+        return Path(text).exists()
+    except (OSError, ValueError):
+        return False
 
 
 def check_image_size(size: object) -> int:

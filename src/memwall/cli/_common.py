@@ -17,8 +17,12 @@ from rich.console import Console
 
 try:  # typer >= 0.2x vendors its own click
     from typer._click import exceptions as click
+    from typer._click.core import ParameterSource
+    from typer._click.globals import get_current_context
 except ImportError:  # pragma: no cover - older typer uses click itself
     from click import exceptions as click
+    from click import get_current_context
+    from click.core import ParameterSource
 from rich.markup import escape
 from rich.table import Table
 
@@ -235,6 +239,43 @@ def emit(
             console.print(item)
 
 
+def typed_options() -> dict[str, Any]:
+    """The options the user typed for the running command, by command-line spelling, with
+    their values: `--seq-len 128` is typed even where 128 is the default."""
+    ctx = get_current_context(silent=True)
+    if ctx is None:
+        return {}
+    typed = (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
+    return {
+        flag: ctx.params.get(p.name)
+        for p in ctx.command.params
+        if p.name and ctx.get_parameter_source(p.name) in typed
+        for flag in (*p.opts, *p.secondary_opts)
+    }
+
+
+def refuse_options(flags: Sequence[str], why: str) -> None:
+    """One line naming every flag of `flags` the user typed that does not apply, and why."""
+    given = [f for f in typed_options() if f in flags]
+    if given:
+        verb = "does" if len(given) == 1 else "do"
+        raise MemwallError(f"{', '.join(given)} {verb} not apply here: {why}")
+
+
+PRED_CSV_COLUMNS = (
+    "t_compute", "t_memory", "t_launch", "t_overhead", "time", "time_low", "time_high", "bound",
+)  # fmt: skip
+
+
+def op_csv(df: Any, pred: Any, columns: Sequence[str]) -> tuple[list[dict], list[str]]:
+    """The rows and columns of an operation table's CSV: with a prediction, each operation's
+    predicted time (and range, bound) beside its counts; the times add up to the total."""
+    if pred is None:
+        return df.to_dict("records"), list(columns)
+    ops = pred.ops
+    return ops.to_dict("records"), [*columns, *(c for c in PRED_CSV_COLUMNS if c in ops.columns)]
+
+
 def require(cond: bool, msg: str) -> None:
     if not cond:
         raise MemwallError(msg)
@@ -271,9 +312,9 @@ def run(argv: list[str] | None, commands: Sequence[str]) -> None:
     try:
         register(commands, sys.argv[1:] if argv is None else argv)
         rc = app(args=argv, prog_name="memwall", standalone_mode=False)
-    except click.NoArgsIsHelpError as e:  # a group called bare: its help, then exit 2
+    except click.NoArgsIsHelpError as e:  # `memwall` alone: its help is the answer
         sys.stdout.write(e.ctx.get_help() + "\n")
-        sys.exit(2)
+        sys.exit(0)
     except click.UsageError as e:
         hint = f" (see 'memwall {e.ctx.info_name} --help')" if e.ctx and e.ctx.parent else ""
         fail_line(e.format_message().replace("\n", " ") + hint)

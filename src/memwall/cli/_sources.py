@@ -6,7 +6,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from memwall.cli._common import OP_COLUMNS, binary, emit, op_columns, rich_table, si
+from memwall.cli._common import (
+    OP_COLUMNS,
+    binary,
+    emit,
+    op_columns,
+    op_csv,
+    refuse_options,
+    rich_table,
+    si,
+    typed_options,
+)
 from memwall.errors import MemwallError
 from memwall.io import check_output_path
 from memwall.sources import ModuleSource
@@ -38,6 +48,26 @@ def _check_module_flags(phase, convention: str) -> None:
         )
 
 
+def _check_analyze_flags(source: ModuleSource) -> None:
+    """`analyze` flags a traced module has no use for, refused when typed (never ignored)."""
+    if typed_options().get("--engine") == "closed":
+        raise MemwallError(
+            f"--engine closed needs a config (a preset or config.json); {source.label} is "
+            "traced: use --engine trace or leave --engine out"
+        )
+    refuse_options(["--gen-len"], "a module runs one forward call (no generation)")
+    refuse_options(["--mla"], "a traced module runs its attention as its code is written")
+    if source.kind == "torchvision":
+        refuse_options(["--seq-len"], "a torchvision model takes images (use --image-size)")
+    refuse_options(
+        ["--group-size", "--quantize-head"],
+        "a traced module runs fp32, bf16 or fp16 (integer formats are for presets and configs)",
+    )
+    refuse_options(
+        ["--launch"], "a traced module is priced on the plain roofline of --device (no launches)"
+    )
+
+
 def _run(source: ModuleSource, batch: int, image_size, seq_len, precision: Precision):
     from memwall.trace.models import resolve_dtype
     from memwall.trace.sources import build_run
@@ -64,6 +94,7 @@ def analyze_module(
     from memwall.trace.table import trace_run
 
     _check_module_flags(phase, convention)
+    _check_analyze_flags(source)
     if plot is not None and device is None:
         raise MemwallError("--plot needs --device (the roofline is drawn against a device)")
     if plot is not None:
@@ -115,7 +146,8 @@ def analyze_module(
         title = f"{source.label} forward, {a['inputs']} | precision={a['precision']} engine=trace"
         return [rich_table(title, rows, cols, cap)]
 
-    emit(fmt, payload, df.to_dict("records"), table, MODULE_OP_COLUMNS)
+    rows, cols = op_csv(df, pred, MODULE_OP_COLUMNS)
+    emit(fmt, payload, rows, table, cols)
 
 
 def memory_module(

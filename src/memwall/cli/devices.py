@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import sys
 from enum import Enum
 from typing import Annotated
 
 import typer
 
-from memwall.cli._common import FormatOpt, app, binary, emit, rich_table, si
+from memwall.cli._common import FormatOpt, app, binary, emit, fail_line, rich_table, si
 from memwall.errors import MemwallError
 from memwall.hardware import (
     COLUMNS,
     Device,
+    data_dir,
     filter_devices,
     load_catalog,
     load_saved,
@@ -35,14 +35,28 @@ def _best8(d: Device) -> float | None:
     return max((d.peaks[k] for k in ("fp8", "int8") if k in d.peaks), default=None)
 
 
-def _saved_devices() -> list[Device]:
-    out = []
+def _saved_devices() -> tuple[list[Device], list[str]]:
+    """The saved measurements that load, and why each of the others did not (one bad file
+    must not hide the catalog)."""
+    out, skipped = [], []
     for n in saved_names():
         try:
             out.append(load_saved(n))
-        except MemwallError as e:  # one bad file must not hide the catalog
-            sys.stderr.write(f"memwall: warning: skipping {e}\n")
-    return out
+        except MemwallError as e:
+            skipped.append(str(e))
+    return out, skipped
+
+
+def _warn_skipped(skipped: list[str]) -> None:
+    """One warning line however many saved files were skipped: the count and the first."""
+    if len(skipped) == 1:
+        fail_line(f"skipping {skipped[0]}", prefix="memwall: warning: ")
+    elif skipped:
+        fail_line(
+            f"skipped {len(skipped)} malformed saved device files in {data_dir()} "
+            f"(first: {skipped[0]})",
+            prefix="memwall: warning: ",
+        )
 
 
 @app.command("devices")
@@ -67,8 +81,9 @@ def devices(
     fmt: FormatOpt = "table",  # type: ignore[assignment]
 ) -> None:
     """The device catalog: peaks per dtype, memory, interconnect, and a source for every row."""
-    pool = load_catalog() + (_saved_devices() if measured else [])
-    sel = filter_devices(pool, kind.value if kind else None, vendor, since, name)
+    saved, skipped = _saved_devices() if measured else ([], [])
+    sel = filter_devices(load_catalog() + saved, kind.value if kind else None, vendor, since, name)
+    _warn_skipped(skipped)  # after the filters: a refusal stays one line
     rows = [d.row() for d in sel]
     payload = {
         "count": len(sel),

@@ -6,7 +6,17 @@ from typing import Annotated, Any
 
 import typer
 
-from memwall.cli._common import FormatOpt, app, binary, emit, fail_line, keep_note, rich_table, si
+from memwall.cli._common import (
+    FormatOpt,
+    app,
+    binary,
+    emit,
+    fail_line,
+    keep_note,
+    refuse_options,
+    rich_table,
+    si,
+)
 from memwall.cli._progress import progress_bar
 from memwall.errors import MemwallError
 
@@ -112,9 +122,13 @@ def measure_cmd(
     if collectives and device != "cpu":
         raise MemwallError("--device is for the roofline measurement, not --collectives")
     if collectives:  # memwall parallel's measurement (torch.distributed), rendered there
+        refuse_options(
+            ["--save"], "collectives are saved for 'local' (memwall parallel reads them)"
+        )
         from memwall.cli.parallel import measure_collectives_cli
 
         return measure_collectives_cli(world, quick, fmt)
+    refuse_options(["--world"], "it is the process count of --collectives (add --collectives)")
     from memwall.measure.record import measure_and_save  # torch: loaded only for this command
     from memwall.measure.timing import check_device
 

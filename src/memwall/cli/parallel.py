@@ -7,9 +7,20 @@ from typing import Annotated
 
 import typer
 
-from memwall.cli._common import FormatOpt, ModelArg, app, binary, emit, rich_table, si
+from memwall.cli._common import (
+    FormatOpt,
+    ModelArg,
+    app,
+    binary,
+    emit,
+    refuse_options,
+    rich_table,
+    si,
+)
+from memwall.count import MOE_ROUTING
 from memwall.errors import MemwallError
 from memwall.parallel.api import ParallelResult, parallel_analysis
+from memwall.spec import load_model
 
 
 class Mode(str, Enum):
@@ -78,13 +89,32 @@ def parallel(
     fmt: FormatOpt = "table",  # type: ignore[assignment]
 ) -> None:
     """Split MODEL over N devices: per-device memory and work, every collective, step time, MFU."""
+    if do_search:
+        refuse_options(SEARCHED, "--search chooses the layout (degrees, ZeRO, checkpointing, "
+                       "interleaving, sequence parallelism) itself")  # fmt: skip
+    if mode is Mode.infer:
+        refuse_options(TRAIN_ONLY, "for --mode train only; inference has no backward pass, "
+                       "gradients or optimizer state")  # fmt: skip
+        if do_search:
+            refuse_options(["--micro-batch"], "an inference --search runs batch / dp per replica")
     r = parallel_analysis(
         model, mode.value, device, devices, tp, pp, dp, ep, zero, sequence_parallel, interleave,
         checkpointing.value, batch, micro_batch, seq_len, precision, do_search, not no_overlap,
         algorithm.value, efficiency,
     )  # fmt: skip
     d = r.to_dict()
-    emit(fmt, d, d["collectives"], lambda: _tables(r, d))
+    if load_model(model).is_moe:  # step times read the experts each step's tokens touch
+        d["moe_routing"] = MOE_ROUTING
+    note = [f"note: {d['moe_routing']}"] if "moe_routing" in d else []
+    emit(fmt, d, d["collectives"], lambda: [*_tables(r, d), *note])
+
+
+# Flags that --search sets itself, and flags of training alone (refused when typed).
+SEARCHED = (
+    "--tp", "--pp", "--dp", "--ep", "--zero", "--checkpointing", "--interleave",
+    "--sequence-parallel",
+)  # fmt: skip
+TRAIN_ONLY = ("--zero", "--checkpointing", "--no-overlap")
 
 
 def _tables(r: ParallelResult, d: dict) -> list:

@@ -77,9 +77,11 @@ def complete_layout(
     dp: int | None = None,
     **kw: Any,
 ) -> Layout:
-    """Fill the one missing degree (dp by default) so that tp x pp x dp = devices."""
+    """Fill the one missing degree (dp by default) so that tp x pp x dp = devices; a degree
+    left out (None) is 1, one given as 0 or less is refused."""
     _positive("devices", devices)
-    t, p = _positive("tp", tp or 1), _positive("pp", pp or 1)
+    t = _positive("tp", 1 if tp is None else tp)
+    p = _positive("pp", 1 if pp is None else pp)
     if dp is None:
         if devices % (t * p):
             raise MemwallError(
