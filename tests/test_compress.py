@@ -16,8 +16,9 @@ from memwall.compress.methods import predicted, pruned_spec
 from memwall.compress.prune import CSRLinear, prune_structured
 from memwall.compress.quant import Int4WeightOnlyLinear, Int8WeightOnlyLinear
 from memwall.compress.run import mark_pareto
-from memwall.compress.train import ENV_CACHE_DIR, get_recipe, load_trained, recipe_spec
+from memwall.compress.train import get_recipe, load_trained, recipe_spec
 from memwall.errors import MemwallError
+from memwall.records.store import ENV_CACHE_DIR
 from memwall.spec import Workload
 
 TINY = "stdlib-gpt-tiny"

@@ -72,16 +72,24 @@ def env(tmp_path_factory):
     mp.undo()
 
 
+POLICY = "1 (the thread policy, spied)"
+
+
 @pytest.fixture(scope="module")
 def report(env, tmp_path_factory):
     torch = pytest.importorskip("torch")
+    import memwall.measure.run as run
+
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
+    mp = pytest.MonkeyPatch()
+    mp.setattr(run, "auto_threads", lambda: (1, POLICY))  # what `memwall casestudy` uses
     out = tmp_path_factory.mktemp("report")
     try:
         done = build_report(options(out), show_progress=False)
     finally:
         torch.set_num_threads(threads)
+        mp.undo()
     return done, json.loads((out / "results.json").read_text()), (out / "index.html").read_text()
 
 
@@ -93,6 +101,17 @@ def test_every_section_is_built_and_the_report_is_complete(report):
         assert f'id="{name}"' in html
     assert res["machine"]["source"].startswith("saved measurement reused")
     assert "quick run" in html
+
+
+def test_casestudy_ran_under_the_thread_policy_and_the_machine_was_checked(report):
+    _, res, _ = report
+    env = res["sections"]["casestudy"]["data"]["measured"]["environment"]
+    assert env["threads"] == 1 and env["threads_choice"].startswith(POLICY)
+    calm = res["machine"]["calm"]
+    assert calm["checked"] and calm["wait_bound_s"] == 0  # --quick: no waiting
+    assert {"first", "load_1min_after", "others_busy_cores_during", "fair"} <= set(calm)
+    pe = res["sections"]["casestudy"]["data"]["prediction_error"]
+    assert pe["all_rows"]["n"] == pe["clean"]["n"] + pe["noisy_excluded"] > 0
 
 
 def test_user_strings_are_escaped(report):

@@ -160,7 +160,7 @@ def test_torchvision_and_transformers_import_after_memwall():
     """A torchvision built for another torch (the CUDA wheel beside a CPU torch) must not break
     `import torchvision` nor transformers, which imports it when installed."""
     code = (
-        "import memwall, torchvision.models as m\n"
+        "import memwall.trace, torchvision.models as m\n"
         "from transformers import GPT2LMHeadModel\n"
         "assert 'resnet50' in m.list_models()\n"
     )

@@ -24,7 +24,7 @@ MAX_VOCAB = 100_000_000
 MAX_EXPERTS = 100_000
 MAX_EPS = 1.0
 MAX_THETA = 1e15
-LAYER_TYPES = ("full_attention", "sliding_attention")
+LAYER_TYPES = ("full_attention", "sliding_attention", "chunked_attention")
 FFN_PROJ = tuple(
     f"{g}{a}" for g in ("", "gated-") for a in ("relu", "gelu", "gelu_new", "silu")
 )  # T5 feed_forward_proj values transformers runs with an activation memwall counts
@@ -193,7 +193,7 @@ TOKEN_ID_KEYS = ("pad_token_id", "bos_token_id", "eos_token_id")
 def check_common(cfg: dict, vocab: int) -> None:
     """Keys the model-building engines read (token ids, RoPE scaling, label maps): a value that
     would make transformers fail or misbehave is one clear line here, for every engine."""
-    for key in TOKEN_ID_KEYS:
+    for key in TOKEN_ID_KEYS if vocab else ():  # no vocabulary (ViT): token ids are unused
         v = cfg.get(key)
         ids = v if key == "eos_token_id" and isinstance(v, list) else [v]
         if v is not None and not all(_is_index(x, vocab) for x in ids):

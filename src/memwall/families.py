@@ -301,6 +301,13 @@ def family_for_config(cfg: Any) -> Family:
         )
     fam = _by_model_type(mtype.lower())
     if fam is None:
+        text = cfg.get("text_config")
+        inner = text.get("model_type") if isinstance(text, dict) else None
+        if isinstance(inner, str) and _by_model_type(inner.lower()) is not None:
+            raise MemwallError(  # Llama 4's config.json: a multimodal wrapper of a text model
+                f"model_type {_short(mtype)} is a multimodal config; its text model "
+                f"({_short(inner)}) is supported: give its 'text_config' object as the config"
+            )
         raise MemwallError(
             f"unsupported model_type {_short(mtype)}{suggest(mtype.lower(), family_names())}; "
             f"accepted: {supported}{hint}"

@@ -18,6 +18,9 @@ _NAMED_PRECISIONS = {
     "int4": (4, 16, 16),
 }
 _ALLOWED_BITS = (2, 3, 4, 8, 16, 32)
+# Bytes per element of each dtype a real model stores or computes in: the one table (Linear
+# kernels, activations, KV cache, model states) every measurement and prediction reads.
+DTYPE_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2, "int8": 1}
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
-from memwall.configfile import MAX_CONFIG_BYTES, read_config_file
+from memwall.configfile import MAX_CONFIG_BYTES, path_exists, read_config_file
 from memwall.configs import MAX_LENGTH, check_common, short, sources, validate
 from memwall.errors import MemwallError, suggest
 from memwall.families import Family, activations, family_for_config
@@ -124,6 +124,14 @@ class ModelSpec:
     dense_d_ff: int = 0
     n_decoder_layers: int = 0  # encoder-decoder (T5): decoder blocks (n_layers: the encoder's)
     relative_buckets: int = 0  # T5: rows of each stack's relative position bias table
+    shared_d_ff: int = 0  # the shared expert's width (0: d_ff x n_shared_experts; Qwen2-MoE)
+    shared_expert_gate: bool = False  # shared expert scaled by sigmoid(Linear(d, 1)) (Qwen2-MoE)
+    nope_layers: int = 0  # layers with no rotary embedding, attending globally (Llama 4)
+    rope_qk_norm: bool = False  # weightless RMSNorm of q, k after rope, rotary layers (Llama 4)
+    attn_temperature: bool = False  # queries scaled by position on the NoPE layers (Llama 4)
+    image_size: int = 0  # ViT: image side in pixels (0: not a vision model)
+    patch_size: int = 0  # ViT: patch side; (image_size / patch_size)^2 patches + a class token
+    num_channels: int = 0  # ViT: image channels
 
     @property
     def is_encoder_decoder(self) -> bool:
@@ -172,7 +180,8 @@ class ModelSpec:
         w, n = self.n_window_layers, self.n_layers
         if not w or context <= self.sliding_window:
             return f"{context:,} tokens x batch {batch}"
-        kept = f"{self.sliding_window:,}-token sliding window"
+        kind = "attention chunk" if self.nope_layers else "sliding window"  # Llama 4: chunks
+        kept = f"{self.sliding_window:,}-token {kind}"
         where = "every layer" if w == n else f"{w} of {n} layers ({n - w} hold all {context:,})"
         return f"{min(context, self.sliding_window):,} tokens x batch {batch} ({kept} in {where})"
 
@@ -200,6 +209,21 @@ class ModelSpec:
     def moe_layers(self) -> int:
         return self.n_layers - self.dense_layers if self.is_moe else 0
 
+    @property
+    def shared_width(self) -> int:
+        """Width of the MLP every token runs beside its routed experts (0: none)."""
+        return self.shared_d_ff or self.d_ff * self.n_shared_experts
+
+    @property
+    def rope_layers(self) -> int:
+        """Layers that rotate q and k (all rotary-position layers but Llama 4's NoPE ones)."""
+        return self.n_layers - self.nope_layers if self.position == "rotary" else 0
+
+    def image_tokens(self, image_size: int | None = None) -> int:
+        """ViT: tokens of one square image, (side / patch)^2 patches + the class token."""
+        side = self.image_size if image_size is None else image_size
+        return (side // self.patch_size) ** 2 + 1
+
     def attn_params(self) -> int:
         d, b = self.d_model, self.qkv_bias
         o = self.o_dim * d + (d if self.o_bias else 0) + (self.n_heads if self.attn_sinks else 0)
@@ -221,7 +245,7 @@ class ModelSpec:
             return n_mats * d * f + ((f * (n_mats - 1) + d) if self.mlp_bias else 0)
         f = self.d_ff
         expert = n_mats * d * f + ((f * (n_mats - 1) + d) if self.mlp_bias else 0)
-        shared = n_mats * d * f * self.n_shared_experts
+        shared = n_mats * d * self.shared_width + (d if self.shared_expert_gate else 0)
         router = (d + self.router_bias) * self.n_experts
         return self.n_experts * expert + router + shared
 
@@ -248,6 +272,8 @@ class ModelSpec:
         if self.position == "learned":  # OPT's table has 2 extra rows (position offset)
             n += (self.max_positions + self.position_offset) * self.d_model
         n += self.type_vocab_size * self.d_model
+        if self.patch_size:  # ViT: the patch projection (a conv: weight and bias), class token
+            n += (self.patch_size**2 * self.num_channels + 2) * self.d_model
         return n
 
     def n_params(self) -> int:
@@ -303,7 +329,7 @@ def spec_from_config(cfg: Any, name: str = "custom") -> ModelSpec:
                 f"({v[f.equals]}) for family {fam.name}"
             )
     _check_heads(fam, v, src)
-    check_common(cfg, v["vocab_size"])
+    check_common(cfg, v.get("vocab_size", 0))  # a vision model (ViT) has no vocabulary
     window, n_window = _window(fam, v, src)
     attrs = {**fam.fixed, **{k: x for k, x in v.items() if k in SPEC_ATTRS}}
     act, gated = _ffn_proj(v["activation"])
@@ -324,12 +350,59 @@ def spec_from_config(cfg: Any, name: str = "custom") -> ModelSpec:
             n_kv_heads=v["n_heads"],
             dense_layers=min(v["dense_layers"], v["n_layers"]),
         )
+    attrs.update(_layer_plan(v))
+    if v.get("patch_size"):  # ViT: the tokens are an image's patches and a class token
+        if v["patch_size"] > v["image_size"]:
+            raise MemwallError(
+                f"config field {src['patch_size']!r} ({v['patch_size']}) is larger than "
+                f"{src['image_size']!r} ({v['image_size']})"
+            )
+        attrs["max_positions"] = (v["image_size"] // v["patch_size"]) ** 2 + 1
     attrs.update(_derived(fam, v))
     if attrs.get("n_experts", 1) > 1 and "experts_per_token" not in attrs:
         attrs["experts_per_token"] = 1
     if gated:  # T5's feed_forward_proj "gated-<act>" (Flan-T5, T5 v1.1): a gated MLP
         attrs["gated_mlp"] = True
     return ModelSpec(**attrs)
+
+
+def _layer_plan(v: dict) -> dict[str, Any]:
+    """Per-layer facts transformers decides by layer index, as counts (the closed form sums
+    layers; where they sit does not change a total): the layers that run a dense MLP instead of
+    experts (Qwen2-MoE: `mlp_only_layers` and every layer whose index + 1 is not a multiple of
+    `decoder_sparse_step`; Llama 4: those not in `moe_layers`, or with no list every
+    `interleave_moe_layer_step`-th is MoE) and the layers with no rotary embedding (Llama 4)."""
+    n = v["n_layers"]
+    out: dict[str, Any] = {}
+    if "sparse_step" in v:
+        step, dense = v["sparse_step"], set(v.get("mlp_only_layers") or ())
+        out["dense_layers"] = sum(1 for i in range(n) if i in dense or (i + 1) % step)
+    if "moe_layer_list" in v:
+        moe = v["moe_layer_list"]
+        if moe is None:
+            moe = range(v["moe_step"] - 1, n, v["moe_step"])
+        out["dense_layers"] = n - len(set(moe) & set(range(n)))
+    if out.get("dense_layers") == n:  # no layer runs experts: a dense model of the dense width
+        out.update(n_experts=1, experts_per_token=1, d_ff=v.get("dense_d_ff") or v["d_ff"])
+        out["dense_layers"] = 0
+        out.update(n_shared_experts=0, shared_d_ff=0, shared_expert_gate=False)
+    if "no_rope_layers" in v:
+        out["nope_layers"] = n - sum(_rope_flags(v))
+    return out
+
+
+def _rope_flags(v: dict) -> list[bool]:
+    """Llama 4: whether each layer rotates q and k. `no_rope_layers` holds one flag per layer (1:
+    rope, 0: none, despite its name); empty, every `no_rope_layer_interval`-th layer has none."""
+    n, flags = v["n_layers"], v["no_rope_layers"]
+    if not flags:
+        return [(i + 1) % v["nope_interval"] != 0 for i in range(n)]
+    if len(flags) < n or any(x not in (0, 1) for x in flags):
+        raise MemwallError(
+            f"config field 'no_rope_layers' must be empty or hold a 1 (rope) or 0 (no rope) for "
+            f"each of the {n} layers, got {short(flags)}"
+        )
+    return [x == 1 for x in flags[:n]]
 
 
 def _ffn_proj(name: str) -> tuple[str, bool]:
@@ -400,7 +473,9 @@ def _window(fam: Family, v: dict, src: dict) -> tuple[int | None, int]:
     Mistral and Mixtral window every layer when `sliding_window` is set; Gemma all but every
     `sliding_window_pattern`-th layer (Gemma 2: every 2nd, fixed); Qwen2 only when
     `use_sliding_window` is true, and then only the layers from `max_window_layers` on (or the
-    layers `layer_types` marks `sliding_attention`).
+    layers `layer_types` marks `sliding_attention`). Llama 4's rotary layers attend within
+    chunks of `attention_chunk_size` (`chunked_attention`): transformers caches the last chunk's
+    worth of tokens and masks the rest, so a step reads them as it reads a window.
     """
     layers = v["n_layers"]
     window = v.get("sliding_window")
@@ -414,6 +489,13 @@ def _window(fam: Family, v: dict, src: dict) -> tuple[int | None, int]:
                 f"accepted: one per layer ({layers})"
             )
         n = sum(t == "sliding_attention" for t in types)
+        chunked = sum(t == "chunked_attention" for t in types)
+        if chunked and "no_rope_layers" not in v:
+            raise MemwallError(
+                "config field 'layer_types' names chunked_attention layers: only Llama 4 "
+                "(attention_chunk_size) runs them"
+            )
+        n += chunked  # Llama 4: a chunk is cached and read as a window of its size
         if n and window is None:
             raise MemwallError(
                 "config field 'layer_types' names sliding_attention layers but no "
@@ -422,6 +504,9 @@ def _window(fam: Family, v: dict, src: dict) -> tuple[int | None, int]:
         return (window if n else None), n
     if window is None:
         return None, 0
+    if "no_rope_layers" in v:  # Llama 4: the rotary layers attend within chunks (a window)
+        n = sum(_rope_flags(v))
+        return (window if n else None), n
     every = v.get("window_pattern") or fam.window_every
     if every:  # Gemma: every `every`-th layer attends globally, the others in the window
         n = layers - layers // every
@@ -442,14 +527,13 @@ def preset_names() -> list[str]:
 
 def preset_config(name: str) -> dict:
     """The raw bundled config.json of a preset (facts, with their source in `_source`)."""
-    path = _preset_dir() / f"{name}.json"
-    if not path.is_file():
-        names = preset_names()
+    names = preset_names()
+    if name not in names:  # a listed name: a string too long for a file name is not looked up
         raise MemwallError(
             f"unknown model {name!r}{suggest(name, names)}; presets: {', '.join(names)}; "
             "or give a path to a config.json"
         )
-    return json.loads(path.read_text())
+    return json.loads((_preset_dir() / f"{name}.json").read_text())
 
 
 def load_model_config(name_or_path: str) -> tuple[ModelSpec, dict]:
@@ -459,7 +543,7 @@ def load_model_config(name_or_path: str) -> tuple[ModelSpec, dict]:
             "the model is empty: give a preset name (e.g. gpt2) or a path to a config.json"
         )
     looks_like_path = "/" in name_or_path or name_or_path.endswith(".json")
-    if looks_like_path or (Path(name_or_path).exists() and name_or_path not in preset_names()):
+    if looks_like_path or (path_exists(name_or_path) and name_or_path not in preset_names()):
         cfg = read_config_file(name_or_path)
         return spec_from_config(cfg, name=Path(name_or_path).stem), cfg
     cfg = preset_config(name_or_path)

@@ -21,11 +21,13 @@ from memwall.cli._common import (
     default_phase,
     emit,
     op_columns,
+    op_csv,
+    refuse_options,
     rich_table,
     si,
 )
 from memwall.cli._sources import analyze_module
-from memwall.count import op_table, totals
+from memwall.count import MOE_ROUTING, mla_note, op_table, totals
 from memwall.errors import MemwallError
 from memwall.io import check_output_path
 from memwall.sources import module_source
@@ -45,6 +47,11 @@ class Convention(str, Enum):
 class Engine(str, Enum):
     closed = "closed"
     trace = "trace"
+
+
+class MlaForm(str, Enum):
+    absorbed = "absorbed"
+    expanded = "expanded"
 
 
 @app.command("analyze")
@@ -70,13 +77,25 @@ def analyze(
         Convention,
         typer.Option(help="full: all the model executes; paper: the paper's Figure 3 accounting."),
     ] = Convention.full,
-    unfused_attention: Annotated[
-        bool,
+    fused_attention: Annotated[
+        bool | None,
         typer.Option(
-            "--unfused-attention",
-            help="Count attention as score matmul, softmax, value matmul (L x L in memory).",
+            "--fused-attention/--unfused-attention",
+            help="Attention as one fused kernel, or as score matmul, softmax, value matmul "
+            "(L x L in memory). Default: fused, unless transformers has no fused path for the "
+            "model (Gemma 2, GPT-OSS); the output says which was counted.",
+            show_default=False,
         ),
-    ] = False,
+    ] = None,
+    mla: Annotated[
+        MlaForm | None,
+        typer.Option(
+            help="Multi-head latent attention (DeepSeek): absorbed (attention over the cached "
+            "latents, as serving engines decode) or expanded (latents up-projected, as "
+            "transformers runs it). Default: absorbed for decode/generate, expanded otherwise.",
+            show_default=False,
+        ),
+    ] = None,
     engine: Annotated[
         Engine,
         typer.Option(
@@ -96,7 +115,10 @@ def analyze(
     ] = None,
     image_size: Annotated[
         int | None,
-        typer.Option("--image-size", help="Image side in pixels (torchvision:NAME; default 224)."),
+        typer.Option(
+            "--image-size",
+            help="Image side in pixels (torchvision:NAME, default 224; a ViT config: its own).",
+        ),
     ] = None,
     launch: Annotated[
         str,
@@ -112,22 +134,24 @@ def analyze(
     if src is not None:  # torchvision:NAME or module:function: the trace engine
         return analyze_module(
             src, phase, batch, seq_len, image_size, precision, convention.value,
-            not unfused_attention, device, plot, fmt,
+            fused_attention is not False, device, plot, fmt,
         )  # fmt: skip
-    if image_size is not None:
-        raise MemwallError("--image-size is for torchvision:NAME and module:function models")
     spec, config = load_model_config(model)
+    seq_len = _image_tokens(spec, seq_len, image_size)  # ViT: the tokens come from the image
     wl = _workload(spec, phase, batch, seq_len, gen_len)
     prec = parse_precision(precision, group_size, quantize_head)
     if plot is not None and device is None:
         raise MemwallError("--plot needs --device (the roofline is drawn against a device)")
     if launch != "graph" and device is None:
         raise MemwallError("--launch needs --device (it sets how kernels reach that device)")
+    if mla is not None and not spec.is_mla:
+        raise MemwallError(f"--mla applies to multi-head latent attention models; {spec.name} "
+                           "has none")  # fmt: skip
     if plot is not None:
         check_output_path(plot, ("png", "svg"), "--plot file")  # folder, name, writable: first
-    fused = not unfused_attention
-    df = _count(spec, config, wl, prec, convention, engine, fused)
-    payload = _payload(spec, wl, prec, df, convention, engine, fused)
+    form = mla.value if mla is not None else None
+    df = _count(spec, config, wl, prec, convention, engine, fused_attention, form)
+    payload = _payload(spec, wl, prec, df, convention, engine)
     pred = None
     if device is not None:
         pred = _predict(df, device, prec, launch, plot, payload)
@@ -135,7 +159,32 @@ def analyze(
     def table():
         return [_table(spec, wl, df, payload, pred, launch)]
 
-    emit(fmt, payload, df.to_dict("records"), table, OP_COLUMNS)
+    rows, cols = op_csv(df, pred, OP_COLUMNS)  # with --device: each op's predicted time
+    emit(fmt, payload, rows, table, cols)
+
+
+def _image_tokens(spec, seq_len: int, image_size: int | None) -> int:
+    """A vision Transformer (ViT config) encodes an image: (side / patch)^2 patches and a class
+    token, the side from --image-size or its config (--seq-len is refused, never ignored)."""
+    if not spec.patch_size:
+        if image_size is not None:
+            raise MemwallError(
+                "--image-size is for vision models (ViT configs), torchvision:NAME and "
+                "module:function models"
+            )
+        return seq_len
+    refuse_options(
+        ["--seq-len"],
+        f"{spec.name} encodes images: its tokens are the patches and a class token "
+        f"({spec.image_tokens()} at its {spec.image_size} x {spec.image_size} pixels); "
+        "use --image-size",
+    )
+    if image_size is not None and not spec.patch_size <= image_size <= 100_000:
+        raise MemwallError(
+            f"--image-size must be between the patch size ({spec.patch_size}) and 100,000 "
+            f"pixels, got {image_size}"
+        )
+    return spec.image_tokens(image_size)
 
 
 def _workload(spec, phase, batch: int, seq_len: int, gen_len: int) -> Workload:
@@ -148,28 +197,45 @@ def _workload(spec, phase, batch: int, seq_len: int, gen_len: int) -> Workload:
     return Workload(ph, batch, seq_len, gen_len if ph == "generate" else 0)
 
 
-def _count(spec, config, wl, prec, convention: Convention, engine: Engine, fused: bool):
+def _count(
+    spec, config, wl, prec, convention: Convention, engine: Engine, fused: bool | None,
+    mla: str | None,
+):  # fmt: skip
+    """The op table; `fused` and `mla` None: the library's defaults (`count.ops`)."""
     if engine is Engine.closed:
-        return op_table(spec, wl, prec, convention.value, fused)
+        return op_table(spec, wl, prec, convention.value, fused, mla)
     if convention is Convention.paper:
         raise MemwallError(
             "--engine trace counts what the model executes: use --convention "
             "full (the paper convention is closed-form only)"
         )
+    if mla == "absorbed":
+        raise MemwallError(
+            "--engine trace runs transformers' code, which expands multi-head latent attention: "
+            "use --mla expanded, or --engine closed for the absorbed form"
+        )
     from memwall.trace import trace_table
 
-    return trace_table(spec, wl, prec, fused=fused, config=config)
+    df = trace_table(spec, wl, prec, fused=fused is not False, config=config)
+    df.attrs["fused_attention"] = fused is not False  # the trace's kernel accounting
+    df.attrs["mla_form"] = "expanded" if spec.is_mla else None
+    if spec.is_moe and df.attrs.get("device") == "meta":  # trace.moe routes as count assumes
+        df.attrs["moe_routing"] = MOE_ROUTING
+    elif spec.is_moe:
+        df.attrs["moe_routing"] = "the model's own router on random weights (this run's choices)"
+    return df
 
 
-def _payload(spec, wl, prec, df, convention: Convention, engine: Engine, fused: bool) -> dict:
+def _payload(spec, wl, prec, df, convention: Convention, engine: Engine) -> dict:
     tot = totals(df)
     full = convention is Convention.full
+    a = df.attrs
     payload: dict = {
         "model": spec.name,
         "convention": convention.value,
         "engine": engine.value,
         "precision": df.attrs.get("precision", prec.label) if full else "8-bit (paper)",
-        "fused_attention": fused and full,
+        "fused_attention": bool(a.get("fused_attention")) and full,
         "workload": {
             "phase": wl.phase,
             "batch": wl.batch,
@@ -185,8 +251,18 @@ def _payload(spec, wl, prec, df, convention: Convention, engine: Engine, fused: 
         },
         "ops": [{k: r[k] for k in OP_COLUMNS if k in r} for r in df.to_dict("records")],
     }
+    if a.get("mla_form"):
+        payload["mla_form"] = a["mla_form"]
+    if a.get("moe_routing"):
+        payload["moe_routing"] = a["moe_routing"]
     if full:
-        payload["notes"] = [n for n in (positions_note(spec, wl.total_context), prec.note) if n]
+        notes = (
+            positions_note(spec, wl.total_context),
+            prec.note,
+            mla_note(a.get("mla_form")),
+            a.get("moe_routing"),
+        )
+        payload["notes"] = [n for n in notes if n]
     if "coverage" in df.attrs:
         payload["coverage"] = df.attrs["coverage"]
     return payload

@@ -175,7 +175,7 @@ def memory(
         return _render_train(rep, spec, setup, plot, fmt)
     _refuse(given & TRAIN_ONLY, "it is for --mode train")
     wl = infer_workload(spec, phase.value if phase else None, batch, seq_len, gen_len)
-    rep = infer_report(spec, wl, prec, not unfused_attention, dev, overhead)
+    rep = infer_report(spec, wl, prec, False if unfused_attention else None, dev, overhead)
     return _render_infer(rep, spec, wl, prec, plot, fmt)
 
 

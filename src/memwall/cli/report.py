@@ -39,6 +39,13 @@ def report_cmd(
             help="--no-measure: time nothing (saved roofs of this machine, if any; no case study).",
         ),
     ] = True,
+    wait: Annotated[
+        float | None,
+        typer.Option(
+            help="Longest wait (s) for a busy machine to calm before measuring (default 60, "
+            "0 with --quick; $MEMWALL_REPORT_WAIT). Then it measures and the verdict warns.",
+        ),
+    ] = None,
     fmt: FormatOpt = "table",  # type: ignore[assignment]
 ) -> None:
     """Measure this machine, reproduce the paper's analyses, write one self-contained HTML."""
@@ -46,7 +53,12 @@ def report_cmd(
     from memwall.report import ReportOptions, build_report
 
     opts = ReportOptions(
-        out=str(out), quick=quick, models=_names(models), devices=_names(devices), measure=measure
+        out=str(out),
+        quick=quick,
+        models=_names(models),
+        devices=_names(devices),
+        measure=measure,
+        calm_wait_s=wait,
     )
     done = build_report(opts, show_progress=sys.stderr.isatty())
     summary = {
@@ -56,12 +68,17 @@ def report_cmd(
         "interrupted": done.interrupted,
         "stages": done.stages,
     }
+    calm = done.calm or {}
+    if calm.get("warning"):
+        summary["warning"] = calm["warning"]
     if fmt.value == "json":
         print_json(summary)
     else:
         for s in done.stages:
             sys.stdout.write(f"  {s['section']:<10} {s['seconds']:7.1f} s  {s['status']}\n")
         sys.stdout.write(f"report written to {summary['index']} (data: {summary['results']})\n")
+    if calm.get("warning"):
+        fail_line(f"busy machine: {calm['warning']}", prefix="memwall: warning: ")
     if done.interrupted:
         fail_line(
             f"interrupted: the sections finished so far are in {summary['index']}",

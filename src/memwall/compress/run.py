@@ -18,6 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from memwall.compress import prune, quant
 from memwall.compress.evaluate import decode_seconds, perplexity, prefill_seconds, real_bytes
+from memwall.compress.footprint import check_memory
 from memwall.compress.gpt import GPT, GPTShape
 from memwall.compress.methods import Method, check_fits, parse_method, predicted
 from memwall.compress.train import (
@@ -223,8 +224,9 @@ def run(
     for m in parsed:  # before anything is trained or built
         check_fits(m, spec)
     wl = _check_workload(spec, phase, context)
-    subject = load_subject(model, progress)
     todo = [Method("fp32")] + [m for m in parsed if m.kind != "fp32"]
+    check_memory(spec, todo, wl, trained=model in recipes())  # before any weights are built
+    subject = load_subject(model, progress)
     rows: list[dict[str, Any]] = []
     with _threads(threads), _methods_bar(progress, len(todo)) as step:
         for m in todo:

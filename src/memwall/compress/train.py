@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import platform
 import sys
 import time
@@ -34,9 +33,9 @@ from memwall.compress.corpus import Corpus, load_corpus
 from memwall.compress.gpt import GPT, GPTShape
 from memwall.errors import MemwallError, suggest
 from memwall.io import write_atomic_with, write_json
+from memwall.records.store import trained_models_dir
 from memwall.spec import ModelSpec, spec_from_config
 
-ENV_CACHE_DIR = "MEMWALL_CACHE_DIR"
 MANIFEST_FORMAT = 1
 
 
@@ -121,12 +120,8 @@ def recipe_spec(name: str, r: Recipe) -> ModelSpec:
 
 
 def cache_dir() -> Path:
-    env = os.environ.get(ENV_CACHE_DIR)
-    if env:
-        return Path(env).expanduser() / "compress"
-    import platformdirs
-
-    return Path(platformdirs.user_cache_dir("memwall", appauthor=False)) / "compress"
+    """Where the small trained models are cached (one path, decided by `records.store`)."""
+    return trained_models_dir()
 
 
 @contextmanager

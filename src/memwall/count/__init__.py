@@ -24,10 +24,17 @@ Shared counting rules:
 - integer weight formats quantize the layers' matmul weights; norms and biases stay 16-bit,
   and so do the embeddings and the LM head unless `Precision.quantize_head`.
 - MoE: each token runs its top-k experts; the weights read are the experts touched, expected
-  under uniform routing: E * (1 - (1 - k/E)^T) for T tokens in the step.
+  under independent uniform routing: E * (1 - (1 - k/E)^T) for T tokens in the step
+  (`MOE_ROUTING` says so in every output).
+- attention is one fused kernel unless transformers has no fused path (Gemma 2, GPT-OSS) or
+  `fused_attention=False`; a fused kernel reads the KV cache at its cached width.
+  `ops.fused_default` is the one place this default is decided.
+- multi-head latent attention (DeepSeek) is counted absorbed for decode and generate (as
+  serving engines run it), expanded for prefill and encode (`ops.mla_form`, `mla=`).
 """
 
 from memwall.count.formulas import (
+    MOE_ROUTING,
     POINTWISE_FLOPS,
     REGISTRY,
     TOKEN_ID_BYTES,
@@ -36,7 +43,8 @@ from memwall.count.formulas import (
     Dims,
     OpDef,
 )
-from memwall.count.ops import CONVENTIONS, op_defs, op_names
+from memwall.count.mla import MLA_FORMS, mla_note
+from memwall.count.ops import CONVENTIONS, fused_default, mla_form, op_defs, op_names
 from memwall.count.table import (
     COLUMNS,
     bytes_for,
@@ -52,6 +60,8 @@ from memwall.count.weights import matmul_params, vocab_params, weight_bytes
 __all__ = [
     "COLUMNS",
     "CONVENTIONS",
+    "MLA_FORMS",
+    "MOE_ROUTING",
     "POINTWISE_FLOPS",
     "REGISTRY",
     "TOKEN_ID_BYTES",
@@ -61,7 +71,10 @@ __all__ = [
     "OpDef",
     "bytes_for",
     "dims_for",
+    "fused_default",
     "layer_groups",
+    "mla_form",
+    "mla_note",
     "op_defs",
     "op_names",
     "op_table",

@@ -135,9 +135,10 @@ def repeats_kv(s: ModelSpec) -> bool:
     return s.eager_attention and s.n_kv_heads < s.n_heads and not s.kv_broadcast
 
 
-def _kv_read(s: ModelSpec, d: Dims, p: Bytes) -> tuple[Any, Any]:
-    """(activation bytes, cache bytes) of reading K and V for every sequence."""
-    if repeats_kv(s):  # the matmuls read the per-head copies `kv_repeat` wrote
+def _kv_read(s: ModelSpec, d: Dims, p: Bytes, fused: bool = False) -> tuple[Any, Any]:
+    """(activation bytes, cache bytes) of reading K (or V) for every sequence. A fused kernel
+    reads them at their cached width (never per-head copies), from the cache when decoding."""
+    if repeats_kv(s) and not fused:  # eager matmuls read the per-head copies `kv_repeat` wrote
         return d.B * d.Lkv * s.q_dim * p.a, 0
     n = d.B * d.Lkv * s.kv_cached_dim
     return (0, n * p.kv) if d.cached else (n * p.a, 0)
@@ -160,9 +161,10 @@ def _scores(s: ModelSpec, d: Dims) -> Any:
 
 def _attn_fused(s: ModelSpec, d: Dims, p: Bytes) -> Cost:
     mm = 4 * _scores(s, d) * s.head_dim
-    a_kv, kv = _kv_read(s, d, p)
+    a_kv, kv = _kv_read(s, d, p, fused=True)
+    cap = 3 if s.attn_softcap else 0  # Gemma 2's soft-capping, inside the kernel
     return Cost(
-        flops=mm + POINTWISE_FLOPS["softmax"] * _scores(s, d),
+        flops=mm + (POINTWISE_FLOPS["softmax"] + cap) * _scores(s, d),
         a=d.T * s.q_dim * p.a + 2 * a_kv,
         kv=2 * kv,
         out=d.T * s.q_dim * p.a,
@@ -253,6 +255,13 @@ def _pooler(s: ModelSpec, d: Dims, p: Bytes) -> Cost:
     c = _linear(lambda s: s.d_model, lambda s: s.d_model, "o_bias")(s, one, p)
     n = d.B * s.d_model
     return Cost(c.flops + n, c.w, c.a + n * p.a, out=c.out + n * p.a, mm=c.mm)  # + tanh
+
+
+MOE_ROUTING = (
+    "expert weights read assume independent, uniform top-k routing: E(1 - (1 - k/E)^T) "
+    "distinct experts expected among the T tokens of a step (k for one token, nearly all E "
+    "for many); an upper bound for independently routed tokens (skewed routing touches fewer)"
+)
 
 
 def _experts_touched(s: ModelSpec, d: Dims) -> Any:

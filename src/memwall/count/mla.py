@@ -1,17 +1,20 @@
 """Formulas of DeepSeek's layers: multi-head latent attention (MLA) and the MoE with shared
 experts whose first layers are dense. Added to `formulas.REGISTRY` on import.
 
-MLA as transformers runs it: each new token is projected to a latent (`kv_lora_rank` wide,
-normalised) and one rotated key shared by the heads (`qk_rope_head_dim`); those two are what the
-KV cache stores and what a step reads back. Every step then up-projects the latents of all the
-keys it attends to (`kv_b_proj`: FLOPs and activation bytes per cached token, no cache bytes),
-assembles per-head keys, and runs attention with query/key heads of nope + rope width and value
-heads of `v_head_dim`. (An absorbed-weights kernel, as serving engines run MLA decode, folds
-the up-projection into the query and output sides and attends over the latents directly: the
-same cache bytes, but per key 2 x heads x (2 x kv_lora_rank + qk_rope_head_dim) FLOPs instead
-of the up-projection's 2 x kv_lora_rank x heads x (nope + v) plus attention over full heads;
-for DeepSeek-V2-Lite decode at 5000 tokens about 5e9 FLOPs against 5.7e11. memwall counts what
-transformers executes, so that the closed form, the trace and `memwall profile` agree.)
+Each new token is projected to a latent (`kv_lora_rank` wide, normalised) and one rotated key
+shared by the heads (`qk_rope_head_dim`); those two are what the KV cache stores and what a
+step reads back, once, in both forms MLA runs in:
+- expanded (transformers' code; what engines run for prefill): every step up-projects the
+  latents of all the keys it attends to (`kv_b_proj`: FLOPs and activation bytes per cached
+  token), assembles per-head keys, and runs attention with query/key heads of nope + rope width
+  and value heads of `v_head_dim`;
+- absorbed (vLLM, SGLang, FlashMLA decode): `kv_b_proj`'s key half (W_UK) is applied to each
+  head's query (`q_absorb`) and its value half (W_UV) to each head's output (`v_up_proj`), so
+  attention runs over the cached latents directly: per key 2 x heads x (2 x kv_lora_rank +
+  qk_rope_head_dim) FLOPs instead of the up-projection's 2 x kv_lora_rank x heads x (nope + v)
+  plus attention over full heads (DeepSeek-V3 decode at 8192: 0.21 TFLOP against 16.9).
+`count.ops.mla_form` picks the default: absorbed for decode and generate, expanded otherwise.
+The trace engine runs transformers, so it counts the expanded form.
 
 Layers with an index below `dense_layers` run a dense gated MLP of `dense_d_ff`; the others a
 router, the routed experts (top-k) and `n_shared_experts` experts every token runs, summed.
@@ -108,6 +111,47 @@ def _mla_attention(s: ModelSpec, d: Dims, p: Bytes) -> Cost:
     )
 
 
+def _q_absorb(s: ModelSpec, d: Dims, p: Bytes) -> Cost:
+    """Absorbed form: each head's unrotated query times its W_UK slice, a latent-wide query."""
+    per_head = _nope(s) * s.kv_lora_rank
+    mm = 2 * d.T * s.n_heads * per_head
+    return Cost(
+        flops=mm,
+        w=s.n_heads * per_head * p.w,
+        a=d.T * s.n_heads * _nope(s) * p.a,
+        out=d.T * s.n_heads * s.kv_lora_rank * p.a,
+        mm=mm,
+    )
+
+
+def _latent_attention(s: ModelSpec, d: Dims, p: Bytes) -> Cost:
+    """Absorbed form: every head attends over the cached latents (keys: latent + rotated key,
+    values: the latent), one fused kernel that reads each cached token once."""
+    scores = d.B * s.n_heads * d.Lq * d.Lkv
+    mm = 2 * scores * (_latent(s) + s.kv_lora_rank)
+    n = _keys(d) * _latent(s)
+    return Cost(
+        flops=mm + POINTWISE_FLOPS["softmax"] * scores,
+        a=d.T * s.n_heads * _latent(s) * p.a + (0 if d.cached else n * p.a),
+        kv=n * p.kv if d.cached else 0,
+        out=d.T * s.n_heads * s.kv_lora_rank * p.a,
+        mm=mm,
+    )
+
+
+def _v_up_proj(s: ModelSpec, d: Dims, p: Bytes) -> Cost:
+    """Absorbed form: each head's latent-wide output times its W_UV slice (v_head_dim wide)."""
+    per_head = s.kv_lora_rank * s.v_head_dim
+    mm = 2 * d.T * s.n_heads * per_head
+    return Cost(
+        flops=mm,
+        w=s.n_heads * per_head * p.w,
+        a=d.T * s.n_heads * s.kv_lora_rank * p.a,
+        out=d.T * s.o_dim * p.a,
+        mm=mm,
+    )
+
+
 def _scaled(fn: OpFn, share: Callable[[ModelSpec], float]) -> OpFn:
     """`fn` on the share of the layers that run it (rows stand for all layers)."""
 
@@ -174,6 +218,9 @@ MLA_OPS: dict[str, OpDef] = {
     "kv_b_proj": _op("kv_b_proj", "matmul", _kv_b_proj),
     "k_assemble": _op("k_assemble", "elementwise", _k_assemble, "act"),
     "attention@mla": _op("attention", "attention", _mla_attention),
+    "q_absorb": _op("q_absorb", "matmul", _q_absorb),
+    "attention@mla_absorbed": _op("attention", "attention", _latent_attention),
+    "v_up_proj": _op("v_up_proj", "matmul", _v_up_proj),
     "o_proj@mla": _op("o_proj", "matmul", _linear(lambda s: s.o_dim, _D, "o_bias")),
     "gate_proj@dense": _dense("gate_proj", "matmul", _linear(_D, lambda s: s.dense_d_ff, None)),
     "up_proj@dense": _dense("up_proj", "matmul", _linear(_D, lambda s: s.dense_d_ff, None)),
@@ -194,10 +241,18 @@ MLA_OPS: dict[str, OpDef] = {
 REGISTRY.update(MLA_OPS)
 
 
-def mla_layer_names(s: ModelSpec) -> list[str]:
-    """One DeepSeek block (before its closing residual add + norm)."""
+MLA_FORMS = ("absorbed", "expanded")
+
+
+def mla_layer_names(s: ModelSpec, form: str = "expanded") -> list[str]:
+    """One DeepSeek block (before its closing residual add + norm), in `form` (MLA_FORMS)."""
     names = ["q_a_proj", "q_a_norm", "q_b_proj"] if s.q_lora_rank else ["q_proj@mla"]
-    names += ["kv_a_proj", "rope@mla", "kv_b_proj", "k_assemble", "attention@mla", "o_proj@mla"]
+    names += ["kv_a_proj", "rope@mla"]
+    if form == "absorbed":
+        names += ["q_absorb", "attention@mla_absorbed", "v_up_proj"]
+    else:
+        names += ["kv_b_proj", "k_assemble", "attention@mla"]
+    names.append("o_proj@mla")
     names.append("attn_add_norm")
     return names
 
@@ -213,3 +268,20 @@ def deepseek_mlp_names(s: ModelSpec) -> list[str]:
         if s.n_shared_experts:
             names += ["shared_gate", "shared_up", "shared_act_mul", "shared_down", "shared_add"]
     return names
+
+
+def mla_note(form: str | None) -> str | None:
+    """What a table's note says of the MLA form counted (None: not an MLA model)."""
+    if form == "absorbed":
+        return (
+            "multi-head latent attention counted absorbed, as serving engines run decode "
+            "(W_UK folded into the query, W_UV into the output, attention over the cached "
+            "latents); transformers' code up-projects every cached latent each step instead "
+            "(the expanded form)"
+        )
+    if form == "expanded":
+        return (
+            "multi-head latent attention counted expanded (the latents up-projected to "
+            "per-head keys and values, as transformers runs it and engines run prefill)"
+        )
+    return None

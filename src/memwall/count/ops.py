@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from memwall.count.encdec import encdec_names
 from memwall.count.formulas import REGISTRY, OpDef, repeats_kv
-from memwall.count.mla import deepseek_mlp_names, mla_layer_names
+from memwall.count.irope import irope_names, is_irope
+from memwall.count.mla import MLA_FORMS, deepseek_mlp_names, mla_layer_names
+from memwall.count.moe import shared_moe_names
+from memwall.count.vision import VISION_OPS
 from memwall.errors import MemwallError
 from memwall.spec import ModelSpec
 
@@ -17,7 +20,7 @@ PAPER_OPS = (
 _PAPER_SHARED = frozenset({"attn_score", "softmax", "attn_value"})
 
 
-def _layer_names(s: ModelSpec, fused: bool, writes_cache: bool) -> list[str]:
+def _layer_names(s: ModelSpec, fused: bool, writes_cache: bool, mla: str) -> list[str]:
     """One Transformer block as the kernels it runs: matmuls, attention, fused pointwise chains.
 
     A pointwise chain between two matmuls is one kernel: the residual add and the next norm are
@@ -27,13 +30,15 @@ def _layer_names(s: ModelSpec, fused: bool, writes_cache: bool) -> list[str]:
     adds both branches to the input and holds the next block's two norms.
     """
     if s.is_mla:  # DeepSeek: latent attention, dense first layers, shared experts
-        return [*mla_layer_names(s), *deepseek_mlp_names(s), "mlp_add_norm"]
+        return [*mla_layer_names(s, mla), *deepseek_mlp_names(s), "mlp_add_norm"]
     names = ["qkv_proj"] if s.fused_qkv else ["q_proj", "k_proj", "v_proj"]
     if s.q_scale_kernel:  # OPT scales the queries in a kernel of their own after q_proj
         names.append("q_scale")
-    if s.position == "rotary":
+    if is_irope(s):  # Llama 4: rotary layers (q/k norms) and NoPE layers (query temperature)
+        names += irope_names(s, writes_cache)
+    elif s.position == "rotary":
         names.append("rope@cached" if writes_cache else "rope")
-    if writes_cache:
+    if writes_cache and not is_irope(s):
         names.append("kv_cache_write@after_rope" if s.position == "rotary" else "kv_cache_write")
     if repeats_kv(s) and not fused:
         names.append("kv_repeat")  # eager GQA: K and V copied to every query head
@@ -41,7 +46,9 @@ def _layer_names(s: ModelSpec, fused: bool, writes_cache: bool) -> list[str]:
     names.append("o_proj")
     if not s.parallel_block:  # a parallel block adds both branches at its end
         names.append("attn_add_norm")
-    if s.is_moe:
+    if s.is_moe and (s.shared_width or s.dense_layers):  # Qwen2-MoE, Llama 4
+        names += shared_moe_names(s)
+    elif s.is_moe:
         names += "router expert_gate expert_up expert_act_mul expert_down expert_combine".split()
     elif s.gated_mlp:
         names += ["gate_up_proj"] if s.fused_gate_up else ["gate_proj", "up_proj"]
@@ -52,12 +59,15 @@ def _layer_names(s: ModelSpec, fused: bool, writes_cache: bool) -> list[str]:
     return names
 
 
-def op_names(s: ModelSpec, convention: str, fused: bool, writes_cache: bool) -> list[str]:
-    """Registry keys of the rows of a model's table, in order."""
+def op_names(
+    s: ModelSpec, convention: str, fused: bool, writes_cache: bool, mla: str = "expanded"
+) -> list[str]:
+    """Registry keys of the rows of a model's table, in order (`mla`: the MLA form)."""
     if convention == "paper":
         return [n if n in _PAPER_SHARED else f"paper:{n}" for n in PAPER_OPS]
     first = "embed_norm@parallel" if s.parallel_block else "embed_norm"
-    names = ["embed", first, *_layer_names(s, fused, writes_cache)]
+    embed = [*VISION_OPS] if s.patch_size else ["embed", first]  # ViT: patches, class token
+    names = [*embed, *_layer_names(s, fused, writes_cache, mla)]
     if s.has_lm_head:
         names.append("lm_head")
         if s.logit_softcap:
@@ -67,13 +77,42 @@ def op_names(s: ModelSpec, convention: str, fused: bool, writes_cache: bool) -> 
     return names
 
 
+def fused_default(s: ModelSpec, convention: str, fused_attention: bool | None) -> bool:
+    """Whether attention is counted as one fused kernel: the one place its default is decided
+    (the CLI, memory and parallel pass None unless the user asked). Default: fused, except where
+    transformers has no fused path (Gemma 2's soft-capping, GPT-OSS's sinks: scores
+    materialised, K/V copied per query head); T5 runs SDPA; the paper counts the matmuls apart.
+    """
+    if convention == "paper":
+        return False
+    if s.is_encoder_decoder:
+        return True
+    return (not s.eager_attention) if fused_attention is None else fused_attention
+
+
+def mla_form(s: ModelSpec, phase: str, mla: str | None) -> str | None:
+    """How multi-head latent attention is counted (None: not an MLA model). Default: absorbed
+    for decode and generate (vLLM, SGLang, FlashMLA attend over the cached latents), expanded
+    for prefill and encode (engines up-project the latents there: fewer FLOPs at long inputs)."""
+    if mla is not None and mla not in MLA_FORMS:
+        raise MemwallError(f"unknown MLA form {mla!r}; accepted: {', '.join(MLA_FORMS)}")
+    if not s.is_mla:
+        return None
+    if mla is not None:
+        return mla
+    return "absorbed" if phase in ("decode", "generate") else "expanded"
+
+
 def op_defs(
     s: ModelSpec,
     convention: str = "full",
     fused_attention: bool | None = None,
     phase: str = "prefill",
+    mla: str | None = None,
 ) -> list[OpDef]:
-    """The operations counted for a model under a convention (the table's rows, in order)."""
+    """The operations counted for a model under a convention (the table's rows, in order).
+    `mla`: "absorbed" or "expanded" for MLA models (None: `mla_form`'s default; ignored for
+    other models)."""
     if convention not in CONVENTIONS:
         raise MemwallError(f"unknown convention {convention!r}; accepted: {', '.join(CONVENTIONS)}")
     if convention == "paper" and (s.gated_mlp or s.is_moe):
@@ -93,7 +132,7 @@ def op_defs(
                 "(counted as transformers' SDPA kernel); drop --unfused-attention"
             )
         return [REGISTRY[n] for n in encdec_names(s, phase)]
-    # Gemma 2 runs eager attention only (soft-capping): its scores are materialised
-    fused = (not s.eager_attention) if fused_attention is None else fused_attention
+    fused = fused_default(s, convention, fused_attention)
     writes_cache = s.is_decoder and phase != "encode"
-    return [REGISTRY[n] for n in op_names(s, convention, fused, writes_cache)]
+    form = mla_form(s, phase, mla) or "expanded"
+    return [REGISTRY[n] for n in op_names(s, convention, fused, writes_cache, form)]

@@ -8,8 +8,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from memwall.count.formulas import Bytes, Dims, OpDef
-from memwall.count.ops import op_defs
+from memwall.count.formulas import MOE_ROUTING, Bytes, Dims, OpDef
+from memwall.count.ops import fused_default, mla_form, op_defs
 from memwall.errors import MemwallError
 from memwall.spec import (
     PAPER_PRECISION,
@@ -149,11 +149,14 @@ def op_table(
     precision: Precision | None = None,
     convention: str = "full",
     fused_attention: bool | None = None,
+    mla: str | None = None,
 ) -> pd.DataFrame:
-    """One row per operation; values are totals over the layers a row stands for and the steps."""
+    """One row per operation; values are totals over the layers a row stands for and the steps.
+    `fused_attention`, `mla`: None takes `count.ops`'s defaults; `df.attrs` says what was
+    counted (`fused_attention`, `mla_form`, and `moe_routing` for mixture-of-experts models)."""
     check_workload_fits(spec, workload)
     prec = _resolve_precision(convention, precision)
-    defs = op_defs(spec, convention, fused_attention, workload.phase)
+    defs = op_defs(spec, convention, fused_attention, workload.phase, mla)
     wl = workload
     groups = layer_groups(spec, wl.phase, wl.batch, wl.seq_len, wl.gen_len, convention)
     steps = float(groups[0][1].steps)
@@ -187,7 +190,9 @@ def op_table(
         convention=convention,
         precision=prec.label,
         precision_note=prec.note,
-        fused_attention=bool(fused_attention is None or fused_attention) and convention == "full",
+        fused_attention=fused_default(spec, convention, fused_attention),
+        mla_form=mla_form(spec, workload.phase, mla),
+        moe_routing=MOE_ROUTING if spec.is_moe else None,
     )
     return df
 
@@ -224,8 +229,10 @@ def sweep(
     precisions: Sequence[Precision] | Precision | None = None,
     convention: str = "full",
     fused_attention: bool | None = None,
+    mla: str | None = None,
 ) -> pd.DataFrame:
-    """Totals over the grid batch x seq_len x gen_len x precision, evaluated at once with numpy."""
+    """Totals over the grid batch x seq_len x gen_len x precision, evaluated at once with numpy
+    (the same rows as `op_table`, defaults included)."""
     Workload(phase, 1, max(1, int(np.min(seq_len))), max(1, int(np.min(gen_len))))  # validate
     check_workload_fits(spec, Workload(phase, 1, 1, 1))
     if precisions is None or isinstance(precisions, Precision | str):
@@ -245,7 +252,8 @@ def sweep(
     groups = layer_groups(spec, phase, b, sl, g, convention)
     bw = bytes_for(precs)
     p = Bytes(*(getattr(bw, k)[pi] for k in ("w", "a", "kv", "wn", "wh")))
-    flops, nbytes = _grid_totals(spec, op_defs(spec, convention, fused_attention, phase), groups, p)
+    defs = op_defs(spec, convention, fused_attention, phase, mla)
+    flops, nbytes = _grid_totals(spec, defs, groups, p)
     return pd.DataFrame(
         {
             "batch": b,
@@ -280,9 +288,11 @@ def point_totals(
     gen_len: int,
     precision: Precision,
     convention: str = "full",
+    fused_attention: bool | None = None,
+    mla: str | None = None,
 ) -> tuple[float, float]:
     """(flops, bytes) of one workload point with plain Python numbers: the per-point baseline."""
     groups = layer_groups(spec, phase, batch, seq_len, gen_len, convention)
-    defs = op_defs(spec, convention, None, phase)
+    defs = op_defs(spec, convention, fused_attention, phase, mla)
     flops, nbytes = _grid_totals(spec, defs, groups, bytes_for(precision))
     return float(flops), float(nbytes)

@@ -5,9 +5,10 @@ lets any command ask "what if this chip had 2x the bandwidth?" by naming a devic
 
     BASE@KEY=FACTOR[,KEY=FACTOR...]      e.g.  h100-sxm@bw=2   h100-sxm@bw=2,flops=0.5
 
-KEY is one of `SCALE_KEYS`; FACTOR a positive finite number. The result keeps the canonical
-spelling as its name and says "what-if" and every factor in its display name, notes and JSON, so
-a derived device is never mistaken for a real one.
+KEY is one of `SCALE_KEYS`; FACTOR a number in [MIN_FACTOR, MAX_FACTOR]: outside it the scaled
+roofs reach the float limits and times come out as inf/nan instead of numbers. The result keeps
+the canonical spelling as its name and says "what-if" and every factor in its display name,
+notes and JSON, so a derived device is never mistaken for a real one.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ _ALIASES = {
     "interconnect": "link",
     "net": "link",
 }
+MIN_FACTOR = 1e-6  # below this, times overflow to inf and the efficiency model to nan
 MAX_FACTOR = 1e6
 SYNTAX = "BASE@KEY=FACTOR[,KEY=FACTOR], KEY one of bw, flops, mem, link (e.g. h100-sxm@bw=2)"
 
@@ -48,10 +50,10 @@ def _factor(key: str, text: str, whole: str) -> float:
         v = float(text)
     except ValueError:
         v = math.nan
-    if not (math.isfinite(v) and 0 < v <= MAX_FACTOR):
+    if not (math.isfinite(v) and MIN_FACTOR <= v <= MAX_FACTOR):
         raise MemwallError(
             f"bad factor {key}={text!r} in device {whole!r}: a factor must be a positive finite "
-            f"number up to {MAX_FACTOR:g}; syntax {SYNTAX}"
+            f"number from {MIN_FACTOR:g} to {MAX_FACTOR:g}; syntax {SYNTAX}"
         )
     return v
 

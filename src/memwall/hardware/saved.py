@@ -11,31 +11,64 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictFloat,
+    StrictInt,
+    ValidationError,
+)
 
 from memwall.errors import MemwallError
 from memwall.hardware.catalog import NAME_RE, CacheLevel, Device, catalog_names, normalize_dtype
 from memwall.io import write_json
+from memwall.records.store import ENV_DATA_DIR as ENV_DATA_DIR  # the one place records live
+from memwall.records.store import data_dir as data_dir
+from memwall.records.store import devices_dir as _saved_dir
 
 SAVED_FORMAT = "memwall-measurement/1"
-ENV_DATA_DIR = "MEMWALL_DATA_DIR"
 MAX_FILE_BYTES = 4 << 20  # a real measurement is a few KB
 MAX_DEPTH = 32  # a real measurement nests 3 levels
 
-Positive = Annotated[StrictInt | StrictFloat, Field(gt=0, allow_inf_nan=False)]
-NonNegative = Annotated[StrictInt | StrictFloat, Field(ge=0, allow_inf_nan=False)]
+
+def _within(lo: float, hi: float, unit: str) -> Any:
+    """A finite number in [lo, hi]: a saved value outside what any machine can measure (a
+    bandwidth of 1e-300 B/s, say) would print inf ridges and nan times, so it is refused."""
+
+    def check(v: float) -> float:
+        if not lo <= v <= hi:
+            raise ValueError(f"must be from {lo:g} to {hi:g} {unit}")
+        return v
+
+    return Annotated[StrictInt | StrictFloat, Field(allow_inf_nan=False), AfterValidator(check)]
+
+
+# Physically sane ranges, each far wider than any real machine's measurement.
+Bandwidth = _within(1e6, 1e16, "bytes/s")  # 1 MB/s .. 10 PB/s
+FlopRate = _within(1e6, 1e19, "FLOP/s")  # 1 MFLOP/s .. 10 EFLOP/s
+Bytes = _within(1, 1e15, "bytes")  # a cache level's working set
+Capacity = _within(1 << 20, 1e18, "bytes")  # memory: 1 MiB .. 1 EB
+Overhead = _within(0, 1, "seconds")  # per-op dispatch cost
 
 
 class _Level(BaseModel):
     model_config = ConfigDict(extra="ignore")
     name: str | None = None
-    size: Positive
-    bandwidth: Positive
+    size: Bytes
+    bandwidth: Bandwidth
+
+
+class _Meta(BaseModel):
+    """Free-form metadata (every key kept) whose one roof, the memory capacity, is checked."""
+
+    model_config = ConfigDict(extra="allow")
+    mem_total: Capacity | None = None
 
 
 class _Measurement(BaseModel):
@@ -43,12 +76,12 @@ class _Measurement(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
     format: Literal["memwall-measurement/1"] = SAVED_FORMAT
-    dram_bandwidth: Positive
-    peak_flops: dict[str, Positive | None]
+    dram_bandwidth: Bandwidth
+    peak_flops: dict[str, FlopRate | None]
     cache_levels: list[_Level] = []
-    op_overhead: NonNegative = 0.0
-    gemv_bandwidth: Positive | None = None
-    metadata: dict[str, Any] = {}
+    op_overhead: Overhead = 0.0
+    gemv_bandwidth: Bandwidth | None = None
+    metadata: _Meta = _Meta()
 
 
 def _first_error(e: ValidationError) -> str:
@@ -60,8 +93,10 @@ def _first_error(e: ValidationError) -> str:
     kind = err.get("type", "")
     if kind in ("int_type", "float_type", "int_from_float", "bool_type"):
         want = "must be a number (not text, a bool or a list)"
+    elif kind in ("model_type", "dict_type"):
+        want = "must be a JSON object"
     else:
-        want = str(err.get("msg", "is invalid")).lower()
+        want = str(err.get("msg", "is invalid")).lower().removeprefix("value error, ")
     got = repr(err.get("input"))
     got = got if len(got) <= 40 else got[:37] + "..."
     return f"{loc or 'file'}: {want}, got {got}"
@@ -138,7 +173,7 @@ def device_from_measurement(m: Mapping[str, Any], name: str, where: str = "measu
         CacheLevel(c.name or f"L{i + 1}", float(c.size), float(c.bandwidth))
         for i, c in enumerate(rec.cache_levels)
     )
-    meta = rec.metadata
+    meta = rec.metadata.model_dump(exclude_unset=True)
     released = None
     if isinstance(meta.get("date"), str):
         try:
@@ -146,7 +181,6 @@ def device_from_measurement(m: Mapping[str, Any], name: str, where: str = "measu
         except ValueError:
             raise bad("metadata.date must start with YYYY-MM-DD") from None
     cap = meta.get("mem_total")
-    cap_ok = isinstance(cap, int | float) and not isinstance(cap, bool) and 0 < cap < 1e18
     kind = meta.get("device_kind") if meta.get("device_kind") in ("cpu", "gpu") else "cpu"
     return Device(
         name=name,
@@ -157,7 +191,7 @@ def device_from_measurement(m: Mapping[str, Any], name: str, where: str = "measu
         released=released,
         peaks=peaks,
         mem_type="DRAM" if kind == "cpu" else "device memory",
-        mem_capacity=float(cap) if cap_ok else None,
+        mem_capacity=float(cap) if cap is not None else None,
         mem_bandwidth=float(rec.dram_bandwidth),
         llc_bytes=max((c.size for c in levels), default=None),
         source=f"memwall measure ({meta.get('mode', '?')} mode) on {meta.get('date', '?')}",
@@ -168,20 +202,6 @@ def device_from_measurement(m: Mapping[str, Any], name: str, where: str = "measu
         gemv_bandwidth=float(rec.gemv_bandwidth) if rec.gemv_bandwidth is not None else None,
         metadata=dict(meta),
     )
-
-
-def data_dir() -> Path:
-    """Where measurements live: $MEMWALL_DATA_DIR, else the platformdirs user data dir."""
-    env = os.environ.get(ENV_DATA_DIR)
-    if env:
-        return Path(env).expanduser()
-    import platformdirs
-
-    return Path(platformdirs.user_data_dir("memwall", appauthor=False))
-
-
-def _saved_dir() -> Path:
-    return data_dir() / "devices"
 
 
 def check_save_name(name: str) -> str:

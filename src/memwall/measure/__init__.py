@@ -8,9 +8,15 @@ install it when it is missing); the torch-heavy parts are submodules:
 - `memwall.measure.models`, `.run`, `.opmap`: real models built, run, timed and profiled.
 """
 
-from memwall.measure.levels import curve_sizes, find_cache_levels
-from memwall.measure.machine import KiB, MiB, cpu_model, llc_size, machine_metadata
-from memwall.measure.roofs import (
+from memwall.sources import install_torchvision_fallback
+
+# before any submodule imports transformers: a torchvision built for another torch must not
+# break it (this imports nothing; `import memwall` alone leaves the import system alone)
+install_torchvision_fallback()
+
+from memwall.measure.levels import curve_sizes, find_cache_levels  # noqa: E402
+from memwall.measure.machine import KiB, MiB, cpu_model, llc_size, machine_metadata  # noqa: E402
+from memwall.measure.roofs import (  # noqa: E402
     DEFAULT,
     GEMM_DTYPES,
     QUICK,
@@ -25,7 +31,7 @@ from memwall.measure.roofs import (
     read_bandwidth,
     triad_bandwidth,
 )
-from memwall.measure.timing import Timing, best_time, check_repeats, mean_time
+from memwall.measure.timing import Timing, best_time, check_repeats, mean_time  # noqa: E402
 
 __all__ = [
     "DEFAULT",

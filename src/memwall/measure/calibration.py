@@ -1,7 +1,8 @@
 """The calibration store: terms measured lazily, cached per machine, checked before reuse.
 
-A calibration is a JSON record (`data`) of measured terms (`memwall.measure.terms`), keyed by
-kernel dtype (fp32, bf16, int8) or by the key the caller names (overhead, eager pointwise).
+A calibration is a JSON record (`data`, its format and keys: `memwall.records.calibration`) of
+measured terms (`memwall.measure.terms`), keyed by kernel dtype (fp32, bf16, int8) or by the key
+the caller names (overhead, eager pointwise, block).
 It is cached per machine, thread count and library versions in the user data directory
 (`MEMWALL_DATA_DIR` overrides it); `recalibrate=True` measures again. A cached record older
 than MAX_AGE_DAYS, or one a spot measurement now disagrees with, is measured again. When the
@@ -23,23 +24,31 @@ import torch
 import transformers
 
 from memwall import __version__
-from memwall.hardware import data_dir
 from memwall.io import write_json
 from memwall.measure import terms as T
 from memwall.measure.machine import LoadMonitor, age_days, cpu_model, load_average, now_iso
 from memwall.measure.terms import CalConfig, default_config
-from memwall.predict.calibrated import block_key, eager_key, overhead_key, step_kind
-from memwall.predict.calterms import KERNEL_BYTES, KERNEL_DTYPES, CalibrationRecord, interp_log
+from memwall.precision import DTYPE_BYTES
+from memwall.records import store
+from memwall.records.calibration import (
+    CAL_FORMAT,
+    KERNEL_DTYPES,
+    PER_ACT,
+    PER_DTYPE,
+    CalibrationRecord,
+    block_key,
+    eager_key,
+    interp_log,
+    overhead_key,
+    step_kind,
+)
 from memwall.spec import ModelSpec, act_dtype, kernel_dtype, runnable_precision
 
-CAL_FORMAT = "memwall-calibration/6"  # 6: decode block term over copies of its cuts
 MAX_AGE_DAYS = 7.0  # a cached calibration older than this is measured again
 SPOT_TOLERANCE = 1.2  # a cached calibration must agree with a spot check within this factor
 SPOT_LOOKS = 3  # ... in one of this many looks (a blip is not a change)
 NOISY_SPREAD = 0.30  # a term whose interleaved rounds differ more than this is noisy
 BUSY_LIMIT = 0.5  # cores other processes may keep busy during a calibration
-PER_DTYPE = ("linear", "gemv_bandwidth")  # keyed by the Linear kernels' dtype
-PER_ACT = ("sdpa", "sdpa_decode_bandwidth", "pointwise", "kv_concat_bandwidth")  # activations
 
 
 def machine_key() -> dict[str, Any]:
@@ -57,7 +66,7 @@ def calibration_path(cfg: CalConfig) -> Path:
     """Where the calibration of this machine (and configuration) is cached."""
     k = machine_key()
     slug = hashlib.sha1(json.dumps([k, cfg.name], sort_keys=True).encode()).hexdigest()[:12]
-    return data_dir() / "calibration" / f"{slug}.json"
+    return store.calibration_path(slug)
 
 
 def _read_cached(path: Path) -> dict[str, Any] | None:
@@ -310,7 +319,7 @@ class Calibration:
         dtype = dtype if dtype in KERNEL_DTYPES else kernel_dtype(dtype)
         rec = CalibrationRecord(self.data)
         lin = self.data["linear"][dtype]
-        esize = KERNEL_BYTES[dtype]
+        esize = DTYPE_BYTES[dtype]
         ref = {
             "compute": interp_log(lin["curves"]["up"], T.PROBE_M),
             "memory": rec.gemv_bandwidth(dtype, 4.0 * self.cfg.width**2 * esize),

@@ -4,7 +4,7 @@
 free loopback port) on gloo (CPU) or NCCL (one GPU per rank when there are enough), times
 all-reduce, all-gather, reduce-scatter, all-to-all and send/recv over message sizes, and reports
 per size the algorithm bandwidth (message / time) and the bus bandwidth (algorithm bandwidth x
-the nccl-tests factor of `memwall.parallel.collectives.bus_factor`). A collective the backend
+the nccl-tests factor of `memwall.records.collectives.bus_factor`). A collective the backend
 does not implement is reported as skipped with the backend's reason, never estimated.
 Per collective it fits time = alpha + bus_bytes / beta by least squares (relative error);
 `save_collectives` stores the result where `memwall.parallel.links_for("local")` reads it.
@@ -27,8 +27,8 @@ import numpy as np
 
 from memwall.errors import MemwallError
 from memwall.io import write_json
-from memwall.parallel.collectives import KINDS, bus_factor
-from memwall.parallel.links import COLLECTIVES_FORMAT, collectives_path, links_from_measurement
+from memwall.records.collectives import COLLECTIVES_FORMAT, KINDS, bus_factor, read_fits
+from memwall.records.store import collectives_path
 
 KiB, MiB = 1024, 1024 * 1024
 FULL_SIZES = tuple(KiB * 4**i for i in range(10))  # 1 KiB .. 256 MiB
@@ -303,7 +303,7 @@ def save_collectives(result: dict[str, Any]) -> str:
     """Save a complete measurement for `--device local`; refuses a partial or unusable one."""
     if not result.get("complete"):
         raise MemwallError("collectives measurement incomplete: nothing saved")
-    links_from_measurement(result, "collectives measurement")  # must be readable back
+    read_fits(result, "collectives measurement")  # must be readable back
     return str(write_json(collectives_path(), result, mkdir=True))
 
 

@@ -31,6 +31,7 @@ from transformers.utils import logging as hf_logging
 
 from memwall.errors import MemwallError
 from memwall.families import get_family
+from memwall.precision import DTYPE_BYTES, act_dtype
 from memwall.spec import (
     RUNNABLE_PRECISIONS,
     ModelSpec,
@@ -183,10 +184,11 @@ def available_bytes() -> float:
 def estimate_bytes(spec: ModelSpec, precision: str, workload: Workload | None = None) -> float:
     """Peak host memory to build and run: weights (int8 is built in fp32 first) + activations."""
     n = spec.n_params()
-    per = {"fp32": 4.0, "bf16": 2.0, "int8-dynamic": 5.0}[runnable_precision(precision)]
-    total = n * per
+    kernel = RUNNABLE_PRECISIONS[runnable_precision(precision)]
+    per = DTYPE_BYTES[kernel] + (DTYPE_BYTES["fp32"] if kernel == "int8" else 0)
+    total = float(n * per)
     if workload is not None:
-        act = 2 if runnable_precision(precision) == "bf16" else 4
+        act = DTYPE_BYTES[act_dtype(kernel)]
         T = workload.batch * max(
             1, workload.seq_len if workload.phase in ("encode", "prefill") else 1
         )

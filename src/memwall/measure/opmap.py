@@ -27,7 +27,7 @@ from typing import Any
 import torch
 
 from memwall.families import get_family
-from memwall.predict.calibrated import FRAMEWORK
+from memwall.records.calibration import FRAMEWORK
 
 PREFIX = "mw:"
 KV_LABEL = "kv_cache_write"

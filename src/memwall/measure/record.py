@@ -11,13 +11,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from memwall.hardware import (
-    check_save_name,
-    data_dir,
-    device_from_measurement,
-    save_measurement,
-)
+from memwall.hardware import check_save_name, device_from_measurement, save_measurement
 from memwall.measure.roofs import Step, config, is_complete, is_usable, measure
+from memwall.records.store import devices_dir
 
 PARTIAL_SUFFIX = "-partial"
 
@@ -33,7 +29,7 @@ def _save(res: dict[str, Any], name: str | None) -> tuple[list[str], str]:
         names = [f"local{PARTIAL_SUFFIX}"] + ([f"{name}{PARTIAL_SUFFIX}"] if name else [])
         return [str(p) for n in names for p in save_measurement(res, n, local=False)], ""
     except OSError as e:
-        where = data_dir() / "devices"
+        where = devices_dir()
         return [], f"not saved: cannot write {where} ({e.strerror or e})"
 
 

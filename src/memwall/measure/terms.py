@@ -1,5 +1,6 @@
 """Calibration terms: each a small torch measurement of one way eager PyTorch models miss the
-plain roofline (what each term means: `memwall.predict.calterms`).
+plain roofline (what each term means, and the record that holds it:
+`memwall.records.calibration`).
 
 - `measure_linear`: achieved FLOP/s of an `nn.Linear` (or dynamic-int8 Linear, activation
   quantisation included) at M tokens, for a square, a widening (d -> 4d) and a narrowing
@@ -43,8 +44,8 @@ from memwall.measure.models import (
 )
 from memwall.measure.run import Runner, profile_ops, time_runs, timed_run
 from memwall.measure.timing import mean_time
-from memwall.predict.calibrated import BLOCK_LAYERS, block_workload
-from memwall.predict.calterms import KERNEL_BYTES
+from memwall.precision import DTYPE_BYTES
+from memwall.records.calibration import BLOCK_LAYERS, block_workload
 from memwall.spec import ModelSpec, Workload, spec_from_config
 
 MiB = 1024 * 1024
@@ -155,7 +156,7 @@ def measure_linear(
         x8 = torch.randn(1, 8, dtype=tdtype(dtype))
         dispatch = mean_time(lambda: tiny(x8), max(cfg.reps, 20), cfg.min_time)
         out: dict[str, list[list[float]]] = {}
-        esize = KERNEL_BYTES[dtype]
+        esize = DTYPE_BYTES[dtype]
         for shape, (k, n) in shapes.items():
             most = rotation(k * n * esize, 2.0 * min(cfg.ms) * k * n, cfg)
             layers = [linear_layer(k, n, dtype) for _ in range(most)]
@@ -191,7 +192,7 @@ def probe(dtype: str, cfg: CalConfig) -> dict[str, float]:
             _cycle(lambda lin: lin(x), [(lin,) for lin in layers]), cfg.reps, cfg.min_time
         )
         t = max(t - len(layers) * dispatch, 0.1 * t)
-    esize = KERNEL_BYTES[dtype]
+    esize = DTYPE_BYTES[dtype]
     return {"compute": compute, "memory": len(layers) * k * n * esize / t, "dispatch": dispatch}
 
 
@@ -199,7 +200,7 @@ def probe(dtype: str, cfg: CalConfig) -> dict[str, float]:
 def _probe_operands(dtype: str, cfg: CalConfig) -> tuple[list, tuple, tuple]:
     """(rotating Linear + input pairs at M = PROBE_M, (streamed layers, one token), tiny call),
     sized exactly as `measure_linear` and `measure_gemv` size them."""
-    d, esize = cfg.width, KERNEL_BYTES[dtype]
+    d, esize = cfg.width, DTYPE_BYTES[dtype]
     k, n = d, 4 * d
     copies = rotation(k * n * esize, 2.0 * PROBE_M * k * n, cfg)
     with torch.inference_mode():
@@ -227,7 +228,7 @@ def measure_gemv(
     more bytes, so one rate measured on FFN layers prices a 50k-wide LM head several times too
     slow."""
     d = cfg.width
-    esize = KERNEL_BYTES[dtype]
+    esize = DTYPE_BYTES[dtype]
     pts = []
     with torch.inference_mode():
         for w in widenings:
@@ -252,7 +253,7 @@ def measure_sdpa(dtype: str, cfg: CalConfig) -> dict[str, list[list[float]]]:
     h, hd = cfg.sdpa_heads, cfg.head_dim
     out: dict[str, list[list[float]]] = {"full": [], "causal": []}
     with torch.inference_mode():
-        esize = 2 if dtype == "bf16" else 4
+        esize = DTYPE_BYTES[dtype]
         for L in cfg.sdpa_lengths:
             flops = 4.0 * h * L * L * hd
             copies = rotation(3 * h * L * hd * esize, flops, cfg)
@@ -274,7 +275,7 @@ def measure_sdpa_decode(dtype: str, cfg: CalConfig) -> float:
     """Bytes/s of one query attending a KV cache: slope between two cache sizes, each cycled
     over enough copies to exceed the caches."""
     h, hd = cfg.sdpa_heads, cfg.head_dim
-    esize = 2 if dtype == "bf16" else 4
+    esize = DTYPE_BYTES[dtype]
     res = []
     with torch.inference_mode():
         for ctx in cfg.decode_contexts:
@@ -301,7 +302,7 @@ def measure_kv_concat(dtype: str, cfg: CalConfig) -> float:
     read the old cache, write old + new; slope between two cache sizes, each cycled over
     enough copies to exceed the caches."""
     h, hd = cfg.sdpa_heads, cfg.head_dim
-    esize = 2 if dtype == "bf16" else 4
+    esize = DTYPE_BYTES[dtype]
     res = []
     with torch.inference_mode():
         new = torch.randn(1, h, 1, hd, dtype=tdtype(dtype))
@@ -322,7 +323,7 @@ def measure_kv_concat(dtype: str, cfg: CalConfig) -> float:
 
 def measure_pointwise(dtype: str, cfg: CalConfig) -> list[list[float]]:
     """[[bytes moved, bytes/s], ...] of `a + b` (fresh output) by size, dispatch removed."""
-    esize = 2 if dtype == "bf16" else 4
+    esize = DTYPE_BYTES[dtype]
     pts = []
     with torch.inference_mode():
         one = torch.ones(1, dtype=tdtype(dtype))
@@ -365,7 +366,7 @@ def measure_eager_pointwise(spec: ModelSpec, dtype: str, cfg: CalConfig) -> dict
             one = [torch.randn(1, width, dtype=tdtype(dtype)) for _ in range(2)]
             t0 = mean_time(lambda one=one, fn=fn: fn(*one), cfg.reps, cfg.min_time)
             pts = []
-            esize = 2 if dtype == "bf16" else 4
+            esize = DTYPE_BYTES[dtype]
             for elems in cfg.eager_elems:
                 rows = max(1, elems // width)
                 n = rows * width

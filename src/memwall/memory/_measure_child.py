@@ -56,6 +56,10 @@ def _reset_peak() -> bool:
 def build_model(run: dict):
     """The HF model of `run` (random weights, dropout as asked), its inputs and labels."""
     import torch
+
+    from memwall.sources import install_torchvision_fallback
+
+    install_torchvision_fallback()  # a mismatched torchvision must not break transformers
     import transformers
 
     cfg_dict = dict(run["config"])

@@ -397,7 +397,7 @@ def inference_activation_peak(
     spec: ModelSpec,
     workload: Workload,
     precision: Precision,
-    fused_attention: bool = True,
+    fused_attention: bool | None = None,
     last_logits_only: bool = False,
 ) -> tuple[float, str]:
     """Largest live activation bytes in an inference step: one kernel's inputs and outputs plus

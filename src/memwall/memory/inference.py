@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from memwall.count import fused_default
 from memwall.count import matmul_params as count_matmul_params
 from memwall.count import weight_bytes as weight_bytes
 from memwall.errors import MemwallError
@@ -112,10 +113,12 @@ def inference_memory(
     spec: ModelSpec,
     workload: Workload,
     precision: Precision,
-    fused_attention: bool = True,
+    fused_attention: bool | None = None,
     overhead: float = 0.0,
     overhead_source: str = "not counted",
 ) -> InferenceFootprint:
+    """The footprint of serving `workload`; `fused_attention` None: count's default (the
+    footprint's `fused_attention` says what was counted)."""
     check_workload_fits(spec, workload)
     ctx = workload.total_context
     if ctx > MAX_LENGTH:  # name what the user typed, not the derived context
@@ -148,7 +151,7 @@ def inference_memory(
         seq_len=workload.seq_len,
         gen_len=workload.gen_len,
         context=ctx,
-        fused_attention=fused_attention,
+        fused_attention=fused_default(spec, "full", fused_attention),
         weights=w,
         weights_quantized=wq,
         kv_cache=kv,
@@ -165,7 +168,7 @@ def max_batch(
     workload: Workload,
     precision: Precision,
     capacity: float,
-    fused_attention: bool = True,
+    fused_attention: bool | None = None,
     overhead: float = 0.0,
 ) -> int:
     """Largest batch of this workload whose footprint fits in `capacity` bytes (0: none fits)."""
@@ -182,7 +185,7 @@ def max_context(
     batch: int,
     precision: Precision,
     capacity: float,
-    fused_attention: bool = True,
+    fused_attention: bool | None = None,
     overhead: float = 0.0,
 ) -> int:
     """Longest context (tokens per sequence) that fits in `capacity` bytes at this batch: for a

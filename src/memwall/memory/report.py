@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from memwall.count import mla_form, mla_note
 from memwall.errors import MemwallError
 from memwall.hardware import Device
 from memwall.memory.fit import Fit, check_fit
@@ -119,7 +120,7 @@ def infer_report(
     spec: ModelSpec,
     workload: Workload,
     precision: Precision,
-    fused_attention: bool = True,
+    fused_attention: bool | None = None,
     device: Device | None = None,
     overhead: Overhead = Overhead(0.0, "not counted"),
 ) -> MemoryReport:
@@ -132,7 +133,7 @@ def infer_report(
         "model": spec.name,
         "mode": "infer",
         "precision": precision.label,
-        "fused_attention": fused_attention,
+        "fused_attention": fp.fused_attention,
         "predicted": PREDICTED,
         "workload": {
             "phase": workload.phase,
@@ -146,7 +147,12 @@ def infer_report(
         "breakdown": rows,
         "units": UNITS,
     }
-    notes = _notes(payload, positions_note(spec, workload.total_context), precision.note)
+    form = mla_form(spec, workload.phase, None)  # the activation peak depends on it
+    if form:
+        payload["mla_form"] = form
+    notes = _notes(
+        payload, positions_note(spec, workload.total_context), precision.note, mla_note(form)
+    )
     fit = None
     if device is not None:
         fit = check_fit(fp.total, device)

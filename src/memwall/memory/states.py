@@ -13,8 +13,8 @@ from importlib import resources
 from typing import Any
 
 from memwall.errors import MemwallError
-from memwall.memory.activations import FP32, LABELS
-from memwall.memory.optimizers import OptimizerDef, get_optimizer
+from memwall.memory.activations import LABELS
+from memwall.optimizers import OptimizerDef, StateBytes, get_optimizer, state_bytes
 from memwall.precision import typed_precision
 from memwall.spec import ModelSpec, Precision, parse_precision
 
@@ -64,31 +64,7 @@ def param_groups(spec: ModelSpec) -> ParamGroups:
     )
 
 
-@dataclass(frozen=True)
-class StateBytes:
-    """Bytes per parameter of each model state."""
-
-    weight: float
-    grad: float
-    master: float
-    state: float  # per optimizer state tensor
-    mixed: bool
-
-
 BF16 = parse_precision("bf16")
-
-
-def state_bytes(precision: Precision, master_weights: bool = True) -> StateBytes:
-    if precision.weight_bits not in (16, 32):
-        raise MemwallError(
-            f"training needs 16- or 32-bit weights, got {precision.weight_bits}-bit "
-            "(accepted precisions: fp32, bf16, fp16, or W/A/KV with W = 16 or 32)"
-        )
-    w = precision.weight_bits / 8
-    mixed = precision.weight_bits < 32
-    master = FP32 if (mixed and master_weights) else 0.0
-    state = FP32 if (mixed and master_weights) or not mixed else w
-    return StateBytes(w, w, master, state, mixed)
 
 
 def model_states(

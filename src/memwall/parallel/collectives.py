@@ -19,22 +19,12 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from memwall.errors import MemwallError, suggest
+from memwall.errors import MemwallError
 from memwall.parallel.links import Link, Links
+from memwall.records.collectives import KINDS as KINDS  # the kinds a record holds
+from memwall.records.collectives import bus_factor
 
-KINDS = ("all_reduce", "all_gather", "reduce_scatter", "all_to_all", "send_recv")
 ALGORITHMS = ("auto", "ring", "tree")
-
-
-def bus_factor(kind: str, n: int) -> float:
-    """Bytes each rank sends per byte of message (the nccl-tests bus-bandwidth factor)."""
-    if kind not in KINDS:
-        raise MemwallError(f"unknown collective {kind!r}{suggest(kind, KINDS)}")
-    if kind == "send_recv":
-        return 1.0
-    if n <= 1:
-        return 0.0
-    return 2.0 * (n - 1) / n if kind == "all_reduce" else (n - 1) / n
 
 
 def bytes_per_rank(kind: str, message: float, n: int) -> float:

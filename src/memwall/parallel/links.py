@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from memwall.errors import MemwallError, suggest
-from memwall.hardware import data_dir
 from memwall.hardware.derived import canonical_name, is_derived_name, parse_derived
-
-COLLECTIVES_FORMAT = "memwall-collectives/1"
+from memwall.records.collectives import COLLECTIVES_FORMAT as COLLECTIVES_FORMAT  # old name
+from memwall.records.collectives import read_fits
+from memwall.records.store import collectives_path
 
 
 @dataclass(frozen=True)
@@ -91,10 +91,6 @@ def interconnect_names() -> list[str]:
     return sorted(_catalog())
 
 
-def collectives_path(name: str = "local") -> Path:
-    return data_dir() / "collectives" / f"{name}.json"
-
-
 def links_for(device: str) -> Links:
     """The links of a catalog device, or those measured here for `local`."""
     n = device.strip().lower()
@@ -136,24 +132,12 @@ def load_measured_links(path: Path | None = None) -> Links:
 
 
 def links_from_measurement(obj: Any, where: str = "collectives measurement") -> Links:
-    if not isinstance(obj, dict) or obj.get("format") != COLLECTIVES_FORMAT:
-        raise MemwallError(f"{where} is malformed: not a {COLLECTIVES_FORMAT} object")
-    fits = obj.get("fit")
-    if not isinstance(fits, dict) or "all_reduce" not in fits:
-        raise MemwallError(f"{where} is malformed: no all_reduce fit")
-    fitted: dict[str, tuple[float, float]] = {}
-    for kind, f in fits.items():
-        a, b = (f or {}).get("alpha"), (f or {}).get("beta")
-        ok = all(isinstance(x, int | float) and math.isfinite(x) for x in (a, b))
-        if not ok or a < 0 or b <= 0:
-            raise MemwallError(f"{where} is malformed: fit of {kind} needs alpha >= 0, beta > 0")
-        fitted[str(kind)] = (float(a), float(b))
-    world = obj.get("world")
-    if isinstance(world, bool) or not isinstance(world, int) or world < 2:
-        raise MemwallError(f"{where} is malformed: world must be an integer >= 2")
-    alpha, beta = fitted["all_reduce"]
+    """The links of a collectives record (`memwall.records.collectives`): the all-reduce fit
+    sets them; every kind's own fit prices that kind."""
+    f = read_fits(obj, where)
+    alpha, beta = f.fitted["all_reduce"]
     # beta is the fitted bus bandwidth; one ring step's latency is alpha / (2 (n - 1)).
-    step = alpha / (2 * (world - 1))
-    link = Link(f"{obj.get('backend', '?')} (measured)", beta, step)
-    src = f"memwall measure --collectives, world {world}, {obj.get('date', '?')}"
-    return Links("local", link, link, world, src, "measured", fitted)
+    step = alpha / (2 * (f.world - 1))
+    link = Link(f"{f.backend} (measured)", beta, step)
+    src = f"memwall measure --collectives, world {f.world}, {f.date}"
+    return Links("local", link, link, f.world, src, "measured", f.fitted)

@@ -108,13 +108,12 @@ def plot_remat(curve: pd.DataFrame, path: str | Path) -> Path:
     return save_figure(fig, path)
 
 
-def plot_paper_figure4(path: str | Path, table: pd.DataFrame | None = None) -> Path:
+def plot_paper_figure4(path: str | Path, table: pd.DataFrame) -> Path:
     """The paper's training-memory table as stacked bars, memwall's recomputation beside the rows
-    it models, and the largest accelerator memory of each year (catalog spec sheets)."""
-    from memwall.studies.figure4 import figure4_table
-
+    it models, and the largest accelerator memory of each year (catalog spec sheets); `table`
+    is `memwall.studies.figure4.figure4_table()` (plots draw what they are given)."""
     check_plot_path(path)
-    t = figure4_table() if table is None else table
+    t = table
     fig = Figure(figsize=(11, 5.2), layout="constrained")
     ax = fig.add_subplot()
     parts = (

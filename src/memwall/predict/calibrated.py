@@ -3,7 +3,7 @@
 The plain roofline (`predict_roofline` with the roofs `memwall measure` found) assumes every
 matmul reaches the GEMM peak, every byte moves at STREAM bandwidth and every op costs one eager
 dispatch. Real eager PyTorch models miss all three in known ways; each is a named term of a
-calibration record (`memwall.predict.calterms`), so every predicted time can be explained.
+calibration record (`memwall.records.calibration`), so every predicted time can be explained.
 
 Pure: reads a record that `memwall.measure.calibration` wrote; measures nothing.
 """
@@ -18,14 +18,20 @@ import pandas as pd
 
 from memwall.count import op_table
 from memwall.families import get_family
-from memwall.predict.calterms import (
-    KERNEL_BYTES,
+from memwall.precision import DTYPE_BYTES
+from memwall.predict.roofline import predict_roofline
+from memwall.records.calibration import (
+    BLOCK_LAYERS,
+    FRAMEWORK,
     CalibrationRecord,
     Term,
+    block_key,
+    block_workload,
+    eager_key,
     interp_log,
+    overhead_key,
     shape_class,
 )
-from memwall.predict.roofline import predict_roofline
 from memwall.spec import (
     ModelSpec,
     Precision,
@@ -57,7 +63,6 @@ LINEAR_OPS = frozenset(
     }
 )
 GENERATE_SAMPLES = 24  # decode contexts sampled to sum a generation's steps
-FRAMEWORK = "framework"  # measured time no operation owns (the profiler's name for it)
 # Measured names that hold several closed-form operations (transformers runs Mixtral's experts
 # as one fused module, so the profiler sees one range).
 GROUPS = {"experts": ("expert_gate", "expert_up", "expert_act_mul", "expert_down")}
@@ -132,44 +137,8 @@ def step_workloads(wl: Workload) -> list[tuple[Workload, float]]:
     return out
 
 
-def step_kind(phase: str) -> str:
-    """How a phase's steps run: `forward` (encode, prefill) or `decode` (decode, generate)."""
-    return "forward" if phase in ("encode", "prefill") else "decode"
-
-
-def overhead_key(spec: ModelSpec, precision: str, phase: str) -> str:
-    """The calibration record's key of the framework overhead of one architecture."""
-    return f"{spec.family}/{runnable_precision(precision)}/{step_kind(phase)}"
-
-
-BLOCK_LAYERS = (1, 3)  # the block term times the model cut to these layer counts
-BLOCK_TOKENS = 128  # ... at this many tokens forward, or one decode step on this context
 BLOCK_CLAMP = (0.5, 2.0)  # a block factor outside this range is a failed measurement
 MODEL_LEVEL = frozenset({"embed", "embed_norm", "pos_embed", "final_norm", "lm_head", "pooler"})
-
-
-def block_workload(spec: ModelSpec, phase: str) -> Workload:
-    """Where the block term is measured: BLOCK_TOKENS tokens forward (encode / prefill), or
-    one decode step on a BLOCK_TOKENS-token cache (decode / generate); at most half the
-    model's positions."""
-    n = BLOCK_TOKENS
-    if spec.max_positions:  # a short learned position table (test models) bounds it
-        n = max(1, min(n, spec.max_positions // 2))
-    if phase in ("encode", "prefill"):
-        return Workload(phase, 1, n)
-    return Workload("decode", 1, n)
-
-
-def block_key(spec: ModelSpec, precision: str, phase: str) -> str:
-    """The calibration record's key of one model's block term (family, widths, precision)."""
-    p = runnable_precision(precision)
-    return f"{spec.family}/{spec.d_model}/{spec.d_ff}/{spec.n_heads}/{p}/{step_kind(phase)}"
-
-
-def eager_key(spec: ModelSpec, precision: str) -> str:
-    """The calibration record's key of a family's eager pointwise code at a precision."""
-    act = act_dtype(kernel_dtype(precision))
-    return f"{spec.family}/{spec.raw_activation}/{spec.d_model}/{spec.d_ff}/{act}"
 
 
 @dataclass
@@ -218,7 +187,7 @@ def _linear(s: _Step, name: str, flops: float, nbytes: float) -> tuple[float, fl
     if name.startswith("expert_"):  # tokens per expert under uniform routing
         m = max(1.0, s.tokens * s.spec.experts_per_token / s.spec.n_experts)
     tc = flops / s.rec.linear_rate(s.dtype, m, k, n)
-    layer_bytes = k * n * KERNEL_BYTES[s.dtype]
+    layer_bytes = k * n * DTYPE_BYTES[s.dtype]
     tm = nbytes / s.rec.gemv_bandwidth(s.dtype, layer_bytes)
     term = f"linear_rate({s.dtype},{shape_class(k, n)})" if tc >= tm else ""
     return tc, tm, term or f"gemv_bandwidth({s.dtype})"
@@ -251,7 +220,7 @@ def _price(s: _Step, r: dict[str, Any]) -> tuple[float, float, float, str]:
         tc, tm, term = _attention(s, flops, nbytes)
         return tc, tm, nbytes, term
     if name == "kv_cache_write" and s.kv_concat:
-        esize = 2 if act == "bf16" else 4
+        esize = DTYPE_BYTES[act]
         per_layer = 2 * s.wl.batch * spec.kv_dim * esize * (2 * s.context + s.tokens)
         nb = per_layer * cnt  # torch.cat reads the old cache and writes old + new
         term = f"kv_concat_bandwidth({act}): torch.cat copies the cache"

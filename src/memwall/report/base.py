@@ -47,7 +47,7 @@ class Table:
 class Paragraph:
     text: str
     heading: str = ""
-    kind: str = "paragraph"
+    kind: str = "paragraph"  # "warning": shown as a banner
 
 
 @dataclass(frozen=True)
@@ -75,6 +75,10 @@ class SectionResult:
     def text(self, text: str, heading: str = "") -> None:
         self.blocks.append(Paragraph(text, heading))
 
+    def warn(self, text: str) -> None:
+        """A warning shown as a banner where it stands (the verdict's, on the first screen)."""
+        self.blocks.append(Paragraph(text, kind="warning"))
+
     def table(self, caption: str, columns: list[Column], rows: list[dict[str, Any]]) -> None:
         self.blocks.append(Table(caption, tuple(columns), tuple(rows)))
 
@@ -95,6 +99,7 @@ class ReportOptions:
     casestudy_lengths: tuple[int, ...] | None = None
     casestudy_models: tuple[str, ...] = ("bert-base", "bert-large", "gpt2")
     max_age_s: float = 86400.0  # reuse a saved `local` measurement younger than this
+    calm_wait_s: float | None = None  # longest wait for a busy machine (None: report.calm)
 
 
 @dataclass

@@ -20,7 +20,9 @@ from memwall import __version__
 from memwall.errors import MemwallError
 from memwall.hardware import get_device
 from memwall.io import check_output_dir, write_json, write_text
+from memwall.report import calm
 from memwall.report.base import ReportContext, ReportOptions, SectionResult, registered
+from memwall.report.lib import speed_probe
 from memwall.report.render import plain, render_page, section_json
 from memwall.report.workloads import model_spec
 
@@ -37,6 +39,7 @@ class Outcome:
     interrupted: bool = False
     stages: list[dict[str, Any]] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)  # sections built incompletely
+    calm: dict[str, Any] = field(default_factory=dict)  # was the machine quiet (report.calm)
 
 
 def check_options(opts: ReportOptions) -> Path:
@@ -51,6 +54,7 @@ def check_options(opts: ReportOptions) -> Path:
     for d in opts.devices:
         if d != "local":
             get_device(d)
+    calm.wait_bound(opts.quick, opts.calm_wait_s)
     return check_output_dir(opts.out, "--out")
 
 
@@ -114,6 +118,8 @@ def build_report(opts: ReportOptions, show_progress: bool = True) -> Outcome:
     total = sum(s.weight for s in registered())
     with _bar(show_progress, total) as step:
         try:
+            step("checking that the machine is quiet", 0.0)
+            calm.start(ctx, lambda: speed_probe(opts.quick), lambda s: step(s, 0.0))
             stages = _run_sections(ctx, step)
         except KeyboardInterrupt:  # between sections
             ctx.shared["interrupted"] = True
@@ -122,7 +128,7 @@ def build_report(opts: ReportOptions, show_progress: bool = True) -> Outcome:
     complete = not interrupted and all(r.complete for r in ctx.results.values())
     write(out, ctx, stages, started, complete)
     failed = [n for n, r in ctx.results.items() if not r.complete]
-    return Outcome(out, complete, interrupted, stages, failed)
+    return Outcome(out, complete, interrupted, stages, failed, dict(ctx.machine.get("calm", {})))
 
 
 def write(

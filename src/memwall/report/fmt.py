@@ -75,6 +75,7 @@ FORMATS = {
     "num": lambda v, u: num(v),
     "int": lambda v, u: "–" if _bad(v) else f"{int(v):,}",
     "text": lambda v, u: "–" if v is None else str(v),
+    "mark": lambda v, u: "–" if v is None else str(v),  # a noise mark (report.noise)
 }
 
 

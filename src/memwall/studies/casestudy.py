@@ -25,7 +25,7 @@ from typing import Any
 
 from memwall.count import op_table, totals
 from memwall.errors import MemwallError
-from memwall.measure.calibration import Calibration
+from memwall.measure.calibration import CalConfig, Calibration
 from memwall.measure.models import LoadedModel, build, check_precision, resolve, with_precision
 from memwall.measure.run import Runner, environment, threads, time_runs
 from memwall.measure.timing import Timing, check_repeats
@@ -151,10 +151,6 @@ class CaseStudy:
             "notes": self.notes,
             "elapsed": self.elapsed,
         }
-
-
-def _duration(seconds: float) -> str:
-    return f"~{seconds / 60:.0f} min" if seconds >= 120 else f"{seconds:.0f} s"
 
 
 def _repeats_for(predicted: float, repeats: int) -> tuple[int, int]:
@@ -407,8 +403,9 @@ def assemble_casestudy(
         )
     if skipped:
         lens = sorted({x.length for x in plan.skipped})
+        d = f"~{budget_s / 60:.0f} min" if budget_s >= 120 else f"{budget_s:.0f} s"
         plan.notes.append(
-            f"not measured (predicted to exceed the {_duration(budget_s)} budget): lengths "
+            f"not measured (predicted to exceed the {d} budget): lengths "
             f"{', '.join(map(str, lens))}; run with --full to measure them"
         )
     return CaseStudy(
@@ -471,16 +468,19 @@ def casestudy_here(
     reuse_calibration: bool = False,
     on_row: Callable[[dict[str, Any]], None] | None = None,
     on_progress: Progress | None = None,
+    cal_config: CalConfig | None = None,
+    configs: dict[str, dict] | None = None,
 ) -> CaseStudy:
-    """`memwall casestudy` as one call: the plain roofline from the measured `device` (None:
-    skip), a fresh calibration unless `reuse_calibration`, `n_threads` threads (None: chosen)."""
+    """`memwall casestudy` and the report's case study: the plain roofline from the measured
+    `device` (None: skip), a fresh calibration unless `reuse_calibration` (`cal_config`: its
+    configuration), `n_threads` threads (None: `auto_threads`, which keys the calibration)."""
     check_repeats(repeats, 0, max_repeats=1000)
     if not budget_s > 0:
         raise MemwallError(f"--budget must be a positive number of seconds, got {budget_s}")
     _check_inputs(models, lengths, precisions)
     dev, dev_note = local_device(device)
     with threads(n_threads):
-        cal = Calibration.load(recalibrate=not reuse_calibration)
+        cal = Calibration.load(cal_config, recalibrate=not reuse_calibration)
         case = run_casestudy(
             models,
             lengths,
@@ -490,6 +490,7 @@ def casestudy_here(
             repeats=repeats,
             cal=cal,
             device=dev,
+            configs=configs,
             on_row=on_row,
             on_progress=on_progress,
         )

@@ -8,6 +8,12 @@ Needs the optional extra: `pip install 'memory-wall[torch]'`.
 
 from __future__ import annotations
 
+from memwall.sources import install_torchvision_fallback
+
+# before any submodule imports transformers: a torchvision built for another torch must not
+# break it (this imports nothing; `import memwall` alone leaves the import system alone)
+install_torchvision_fallback()
+
 try:
     import torch  # noqa: F401
 except ImportError as e:  # pragma: no cover - exercised only without the extra
@@ -17,11 +23,11 @@ except ImportError as e:  # pragma: no cover - exercised only without the extra
         "the trace engine needs torch and transformers: pip install 'memory-wall[torch]'"
     ) from e
 
-from memwall.trace.fusion import Kernel, kernels
-from memwall.trace.mode import CountingMode, OpRecord, Tracer, TraceResult, trace_module
-from memwall.trace.models import build_model, hf_config, trace_workload
-from memwall.trace.rules import EXTRA_FLOP_FORMULAS, flop_counter_mode
-from memwall.trace.table import collapse, rows_from_traces, trace_config, trace_table
+from memwall.trace.fusion import Kernel, kernels  # noqa: E402
+from memwall.trace.mode import CountingMode, OpRecord, Tracer, TraceResult, trace_module  # noqa: E402
+from memwall.trace.models import build_model, hf_config, trace_workload  # noqa: E402
+from memwall.trace.rules import EXTRA_FLOP_FORMULAS, flop_counter_mode  # noqa: E402
+from memwall.trace.table import collapse, rows_from_traces, trace_config, trace_table  # noqa: E402
 
 __all__ = [
     "EXTRA_FLOP_FORMULAS",

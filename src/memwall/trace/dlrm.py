@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from torch import nn
 
 from memwall.errors import MemwallError
-from memwall.memory import get_optimizer
+from memwall.optimizers import get_optimizer
 from memwall.precision import Precision
 from memwall.trace.models import dtype_name, resolve_dtype
 from memwall.trace.sources import ModuleRun

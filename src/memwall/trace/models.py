@@ -24,6 +24,7 @@ from memwall.precision import typed_precision
 from memwall.spec import ModelSpec, Precision, Workload
 from memwall.trace.mode import Tracer, TraceResult
 from memwall.trace.moe import balance_routing
+from memwall.trace.versions import FALCON_CACHES_KV_HEADS, transformers_at_least
 
 META_ABOVE_BYTES = 2e9  # an MoE model with more weight bytes than this traces on meta
 META_ABOVE_FLOPS = 1e12  # ... as does one with more work
@@ -172,6 +173,29 @@ def _ids(batch: int, length: int, vocab: int, device: str) -> torch.Tensor:
     return torch.randint(0, vocab, (batch, length), generator=g, dtype=torch.long)
 
 
+def _pixels(spec: ModelSpec, batch: int, tokens: int, dtype, device: str) -> torch.Tensor:
+    """ViT: `batch` square images of the config's size (`tokens` = its patches + 1)."""
+    if tokens != spec.max_positions:
+        raise MemwallError(
+            f"{spec.name} is traced at its config's image size, {spec.image_size} pixels: "
+            f"{spec.max_positions} tokens (patches + class token), got {tokens}"
+        )
+    shape = (batch, spec.num_channels, spec.image_size, spec.image_size)
+    if device == "meta":
+        return torch.zeros(shape, dtype=dtype, device="meta")
+    return torch.randn(shape, generator=torch.Generator().manual_seed(1234)).to(dtype)
+
+
+def cached_kv_heads(spec: ModelSpec) -> int:
+    """K/V heads per token in the cache transformers fills. Falcon's new architecture (Falcon-40B:
+    8 K/V heads, 128 query heads) cached its K/V repeated to every query head before transformers
+    5.25, and caches the K/V heads as projected since; the cache must match or `index_copy_` fails.
+    """
+    if spec.kv_broadcast and not transformers_at_least(FALCON_CACHES_KV_HEADS):
+        return spec.n_heads
+    return spec.n_kv_heads
+
+
 def _cache(model, spec: ModelSpec, batch: int, slots: int, dtype: torch.dtype, device: str):
     from transformers import StaticCache
 
@@ -183,7 +207,7 @@ def _cache(model, spec: ModelSpec, batch: int, slots: int, dtype: torch.dtype, d
                 torch.empty(batch, 1, 0, spec.rope_head_dim, dtype=dtype, device=device),
             )
     else:
-        heads = spec.n_heads if spec.kv_broadcast else spec.n_kv_heads  # Falcon-40B: all heads
+        heads = cached_kv_heads(spec)
         cache.early_initialization(batch, heads, spec.head_dim, dtype, torch.device(device))
     if device == "meta":
         # Keep the fill level a real number: transformers reads it back (`.item()`).
@@ -239,6 +263,9 @@ def trace_workload(
     """Trace what `workload` runs; generate traces its first and last decode steps."""
     B, L = workload.batch, workload.seq_len
     with torch.no_grad():
+        if workload.phase == "encode" and spec.patch_size:  # ViT: images, not token ids
+            px = _pixels(spec, B, L, dtype, device)
+            return [Step(_trace_call(model, [], cross_check, pixel_values=px), 1.0, 0)]
         if workload.phase == "encode":
             ids = _ids(B, L, spec.vocab_size, device)
             return [Step(_trace_call(model, [], cross_check, input_ids=ids), 1.0, 0)]
@@ -279,6 +306,7 @@ __all__ = [
     "Step",
     "build_model",
     "cache_argument",
+    "cached_kv_heads",
     "hf_config",
     "max_context",
     "resolve_device",

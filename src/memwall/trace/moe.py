@@ -10,11 +10,17 @@ form's to within half an expert. Each expert then runs what the eager code runs 
 gather, gate/up projection, activation, down projection, routing weight, scatter-add.
 The router itself runs unchanged.
 
-Two layouts of 3-D expert tensors are known:
-- Mixtral-style (Mixtral, Qwen3-MoE, DeepSeek): `gate_up_proj` (E, 2I, H) and `down_proj`
-  (E, H, I), no biases, `act_fn(gate) * up`;
+Three layouts of 3-D expert tensors are known:
+- Mixtral-style (Mixtral, Qwen3-MoE, Qwen2-MoE, DeepSeek): `gate_up_proj` (E, 2I, H) and
+  `down_proj` (E, H, I), no biases, `act_fn(gate) * up`;
 - GPT-OSS: `gate_up_proj` (E, H, 2I) and `down_proj` (E, I, H), each with a bias, gate and up
-  interleaved, the clamped SwiGLU of its `_apply_gate`.
+  interleaved, the clamped SwiGLU of its `_apply_gate`;
+- Llama 4: `gate_up_proj` (E, H, 2I) and `down_proj` (E, I, H), no biases, called by the MoE
+  block with every token scaled by its score for every expert (transformers runs all E experts
+  on all tokens; the scores of the experts not picked are 0). Its MoE block's forward is
+  replaced: the router runs unchanged, each token's top-k (score, expert) pairs are dealt as
+  above, the token scaled by its score before its expert (as Llama 4 does), and the shared
+  expert's output added.
 """
 
 from __future__ import annotations
@@ -71,6 +77,23 @@ def _is_gpt_oss_experts(m: nn.Module) -> bool:
     )
 
 
+def _is_llama4_moe(m: nn.Module) -> bool:
+    """Llama 4's MoE block: a Linear router, a shared expert and experts with gate_up_proj
+    (E, H, 2I) and down_proj (E, I, H), no biases, called on pre-scaled tokens."""
+    experts = getattr(m, "experts", None)
+    wd = _experts_3d(experts) if isinstance(experts, nn.Module) else None
+    if wd is None or getattr(experts, "gate_up_proj_bias", None) is not None:
+        return False
+    w, d = wd
+    return (
+        w.shape[2] == 2 * d.shape[1]
+        and w.shape[1] == d.shape[2]
+        and isinstance(getattr(m, "router", None), nn.Linear)
+        and isinstance(getattr(m, "shared_expert", None), nn.Module)
+        and isinstance(getattr(m, "top_k", None), int)
+    )
+
+
 def touched_experts(experts: int, k: int, tokens: int) -> int:
     """Experts a step of `tokens` tokens touches on average under uniform top-k routing."""
     expected = experts * (1 - (1 - k / experts) ** tokens)
@@ -108,9 +131,37 @@ def _routed(expert: Callable[[nn.Module, torch.Tensor, int], torch.Tensor]):
     return forward
 
 
+def _llama4_expert(self, x: torch.Tensor, e: int) -> torch.Tensor:
+    gate, up = (x @ self.gate_up_proj[e]).chunk(2, dim=-1)
+    return (up * self.act_fn(gate)) @ self.down_proj[e]
+
+
+def _llama4_moe_forward(self, hidden_states):
+    """Llama 4's MoE block with count routing: router, top-k pairs dealt round-robin over the
+    experts touched, each token scaled by its score before its expert, shared expert added."""
+    hidden_states = hidden_states.reshape(-1, self.hidden_dim)
+    router_scores, router_logits = self.router(hidden_states)
+    top_w, top_i = torch.topk(router_scores, self.top_k, dim=1)
+    experts = self.experts
+    tokens, k = top_i.shape
+    pairs = tokens * k
+    touched = touched_experts(experts.num_experts, k, tokens)
+    routed = torch.zeros_like(hidden_states)
+    for e in range(touched):
+        n = pairs // touched + (1 if e < pairs % touched else 0)
+        token_idx = torch.zeros(n, dtype=torch.long, device=hidden_states.device)
+        pos = torch.zeros(n, dtype=torch.long, device=hidden_states.device)
+        x = hidden_states[token_idx] * top_w[token_idx, pos, None]
+        routed.index_add_(0, token_idx, _llama4_expert(experts, x, e).to(routed.dtype))
+    out = self.shared_expert(hidden_states)
+    out.add_(routed)
+    return out, router_logits
+
+
 _LAYOUTS = (
     (_is_experts, _routed(_mixtral_expert)),
     (_is_gpt_oss_experts, _routed(_gpt_oss_expert)),
+    (_is_llama4_moe, _llama4_moe_forward),
 )
 
 

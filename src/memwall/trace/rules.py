@@ -77,6 +77,7 @@ PER_OUTPUT: dict[str, float] = {
             "sqrt",
             "exp",
             "log",
+            "log1p",  # Llama 4's attention temperature
             "reciprocal",
             "abs",
             "sin",
@@ -84,6 +85,7 @@ PER_OUTPUT: dict[str, float] = {
             "erf",
             "sign",
             "floor",
+            "floor_divide",  # Llama 4's chunked-attention mask (position // chunk)
             "ceil",
             "round",
             "clamp",

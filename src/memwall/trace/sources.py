@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import importlib
 import inspect
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +26,7 @@ from memwall.sources import (
     check_image_size,
     install_torchvision_fallback,
 )
+from memwall.trace.foreign import foreign_code
 
 # torchvision model groups memwall can feed: one image batch (B, 3, H, W) in, tensors out.
 IMAGE_GROUPS = ("classification", "segmentation")
@@ -38,10 +41,19 @@ class ModuleRun:
     args: tuple = ()
     kwargs: dict[str, Any] = field(default_factory=dict)
     inputs: str = ""  # what the inputs are, for the output
+    foreign: str = ""  # who wrote the module when not memwall (errors name it), e.g. "m:build"
+    hint: str = ""  # what the module accepts, added to the line a forward error becomes
 
     @property
     def n_params(self) -> int:
         return sum(p.numel() for p in self.module.parameters())
+
+    def forward(self) -> Any:
+        """One forward call; a foreign module's error becomes one MemwallError line."""
+        if not self.foreign:
+            return self.module(*self.args, **self.kwargs)
+        with foreign_code(self.foreign, self.hint):
+            return self.module(*self.args, **self.kwargs)
 
 
 def torchvision_ops_available() -> bool:
@@ -79,6 +91,78 @@ def _group_of(tvm, name: str) -> str | None:
     return None
 
 
+def _patch_size(name: str) -> int | None:
+    """The patch side of a torchvision ViT from its name (vit_b_16 -> 16), else None."""
+    tail = name.rsplit("_", 1)[-1]
+    return int(tail) if name.startswith("vit_") and tail.isdigit() else None
+
+
+def _min_size(tvm, name: str) -> int | None:
+    """The smallest image side torchvision states for `name` (its weights' `min_size`)."""
+    try:
+        sizes = [w.meta.get("min_size") for w in tvm.get_model_weights(name)]
+    except (ValueError, KeyError, AttributeError):
+        return None
+    sides = [s[0] for s in sizes if isinstance(s, tuple) and s and isinstance(s[0], int)]
+    return min(sides) if sides else None
+
+
+def _size_hint(tvm, name: str, size: int) -> str:
+    """What `name` accepts, for the line an error at `size` becomes ('' when nothing known)."""
+    low = _min_size(tvm, name)
+    if low is not None and size < low:
+        return (
+            f"; torchvision states a minimum of {low}x{low} for {name}: --image-size {low} or more"
+        )
+    if size != DEFAULT_IMAGE_SIZE:
+        return f" (its default --image-size is {DEFAULT_IMAGE_SIZE})"
+    return ""
+
+
+def _check_vit_size(name: str, size: int) -> None:
+    """ViT cuts the image into patches: torchvision asserts the side is a multiple of them."""
+    patch = _patch_size(name)
+    if patch is not None and size % patch:
+        near = max(patch, round(size / patch) * patch)
+        raise MemwallError(
+            f"torchvision:{name} takes images whose side is a multiple of its patch size "
+            f"{patch} (e.g. {near} or {DEFAULT_IMAGE_SIZE}), got --image-size {size}"
+        )
+
+
+@contextmanager
+def _weights_on_meta() -> Iterator[None]:
+    """Every parameter and buffer a module registers goes to the meta device, other tensors
+    stay on the CPU: for builders that compute sizes with torch (RegNet's block widths), which
+    a meta default device breaks ("Cannot copy out of meta tensor")."""
+    reg_p, reg_b = torch.nn.Module.register_parameter, torch.nn.Module.register_buffer
+
+    def param(self, name: str, p: Any) -> None:
+        if p is not None:
+            p = torch.nn.Parameter(p.to("meta"), requires_grad=p.requires_grad)
+        reg_p(self, name, p)
+
+    def buffer(self, name: str, t: Any, persistent: bool = True) -> None:
+        reg_b(self, name, None if t is None else t.to("meta"), persistent)
+
+    torch.nn.Module.register_parameter, torch.nn.Module.register_buffer = param, buffer
+    try:
+        yield
+    finally:
+        torch.nn.Module.register_parameter, torch.nn.Module.register_buffer = reg_p, reg_b
+
+
+def _build(tvm, name: str, kwargs: dict[str, Any], device: str) -> torch.nn.Module:
+    with torch.device(device):
+        try:
+            return tvm.get_model(name, **kwargs)
+        except NotImplementedError:
+            if device != "meta":
+                raise
+    with _weights_on_meta():
+        return tvm.get_model(name, **kwargs)
+
+
 def torchvision_run(
     name: str,
     batch: int = 1,
@@ -102,22 +186,30 @@ def torchvision_run(
             f"memwall builds {' and '.join(IMAGE_GROUPS)} models: use a module:function "
             "entry point that returns the model and its inputs"
         )
+    _check_vit_size(name, image_size)
     kwargs: dict[str, Any] = {"weights": None}
     if name.startswith("vit_"):
         kwargs["image_size"] = image_size  # ViT's position table is sized by the image
+    if name.startswith("maxvit_"):
+        kwargs["input_size"] = (image_size, image_size)  # so is MaxViT's attention grid
     if group == "segmentation":
         kwargs["weights_backbone"] = None
     if name in ("googlenet", "inception_v3"):
         kwargs["init_weights"] = False  # scipy-based init; values do not matter here
-    with torch.device(device):
-        try:
-            model = tvm.get_model(name, **kwargs)
-        except (ValueError, TypeError) as e:
-            raise MemwallError(f"torchvision cannot build {name!r}: {e}") from None
-        x = torch.zeros(batch, 3, image_size, image_size, dtype=dtype)
+    who = f"torchvision:{name} at {image_size}x{image_size} images"
+    hint = _size_hint(tvm, name, image_size)
+    with foreign_code(who, hint):
+        model = _build(tvm, name, kwargs, device)
+    x = torch.zeros(batch, 3, image_size, image_size, dtype=dtype, device=device)
     model = model.to(dtype).eval()
     return ModuleRun(
-        f"torchvision:{name}", model, (x,), {}, f"images {batch}x3x{image_size}x{image_size}"
+        f"torchvision:{name}",
+        model,
+        (x,),
+        {},
+        f"images {batch}x3x{image_size}x{image_size}",
+        foreign=who,
+        hint=hint,
     )
 
 
@@ -129,13 +221,20 @@ def entry_point_run(
     dtype: torch.dtype = torch.float32,
     device: str = "meta",
 ) -> ModuleRun:
-    """Import `module`, call `function` with the arguments it declares, check what it returns."""
+    """Import `module`, call `function` with the arguments it declares, check what it returns.
+
+    Whatever the user's code raises, at import, at the call or later in forward, is one line
+    naming it (`memwall.trace.foreign`)."""
     mod_name, fn_name = target.split(":")
-    try:
-        mod = importlib.import_module(mod_name)
-    except ImportError as e:
-        raise MemwallError(f"cannot import {mod_name!r} for entry point {target}: {e}") from None
-    fn = getattr(mod, fn_name, None)
+    with foreign_code(f"{target} (importing {mod_name})"):
+        try:
+            mod = importlib.import_module(mod_name)
+        except ImportError as e:
+            raise MemwallError(
+                f"cannot import {mod_name!r} for entry point {target}: {e}"
+            ) from None
+    with foreign_code(target):
+        fn = getattr(mod, fn_name, None)
     if not callable(fn):
         names = [n for n in dir(mod) if not n.startswith("_") and callable(getattr(mod, n))]
         raise MemwallError(
@@ -149,9 +248,13 @@ def entry_point_run(
         "device": device,
         "dtype": dtype,
     }
-    params = inspect.signature(fn).parameters
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):  # a builtin without a signature: offer it nothing
+        params = {}
     call = {k: v for k, v in offered.items() if k in params and v is not None}
-    out = fn(**call)
+    with foreign_code(target):
+        out = fn(**call)
     if not (isinstance(out, tuple) and len(out) == 2 and isinstance(out[0], torch.nn.Module)):
         raise MemwallError(
             f"entry point {target} must return (torch.nn.Module, inputs), got {type(out).__name__}"
@@ -169,7 +272,11 @@ def entry_point_run(
             "give a tensor, a tuple of inputs or a dict of keyword inputs"
         )
     shapes = [tuple(t.shape) for t in (*args, *kwargs.values()) if isinstance(t, torch.Tensor)]
-    return ModuleRun(target, module.eval(), args, kwargs, f"inputs {shapes}")
+    with foreign_code(f"{target}'s module"):
+        module.eval()
+    return ModuleRun(
+        target, module, args, kwargs, f"inputs {shapes}", foreign=f"{target}'s module forward"
+    )
 
 
 def build_run(

@@ -38,6 +38,7 @@ from memwall.trace.models import (
 from memwall.trace.moe import ROUTING_NOTE
 from memwall.trace.repeat import LayerPlan, sample_layers
 from memwall.trace.sources import ModuleRun
+from memwall.trace.versions import check_transformers, transformers_failures
 
 _FLOAT_DTYPES = ("fp32", "bf16", "fp16", "fp64")
 EXTRA_COLUMNS = ["module", "aten_ops", "bytes_eager", "kernels"]
@@ -168,12 +169,14 @@ def trace_table(
     cfg = _config_for(spec, config)
     dtype = resolve_dtype(precision)
     dev = resolve_device(spec, dtype, device, workload)
-    model = build_model(cfg, dtype, dev)
-    sampled = sample and dev == "meta" and not spec.is_encoder_decoder
-    plan = sample_layers(model) if sampled else None
-    run = trace_encdec if spec.is_encoder_decoder else trace_workload
-    check = cross_check and plan is None  # torch's counter sees only the layers traced
-    steps = run(model, spec, workload, dtype, dev, cross_check=check)
+    check_transformers()
+    with transformers_failures(spec.name):
+        model = build_model(cfg, dtype, dev)
+        sampled = sample and dev == "meta" and not spec.is_encoder_decoder
+        plan = sample_layers(model) if sampled else None
+        run = trace_encdec if spec.is_encoder_decoder else trace_workload
+        check = cross_check and plan is None  # torch's counter sees only the layers traced
+        steps = run(model, spec, workload, dtype, dev, cross_check=check)
     df = rows_from_traces([(s.result, s.weight) for s in steps], fused=fused, layers=plan)
     n_steps = workload.gen_len if workload.phase == "generate" else 1
     df["steps"] = n_steps
@@ -244,7 +247,7 @@ def trace_run(run: ModuleRun, fused: bool = True, cross_check: bool = True) -> p
         tracer = Tracer(run.module, cross_check=cross_check)
         tracer.mark_inputs((run.args, run.kwargs))
         with tracer:
-            out = run.module(*run.args, **run.kwargs)
+            out = run.forward()
         tracer.mark_outputs(out)
     res = tracer.result()
     df = rows_from_traces([(res, 1.0)], fused=fused)

@@ -1,5 +1,5 @@
 """Memory of any module, from one traced step: what autograd keeps for backward, plus the model
-states `memwall.memory` prices (weights, gradients, optimizer state, master weights).
+states of `memwall.optimizers` (weights, gradients, optimizer state, master weights).
 
 Activations kept for backward are not guessed per layer type: the forward runs in training
 mode (batch norm with batch statistics, dropout masks) on the meta device under
@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from memwall.memory import model_states
+from memwall.optimizers import one_device_states
 from memwall.precision import typed_precision
 from memwall.spec import Precision, parse_precision
 from memwall.trace.sources import ModuleRun
@@ -52,7 +52,7 @@ def saved_for_backward(run: ModuleRun) -> SavedActivations:
     module.train()
     try:
         with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-            module(*run.args, **run.kwargs)
+            run.forward()
     finally:
         module.train(was_training)
     by_dtype: dict[str, int] = {}
@@ -111,11 +111,12 @@ class ModuleTrainingMemory:
 def module_training_memory(
     run: ModuleRun, optimizer: str = "momentum", precision: Precision = FP32
 ) -> ModuleTrainingMemory:
-    """Weights, gradients and optimizer state from `memwall.memory.model_states`; activations
-    from the traced forward. The module's dtype should match `precision`'s activations."""
+    """Weights, gradients and optimizer state on one device (`memwall.optimizers`, as
+    `memwall.memory.model_states` without ZeRO); activations from the traced forward. The
+    module's dtype should match `precision`'s activations."""
     prec = typed_precision(precision)
     n = run.n_params
-    st = model_states(n, optimizer, prec)
+    st = one_device_states(n, optimizer, prec)
     saved = saved_for_backward(run)
     return ModuleTrainingMemory(
         model=run.name,

@@ -28,6 +28,8 @@ POINT_COLUMNS = ["series", "date", "year", "value", "unit", "label", "estimate",
 MAX_CSV_BYTES = 64 * 1024 * 1024
 MAX_CSV_COLUMNS = 1000
 MAX_SERIES_NAME = 100  # characters
+# Values a log10 fit takes: far beyond any quantity measured, far from the float limits.
+VALUE_RANGE = (1e-100, 1e100)
 # Columns of a user CSV that describe a point rather than hold a value to fit.
 _META_COLUMNS = {"date", "year", "series", "unit", "label", "estimate", "source", "notes", "name"}
 
@@ -364,13 +366,7 @@ def load_csv(path: str | Path) -> Dataset:
         years = pd.concat([years] * len(parts), ignore_index=True)
     values = pd.to_numeric(long["value"].astype(str).str.strip(), errors="coerce")
     keep = values.notna() & (long["value"].astype(str).str.strip() != "")
-    bad = keep & ~(values > 0)
-    if bad.any():
-        row = int(bad[bad].index[0])
-        raise MemwallError(
-            f"dataset file '{path}': value {long['value'].iloc[row]!r} of series "
-            f"'{long['series'].iloc[row]}' is not positive; a log-linear fit needs values > 0"
-        )
+    _check_values(values[keep], long, len(raw), path)
     long = long[keep].reset_index(drop=True)
     years = years[keep].reset_index(drop=True)
     values = values[keep].reset_index(drop=True)
@@ -396,12 +392,30 @@ def load_csv(path: str | Path) -> Dataset:
     return Dataset(name=str(p), description=f"user file {p}", points=pts, info=info)
 
 
+def _check_values(values: pd.Series, long: pd.DataFrame, n_rows: int, path: str | Path) -> None:
+    """Refuse the first value a log10 fit cannot take exactly, naming its data row: not
+    positive, not finite (1e400 reads as inf), or outside VALUE_RANGE (near the float limits
+    log10 loses digits, 1e-320 is subnormal, and growth factors overflow)."""
+    lo, hi = VALUE_RANGE
+    bad = ~values.between(lo, hi)
+    if not bad.any():
+        return
+    i = int(bad[bad].index[0])
+    v = float(values.loc[i])
+    why = "not positive" if v <= 0 else "not finite" if not math.isfinite(v) else "out of range"
+    raise MemwallError(
+        f"dataset file '{path}': value {long['value'].iloc[i]!r} of series "
+        f"'{long['series'].iloc[i]}' on data row {i % n_rows + 1} is {why}; a log-linear fit "
+        f"takes values from {lo:g} to {hi:g}"
+    )
+
+
 def _read_rectangular(p: Path, path: str | Path) -> pd.DataFrame:
     """The file as strings, refusing what a fit could silently misread: a row with more or fewer
     fields than the header, an empty or duplicate column name, a series name that is not one
     line of printable text, too many columns."""
     try:
-        with p.open(newline="", encoding="utf-8") as fh:
+        with p.open(newline="", encoding="utf-8-sig") as fh:  # a BOM (Excel) is not a name
             rows = [r for r in csv.reader(fh) if any(f.strip() for f in r)]
     except (csv.Error, UnicodeDecodeError, OSError) as e:
         raise MemwallError(f"dataset file '{path}' is not a readable CSV: {e}") from None

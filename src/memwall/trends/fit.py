@@ -18,6 +18,7 @@ from scipy import stats
 
 from memwall.errors import MemwallError
 from memwall.trends.data import (
+    VALUE_RANGE,
     Dataset,
     SeriesInfo,
     fractional_year,
@@ -28,6 +29,10 @@ from memwall.trends.data import (
 
 MIN_POINTS = 3  # a slope with a confidence interval needs at least one residual degree of freedom
 CONFIDENCE = 0.95
+# The steepest slope (log10 per year) reported, the fit's and its interval's bounds: 1e5x a year
+# is far beyond any real trend, and 10**(20 x slope) and the gap between two series
+# (10**(20 x difference)) stay finite; steeper means wrong values or dates, or too few points.
+MAX_SLOPE = 5.0
 METHOD = {
     "regression": "ordinary least squares of log10(value) on the date as a fractional year "
     "(year + (day of year - 1) / days in year), scipy.stats.linregress",
@@ -139,6 +144,9 @@ def loglinear(years, values) -> dict:
         raise MemwallError("a log-linear fit needs finite dates and positive finite values")
     if np.ptp(x) == 0:
         raise MemwallError("all points share one date; a growth rate needs a spread of dates")
+    lo, hi = VALUE_RANGE
+    if not (np.all(y >= lo) and np.all(y <= hi)):
+        raise MemwallError(f"a log-linear fit takes values from {lo:g} to {hi:g}")
     ly = np.log10(y)
     res = stats.linregress(x, ly)
     t = stats.t.ppf(0.5 + CONFIDENCE / 2, len(x) - 2)
@@ -174,6 +182,7 @@ def fit_points(
             f"{'' if len(points) == 1 else 's'}{where}; a fit needs at least {MIN_POINTS}"
         )
     r = loglinear(points["year"], points["value"])
+    _check_slope(r, name, dataset)
     dates = (
         pd.to_datetime(points["date"])
         if "date" in points
@@ -202,6 +211,17 @@ def fit_points(
         since=since,
         until=until,
     )
+
+
+def _check_slope(r: dict, name: str, dataset: str) -> None:
+    """Refuse a fit whose slope or 95% interval is steeper than MAX_SLOPE (see there)."""
+    steep = max(abs(r["slope"]), abs(r["slope_low"]), abs(r["slope_high"]))
+    if not steep <= MAX_SLOPE:  # also nan
+        raise MemwallError(
+            f"series '{name}' of dataset '{dataset}' changes by up to 10^{steep:.3g}x a year "
+            f"(fit and 95% interval); a growth rate is reported up to {10**MAX_SLOPE:g}x a "
+            "year: check its values and dates, or give more points over a longer span"
+        )
 
 
 def _window(since: float | None, until: float | None) -> str:

@@ -8,9 +8,10 @@ from typing import Any
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from memwall.report import calm, noise
 from memwall.report.base import Column, ReportContext, SectionResult
 from memwall.report.figures import PALETTE
-from memwall.report.fmt import pct, ratio
+from memwall.report.fmt import ratio
 from memwall.report.lib import casestudy
 
 QUICK = {"lengths": (128, 256), "precisions": ("int8",), "repeats": 1, "budget_s": 60.0}
@@ -29,7 +30,29 @@ def plan(ctx: ReportContext) -> dict[str, Any]:
     return p
 
 
-def _panels(case: Any) -> go.Figure:
+def _noisy_points(fig: go.Figure, p: str, rows: list[dict[str, Any]], first: bool) -> None:
+    """Panel (d)'s noisy measurements again, ringed, with the reasons on hover."""
+    bad = [r for r in rows if r.get(f"noise_{p}") and r.get(f"normalized_{p}")]
+    if not bad and not first:
+        return
+    fig.add_trace(
+        go.Scatter(
+            x=[r["length"] for r in bad],
+            y=[r[f"normalized_{p}"] for r in bad],
+            mode="markers",
+            name=f"{noise.MARK} noisy (left out of the median)",
+            legendgroup="noisy",
+            showlegend=first,
+            marker={"symbol": "circle-open", "size": 17, "color": "#9a3b00", "line": {"width": 2}},
+            customdata=["; ".join(r[f"noise_{p}"]) for r in bad],
+            hovertemplate="L=%{x}: %{y:.3g}<br>noisy: %{customdata}<extra></extra>",
+        ),
+        2,
+        2,
+    )
+
+
+def _panels(case: Any, marked: list[dict[str, Any]]) -> go.Figure:
     fig = make_subplots(
         rows=2,
         cols=2,
@@ -41,8 +64,8 @@ def _panels(case: Any) -> go.Figure:
         ),
     )
     p = case.precisions[0]
-    for i, model in enumerate(dict.fromkeys(r["model"] for r in case.rows)):
-        rows = [r for r in case.rows if r["model"] == model]
+    for i, model in enumerate(dict.fromkeys(r["model"] for r in marked)):
+        rows = [r for r in marked if r["model"] == model]
         xs = [r["length"] for r in rows]
         color = PALETTE[i % len(PALETTE)]
         for k, (key, pos) in enumerate(
@@ -90,6 +113,7 @@ def _panels(case: Any) -> go.Figure:
                 2,
                 2,
             )
+        _noisy_points(fig, p, rows, first=i == 0)
     fig.update_xaxes(type="log", title_text="sequence length (tokens)")
     fig.update_yaxes(type="log")
     fig.update_layout(
@@ -114,6 +138,7 @@ def _table_columns(precisions: tuple[str, ...]) -> list[Column]:
             Column(f"latency_{p}", f"{p} measured", "seconds"),
             Column(f"predicted_{p}", f"{p} predicted", "seconds"),
             Column(f"error_{p}", f"{p} error", "pct"),
+            Column(f"mark_{p}", f"{p} noise", "mark"),
         ]
     return cols
 
@@ -133,52 +158,62 @@ class CaseStudySection:
                 "Run `memwall report` or `memwall casestudy` to measure Figure 3 here."
             )
             return res
-        case = casestudy(
-            models=ctx.options.casestudy_models,
-            lengths=p["lengths"],
-            precisions=p["precisions"],
-            budget_s=p["budget_s"],
-            repeats=p["repeats"],
-            on_measure=ctx.progress,
-            quick=ctx.options.quick,
-            device=ctx.devices.get("local"),
-            configs=ctx.options.configs or None,
-            on_progress=lambda d, a, t: ctx.progress(d),
-        )
+        try:
+            case = casestudy(
+                quick=ctx.options.quick,
+                models=ctx.options.casestudy_models,
+                lengths=p["lengths"],
+                precisions=p["precisions"],
+                budget_s=p["budget_s"],
+                repeats=p["repeats"],
+                device="local" if "local" in ctx.devices else None,
+                configs=ctx.options.configs or None,
+                on_progress=lambda d, a, t: ctx.progress(d),
+            )
+        finally:
+            calm.finish(ctx)  # the measuring is over: how busy the machine was meanwhile
         ctx.shared["casestudy"] = case
+        return self._result(ctx, case, p)
+
+    def _result(self, ctx: ReportContext, case: Any, p: dict[str, Any]) -> SectionResult:
         d = case.to_dict()
-        res = SectionResult(data={**d, "plan": p}, complete=not case.interrupted)
+        cal_noisy = bool((case.calibration or {}).get("noisy"))
+        marked = noise.mark_rows(case.rows, case.precisions, cal_noisy)
+        errors = noise.error_summary(marked, case.precisions)
+        data = {**d, "rows": marked, "prediction_error": errors, "plan": p}
+        res = SectionResult(data=data, complete=not case.interrupted)
         if case.interrupted:
             ctx.shared["interrupted"] = True
-        pe = d["prediction_error"]
         ratios = "; ".join(
             f"{ratio(v)} at {k}"
             for k, v in d["gpt2_over_bert_base_at_128"].items()
             if v is not None
         )
+        n = (case.env or {}).get("threads", "?")
+        threads = f"{n} thread{'' if n == 1 else 's'}"
         res.text(
             "BERT encodes a whole sequence at once (matrix-matrix work); GPT-2 generates one token "
             "at a time and re-reads every weight for each (matrix-vector work). Counted with the "
             "paper's convention (8-bit, no fusion) they do similar FLOPs but GPT-2 moves far more "
-            f"bytes. Measured here, GPT-2 generating 128 tokens takes {ratios or '–'} the time of "
-            f"BERT-Base encoding 128 tokens. The calibrated roofline predicted the {pe['n']} "
-            f"measured runs with a median error of {pct(pe['median'])} (worst "
-            f"{pct(pe['worst'])})."
+            f"bytes. Measured here ({threads}, chosen as `memwall casestudy` chooses them), "
+            f"GPT-2 generating 128 tokens takes {ratios or '–'} the time of BERT-Base encoding "
+            f"128 tokens. {noise.sentence(errors)}"
         )
         res.figure(
-            _panels(case),
+            _panels(case, marked),
             "Figure 3 on this machine, batch 1. (a)-(c): counted, paper "
             "convention (8-bit, closed form). (d): end-to-end latency normalised to "
             "BERT-Base at length 128 (same precision): markers measured (median), dashed "
-            "lines the calibrated prediction. BERT: encoder forward over L tokens; GPT-2: "
-            "L tokens generated from no prompt.",
+            "lines the calibrated prediction; ringed: noisy measurements. BERT: encoder "
+            f"forward over L tokens; GPT-2: L tokens generated from no prompt. {noise.LEGEND}.",
             "casestudy",
         )
         res.table(
             "Every case-study run: counted (paper convention), measured latency (median), "
-            "calibrated prediction and error |predicted − measured| / measured",
+            "calibrated prediction and error |predicted − measured| / measured. "
+            f"{noise.LEGEND}.",
             _table_columns(case.precisions),
-            case.rows,
+            marked,
         )
         res.notes += [
             n.replace("run with --full", "run `memwall casestudy --full`") for n in case.notes

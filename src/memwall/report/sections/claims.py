@@ -13,6 +13,7 @@ from memwall.hardware import get_device
 from memwall.memory import model_states, training_memory, weight_bytes
 from memwall.report.base import Column, ReportContext, SectionResult
 from memwall.report.fmt import pct, ratio, si
+from memwall.report.noise import LEGEND, MARK
 from memwall.report.workloads import try_totals
 from memwall.spec import Workload, load_model, parse_precision
 
@@ -87,7 +88,22 @@ def latency(ctx: ReportContext, c: dict) -> Check:
         "measured on this machine: GPT-2 generating 128 tokens / BERT-Base "
         "encoding 128 tokens, batch 1",
     )
-    return {"ours": next(iter(vals.values())), "text": text, "verdict": v, "why": why}
+    noisy = _noisy_ratio(d or {}, vals)
+    if noisy:
+        text += f" {MARK} noisy: " + "; ".join(noisy)
+        why += f" ({LEGEND})"
+    out = {"ours": next(iter(vals.values())), "text": text, "verdict": v, "why": why}
+    return {**out, "noisy": noisy, "noisy_row": bool(noisy)}
+
+
+def _noisy_ratio(d: dict[str, Any], vals: dict[str, float]) -> list[str]:
+    """The noise marks of the two case-study rows behind the GPT-2 / BERT-Base ratio."""
+    out = []
+    for r in d.get("rows", []):
+        if (r["model"], r["length"]) in (("gpt2", 128), ("bert-base", 128)):
+            for p in vals:
+                out += [f"{r['model']} {p}: {w}" for w in r.get(f"noise_{p}") or []]
+    return out
 
 
 def training_memory_claim(ctx: ReportContext, c: dict) -> Check:

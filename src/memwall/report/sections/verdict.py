@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from memwall.errors import MemwallError
+from memwall.report import calm
 from memwall.report.base import Column, ReportContext, SectionResult
 from memwall.report.fmt import num, pct, ratio, si
 from memwall.report.sections.whatif import scaled
@@ -111,6 +112,9 @@ class VerdictSection:
 
     def build(self, ctx: ReportContext) -> SectionResult:
         res = SectionResult()
+        warnings = [w for w in (calm.finish(ctx).get("warning"), noisy_warning(ctx)) if w]
+        for w in warnings:
+            res.warn(w)
         rows, paras = [], []
         for model in ctx.options.models:
             for dname, dev in ctx.devices.items():
@@ -127,8 +131,26 @@ class VerdictSection:
         for model, p in paras:
             res.text(p, heading="" if model in seen else model)
             seen.add(model)
-        res.data = {"verdicts": rows}
+        res.data = {"verdicts": rows, "warnings": warnings, "machine": ctx.machine.get("calm")}
         return res
+
+
+def noisy_warning(ctx: ReportContext) -> str:
+    """What the verdict says when case-study rows or its calibration were noisy."""
+    d = ctx.data("casestudy") or {}
+    pe = d.get("prediction_error") or {}
+    k, n = pe.get("noisy_excluded", 0), (pe.get("all_rows") or {}).get("n", 0)
+    if not k:
+        return ""
+    cal = (
+        " (its calibration was flagged noisy)" if (d.get("calibration") or {}).get("noisy") else ""
+    )
+    where = (
+        "its median and worst prediction error are over the clean ones only"
+        if k < n
+        else "no clean prediction error can be given (the all-rows median is shown, labelled)"
+    )
+    return f"{k} of {n} case-study measurements are noisy{cal} and marked ⚠ there; {where}."
 
 
 def summary(rows: list[dict[str, Any]]) -> str:

@@ -10,7 +10,7 @@ from typing import Any
 import plotly.graph_objects as go
 
 from memwall.errors import MemwallError
-from memwall.hardware import derive
+from memwall.hardware import SCALE_KEYS, derive, get_device
 from memwall.report.base import Column, ReportContext, SectionResult
 from memwall.report.figures import PALETTE, style
 from memwall.report.lib import decode_ridge_batch
@@ -39,9 +39,16 @@ def whatif_models(ctx: ReportContext) -> list[str]:
 
 
 def scaled(device: Any, bandwidth: float = 1.0, flops: float = 1.0) -> Any:
-    """The same device with its memory bandwidth or peaks scaled (memwall's what-if device)."""
+    """The same device with its memory bandwidth or peaks scaled (memwall's what-if device).
+    A what-if device (`h100-sxm@bw=2`) is scaled from its real device by the product of the
+    factors (2x its bandwidth: `h100-sxm@bw=4`): `derive` scales real devices only."""
     scale = {k: v for k, v in (("bw", bandwidth), ("flops", flops)) if v != 1.0}
-    return derive(device, scale)
+    if not device.is_derived:
+        return derive(device, scale)
+    both = {k: device.scale.get(k, 1.0) * scale.get(k, 1.0) for k in SCALE_KEYS}
+    base = get_device(device.derived_from)
+    both = {k: v for k, v in both.items() if v != 1.0}
+    return derive(base, both) if both else base
 
 
 def _ctx_len(spec: Any, want: int) -> int:
