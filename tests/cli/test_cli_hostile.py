@@ -78,6 +78,20 @@ def test_analyze_torchvision_refuses_flags_it_would_ignore(cli, args, needle):
     cli("analyze", "torchvision:resnet50", *args).assert_one_line_error(needle)
 
 
+def test_memory_torchvision_refuses_seq_len(cli):
+    r = cli("memory", "torchvision:resnet18", "--seq-len", "4096")
+    r.assert_one_line_error("--seq-len does not apply here: a torchvision model takes images")
+
+
+def test_memory_of_a_vit_counts_its_image_tokens(cli):
+    assert (
+        cli("memory", "vit-base-patch16-224", "--format", "json").json["workload"]["seq_len"] == 197
+    )
+    r = cli("memory", "vit-base-patch16-224", "--image-size", "384", "--format", "json")
+    assert r.json["workload"]["seq_len"] == 577  # (384 / 16)^2 patches + the class token
+    cli("memory", "vit-base-patch16-224", "--seq-len", "100").assert_one_line_error("--image-size")
+
+
 def test_analyze_entry_point_refuses_engine_closed(cli):
     # refused before the entry point is imported: nothing of the user's code runs
     r = cli("analyze", "memwall_no_such_mod:build", "--engine", "closed")

@@ -195,3 +195,12 @@ def test_trend_csv_near_the_float_limits_is_one_line(cli, tmp_path, text, needle
     p = tmp_path / "mine.csv"
     p.write_text(text)
     cli("trends", "--dataset", p, "--format", "json").assert_one_line_error(needle)
+
+
+@pytest.mark.parametrize("command", ["analyze", "memory"])
+def test_entry_point_refuses_a_typed_size_it_does_not_declare(cli, entry_dir, command):
+    """`fwd` declares only `device`: a typed --seq-len or --batch would be silently dropped."""
+    pytest.importorskip("torch")
+    for flag in ("--seq-len", "--batch"):
+        r = cli(command, "hl_cli_entry:fwd", flag, "64")
+        r.assert_one_line_error(f"{flag} does not apply here: entry point hl_cli_entry:fwd")

@@ -262,6 +262,30 @@ def refuse_options(flags: Sequence[str], why: str) -> None:
         raise MemwallError(f"{', '.join(given)} {verb} not apply here: {why}")
 
 
+def image_tokens(spec, seq_len: int, image_size: int | None) -> int:
+    """A vision Transformer (ViT config) encodes an image: (side / patch)^2 patches and a class
+    token, the side from --image-size or its config (--seq-len is refused, never ignored)."""
+    if not spec.patch_size:
+        if image_size is not None:
+            raise MemwallError(
+                "--image-size is for vision models (ViT configs), torchvision:NAME and "
+                "module:function models"
+            )
+        return seq_len
+    refuse_options(
+        ["--seq-len"],
+        f"{spec.name} encodes images: its tokens are the patches and a class token "
+        f"({spec.image_tokens()} at its {spec.image_size} x {spec.image_size} pixels); "
+        "use --image-size",
+    )
+    if image_size is not None and not spec.patch_size <= image_size <= 100_000:
+        raise MemwallError(
+            f"--image-size must be between the patch size ({spec.patch_size}) and 100,000 "
+            f"pixels, got {image_size}"
+        )
+    return spec.image_tokens(image_size)
+
+
 PRED_CSV_COLUMNS = (
     "t_compute", "t_memory", "t_launch", "t_overhead", "time", "time_low", "time_high", "bound",
 )  # fmt: skip

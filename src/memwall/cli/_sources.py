@@ -73,7 +73,11 @@ def _run(source: ModuleSource, batch: int, image_size, seq_len, precision: Preci
     from memwall.trace.sources import build_run
 
     Workload("encode", batch, max(seq_len or 1, 1))  # validates batch
-    return build_run(source, batch, image_size, seq_len, resolve_dtype(precision), "meta")
+    typed = typed_options()
+    asked = [a for a in ("batch", "seq_len", "image_size") if "--" + a.replace("_", "-") in typed]
+    return build_run(
+        source, batch, image_size, seq_len, resolve_dtype(precision), "meta", asked
+    )  # fmt: skip
 
 
 def analyze_module(

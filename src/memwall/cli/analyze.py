@@ -20,9 +20,9 @@ from memwall.cli._common import (
     app,
     default_phase,
     emit,
+    image_tokens,
     op_columns,
     op_csv,
-    refuse_options,
     rich_table,
     si,
 )
@@ -137,7 +137,7 @@ def analyze(
             fused_attention is not False, device, plot, fmt,
         )  # fmt: skip
     spec, config = load_model_config(model)
-    seq_len = _image_tokens(spec, seq_len, image_size)  # ViT: the tokens come from the image
+    seq_len = image_tokens(spec, seq_len, image_size)  # ViT: the tokens come from the image
     wl = _workload(spec, phase, batch, seq_len, gen_len)
     prec = parse_precision(precision, group_size, quantize_head)
     if plot is not None and device is None:
@@ -161,30 +161,6 @@ def analyze(
 
     rows, cols = op_csv(df, pred, OP_COLUMNS)  # with --device: each op's predicted time
     emit(fmt, payload, rows, table, cols)
-
-
-def _image_tokens(spec, seq_len: int, image_size: int | None) -> int:
-    """A vision Transformer (ViT config) encodes an image: (side / patch)^2 patches and a class
-    token, the side from --image-size or its config (--seq-len is refused, never ignored)."""
-    if not spec.patch_size:
-        if image_size is not None:
-            raise MemwallError(
-                "--image-size is for vision models (ViT configs), torchvision:NAME and "
-                "module:function models"
-            )
-        return seq_len
-    refuse_options(
-        ["--seq-len"],
-        f"{spec.name} encodes images: its tokens are the patches and a class token "
-        f"({spec.image_tokens()} at its {spec.image_size} x {spec.image_size} pixels); "
-        "use --image-size",
-    )
-    if image_size is not None and not spec.patch_size <= image_size <= 100_000:
-        raise MemwallError(
-            f"--image-size must be between the patch size ({spec.patch_size}) and 100,000 "
-            f"pixels, got {image_size}"
-        )
-    return spec.image_tokens(image_size)
 
 
 def _workload(spec, phase, batch: int, seq_len: int, gen_len: int) -> Workload:

@@ -147,7 +147,8 @@ def casestudy_cmd(
     ] = "int8,fp32",
     repeats: Annotated[int, typer.Option(help="Timed runs of short rows (long rows: fewer).")] = 3,
     threads: Annotated[
-        int | None, typer.Option(help="Intra-op threads (default: torch's, all cores).")
+        int | None,
+        typer.Option(help="Intra-op threads (default: every free core but one, at least 1)."),
     ] = None,
     device: Annotated[
         str, typer.Option(help="Measured device for the plain roofline ('none' to skip).")

@@ -16,6 +16,7 @@ from memwall.cli._common import (
     app,
     binary,
     emit,
+    image_tokens,
     rich_table,
     si,
 )
@@ -152,12 +153,13 @@ def memory(
     src = module_source(model)
     if src is not None:  # torchvision:NAME or module:function: a traced module
         _refuse(given - MODULE_FLAGS, "a module's memory is traced (see --help)")
+        if src.kind == "torchvision":
+            _refuse(given & {"--seq-len"}, "a torchvision model takes images: use --image-size")
         return memory_module(
             src, mode.value, batch, seq_len, image_size, precision, optimizer, fmt
         )  # fmt: skip
-    if image_size is not None:
-        raise MemwallError("--image-size is for torchvision:NAME and module:function models")
     spec = load_model(model)
+    seq_len = image_tokens(spec, seq_len, image_size)  # ViT: the tokens come from the image
     prec = parse_precision(precision, quantize_head=quantize_head)
     dev = resolve_device(device) if device is not None else None
     overhead = framework_overhead_for(dev, overhead_gib)

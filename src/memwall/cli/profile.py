@@ -223,7 +223,8 @@ def profile_cmd(
     repeats: Annotated[int, typer.Option(help="Timed runs (median and spread reported).")] = 5,
     warmup: Annotated[int, typer.Option(help="Untimed runs first.")] = 1,
     threads: Annotated[
-        int | None, typer.Option(help="Intra-op threads (default: torch's, all cores).")
+        int | None,
+        typer.Option(help="Intra-op threads (default: every free core but one, at least 1)."),
     ] = None,
     extend_positions: Annotated[
         bool,

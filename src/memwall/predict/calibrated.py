@@ -87,14 +87,17 @@ def table_precision(precision: str, head: bool = False) -> Precision:
 
 
 def closed_table(spec: ModelSpec, workload: Workload, precision: str) -> pd.DataFrame:
-    """The full-convention op table at the precision as it runs (int8 matmuls marked int8)."""
-    df = op_table(spec, workload, table_precision(precision), "full", True)
+    """The full-convention op table at the precision as it runs (int8 matmuls marked int8), with
+    MLA in transformers' expanded form: the profile times transformers' own code."""
+    df = op_table(spec, workload, table_precision(precision), "full", True, "expanded")
     if kernel_dtype(precision) == "int8":
         # the LM head is an nn.Linear, so quantize_dynamic makes it int8; the embedding
         # tables (nn.Embedding) stay fp32, so only the head's row comes from a W8 head table
         head = df["name"] == "lm_head"
         if head.any():
-            q = op_table(spec, workload, table_precision(precision, head=True), "full", True)
+            q = op_table(
+                spec, workload, table_precision(precision, head=True), "full", True, "expanded"
+            )
             df = pd.concat([df[~head], q[head]]).sort_index()
         df.loc[df["name"].isin(LINEAR_OPS), "dtype"] = "int8"
     return df

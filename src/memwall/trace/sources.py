@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -220,8 +220,11 @@ def entry_point_run(
     seq_len: int | None = None,
     dtype: torch.dtype = torch.float32,
     device: str = "meta",
+    asked: Collection[str] = (),
 ) -> ModuleRun:
     """Import `module`, call `function` with the arguments it declares, check what it returns.
+    `asked` names the arguments the user gave explicitly: one the function does not declare is
+    refused (it would be silently ignored).
 
     Whatever the user's code raises, at import, at the call or later in forward, is one line
     naming it (`memwall.trace.foreign`)."""
@@ -252,6 +255,14 @@ def entry_point_run(
         params = inspect.signature(fn).parameters
     except (TypeError, ValueError):  # a builtin without a signature: offer it nothing
         params = {}
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    ignored = [a for a in asked if a not in params and not takes_any]
+    if ignored:
+        flags = ", ".join("--" + a.replace("_", "-") for a in ignored)
+        raise MemwallError(
+            f"{flags} does not apply here: entry point {target} declares no "
+            f"{' or '.join(ignored)} argument (it takes: {', '.join(params) or 'nothing'})"
+        )
     call = {k: v for k, v in offered.items() if k in params and v is not None}
     with foreign_code(target):
         out = fn(**call)
@@ -286,11 +297,12 @@ def build_run(
     seq_len: int | None = None,
     dtype: torch.dtype = torch.float32,
     device: str = "meta",
+    asked: Collection[str] = (),
 ) -> ModuleRun:
-    """The module and inputs a module source names."""
+    """The module and inputs a module source names (`asked`: see `entry_point_run`)."""
     if source.kind == "torchvision":
         size = DEFAULT_IMAGE_SIZE if image_size is None else image_size
         return torchvision_run(source.target, batch, size, dtype, device)
     if image_size is not None:
         check_image_size(image_size)
-    return entry_point_run(source.target, batch, image_size, seq_len, dtype, device)
+    return entry_point_run(source.target, batch, image_size, seq_len, dtype, device, asked)
