@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 import torch
 import transformers
 
-from memwall import __version__
+from memwall.version import __version__
 from memwall.io import write_json
 from memwall.measure import terms as T
 from memwall.measure.machine import LoadMonitor, age_days, cpu_model, load_average, now_iso

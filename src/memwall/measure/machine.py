@@ -13,7 +13,7 @@ from typing import Any
 import numpy
 import psutil
 
-from memwall import __version__
+from memwall.version import __version__
 from memwall.measure.timing import torch_or_error
 
 KiB = 1024

@@ -34,7 +34,7 @@ import transformers
 from torch.profiler import ProfilerActivity, profile, schedule
 from transformers import DynamicCache
 
-from memwall import __version__
+from memwall.version import __version__
 from memwall.errors import MemwallError
 from memwall.measure.allocator import steady_allocator
 from memwall.measure.machine import cpu_model

@@ -16,7 +16,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from memwall import __version__
+from memwall.version import __version__
 from memwall.errors import MemwallError
 from memwall.hardware import get_device
 from memwall.io import check_output_dir, write_json, write_text

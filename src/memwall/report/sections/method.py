@@ -6,7 +6,7 @@ from __future__ import annotations
 import platform
 from importlib import metadata
 
-from memwall import __version__
+from memwall.version import __version__
 from memwall.report.base import Column, ReportContext, SectionResult
 
 PACKAGES = ("torch", "transformers", "numpy", "pandas", "scipy", "plotly", "jinja2")
