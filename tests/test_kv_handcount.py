@@ -43,13 +43,7 @@ QWEN = {"qwen2", "qwen3", "qwen2_moe", "qwen3_moe"}
 
 # Presets whose count is known to differ from the hand count, with the reason (strict xfail:
 # the test says when it is fixed).
-KNOWN: dict[str, str] = {
-    "falcon-40b": (
-        "families.json sets kv_broadcast for new_decoder_architecture (K/V cached broadcast to "
-        "all 128 heads, as older transformers did); transformers 5.25 and serving engines cache "
-        "the config's num_kv_heads = 8"
-    ),
-}
+KNOWN: dict[str, str] = {}  # preset -> why its count is known to differ (strict xfail)
 
 
 def _layers(cfg: dict[str, Any]) -> int:

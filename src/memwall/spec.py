@@ -113,7 +113,10 @@ class ModelSpec:
     eager_attention: bool = False  # transformers has no fused (SDPA) path: scores materialised
     attn_sinks: bool = False  # one learned sink logit per head joins each softmax (GPT-OSS)
     router_bias: bool = False  # the MoE router's linear has a bias (GPT-OSS)
-    kv_broadcast: bool = False  # K/V repeated to every query head before the cache (Falcon-40B)
+    # transformers before 5.25 cached Falcon-40B's K/V repeated to every query head; the count
+    # follows what it and serving engines do now (the K/V heads as projected); only the trace
+    # engine reads this, to build the cache an older transformers fills
+    kv_broadcast: bool = False
     block_norms: int = 2  # norms per block (a Falcon-7B parallel block has one)
     kv_lora_rank: int = 0  # MLA (DeepSeek): the cached latent's width (0: not MLA)
     q_lora_rank: int = 0  # MLA: queries through a low-rank projection (0: one q_proj)
@@ -148,7 +151,7 @@ class ModelSpec:
     @property
     def kv_cached_dim(self) -> int:
         """Width of K (and of V) as cached and read by attention, per token and layer."""
-        return (self.n_heads if self.kv_broadcast else self.n_kv_heads) * self.head_dim
+        return self.n_kv_heads * self.head_dim
 
     @property
     def is_moe(self) -> bool:

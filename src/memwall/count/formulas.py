@@ -132,7 +132,7 @@ def _pointwise(width: Callable[[ModelSpec], int], op: str, n_inputs: int = 1, we
 
 def repeats_kv(s: ModelSpec) -> bool:
     """Eager attention (Gemma 2, GPT-OSS) copies K and V to every query head first."""
-    return s.eager_attention and s.n_kv_heads < s.n_heads and not s.kv_broadcast
+    return s.eager_attention and s.n_kv_heads < s.n_heads
 
 
 def _kv_read(s: ModelSpec, d: Dims, p: Bytes, fused: bool = False) -> tuple[Any, Any]:

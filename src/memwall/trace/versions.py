@@ -19,8 +19,8 @@ from typing import Any
 
 from memwall.errors import MemwallError
 
-# Tested releases. Below 5.15: meta-device traces fail (the cache's fill level is read back as a
-# number) and T5 has no SDPA path; 6 is a new major release, not tried yet.
+# Tried: 4.57.6 and 5.0.0 fail on the meta device (the cache's fill level is read back as a
+# number); up to 5.14 T5 has no SDPA path; 5.15.0, 5.24.0 and 5.25.0 pass; 6 is not out yet.
 SUPPORTED_TRANSFORMERS = (">=5.15", "<6")
 # From 5.25 transformers caches Falcon's (new architecture, Falcon-40B) K/V heads as projected;
 # before, it repeated them to every query head first and cached that.
