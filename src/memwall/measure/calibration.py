@@ -23,7 +23,6 @@ from typing import Any, TypeVar
 import torch
 import transformers
 
-from memwall.version import __version__
 from memwall.io import write_json
 from memwall.measure import terms as T
 from memwall.measure.machine import LoadMonitor, age_days, cpu_model, load_average, now_iso
@@ -43,6 +42,7 @@ from memwall.records.calibration import (
     step_kind,
 )
 from memwall.spec import ModelSpec, act_dtype, kernel_dtype, runnable_precision
+from memwall.version import __version__
 
 MAX_AGE_DAYS = 7.0  # a cached calibration older than this is measured again
 SPOT_TOLERANCE = 1.2  # a cached calibration must agree with a spot check within this factor

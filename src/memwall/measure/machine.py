@@ -13,8 +13,8 @@ from typing import Any
 import numpy
 import psutil
 
-from memwall.version import __version__
 from memwall.measure.timing import torch_or_error
+from memwall.version import __version__
 
 KiB = 1024
 MiB = 1024 * 1024

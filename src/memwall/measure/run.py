@@ -34,7 +34,6 @@ import transformers
 from torch.profiler import ProfilerActivity, profile, schedule
 from transformers import DynamicCache
 
-from memwall.version import __version__
 from memwall.errors import MemwallError
 from memwall.measure.allocator import steady_allocator
 from memwall.measure.machine import cpu_model
@@ -43,6 +42,7 @@ from memwall.measure.opmap import attribute, labels
 from memwall.measure.timing import NOISY_IQR, Timing, TimingInterrupted
 from memwall.spec import Workload
 from memwall.trace.models import cache_argument
+from memwall.version import __version__
 
 MAX_PROFILED_STEPS = 64  # generate: per-op profiling samples this many decode steps at most
 

@@ -16,7 +16,6 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from memwall.version import __version__
 from memwall.errors import MemwallError
 from memwall.hardware import get_device
 from memwall.io import check_output_dir, write_json, write_text
@@ -25,6 +24,7 @@ from memwall.report.base import ReportContext, ReportOptions, SectionResult, reg
 from memwall.report.lib import speed_probe
 from memwall.report.render import plain, render_page, section_json
 from memwall.report.workloads import model_spec
+from memwall.version import __version__
 
 QUICK_NOTE = (
     "fewer case-study lengths (128 and 256), one precision (the paper's 8-bit), one "

@@ -6,8 +6,8 @@ from __future__ import annotations
 import platform
 from importlib import metadata
 
-from memwall.version import __version__
 from memwall.report.base import Column, ReportContext, SectionResult
+from memwall.version import __version__
 
 PACKAGES = ("torch", "transformers", "numpy", "pandas", "scipy", "plotly", "jinja2")
 
