@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 import typer
 
+from memwall.api._measure import caption as _caption  # noqa: F401  (its old name, for tests)
 from memwall.cli._common import (
     FormatOpt,
     app,
@@ -13,85 +14,12 @@ from memwall.cli._common import (
     emit,
     fail_line,
     keep_note,
-    refuse_options,
     rich_table,
     si,
+    typed_options,
 )
 from memwall.cli._progress import progress_bar
 from memwall.errors import MemwallError
-
-
-def result_rows(res: dict[str, Any]) -> list[dict[str, Any]]:
-    """One row per measured quantity: quantity, value (base units), unit, how it was measured."""
-    notes = res.get("notes", {})
-    rows = [
-        {
-            "quantity": "dram_bandwidth",
-            "value": res.get("dram_bandwidth"),
-            "unit": "bytes/s",
-            "how": notes.get("dram_bandwidth", ""),
-        }
-    ]
-    for d, v in (res.get("peak_flops") or {}).items():
-        unit = "OP/s" if d.startswith("int") else "FLOP/s"
-        rows.append(
-            {
-                "quantity": f"peak_flops.{d}",
-                "value": v,
-                "unit": unit,
-                "how": notes.get(f"peak_{d}", ""),
-            }
-        )
-    if not res.get("cache_levels"):
-        rows.append(
-            {
-                "quantity": "cache levels",
-                "value": None,
-                "unit": "bytes/s",
-                "how": "no plateau found in the read-bandwidth curve",
-            }
-        )
-    for c in res.get("cache_levels") or []:
-        rows.append(
-            {
-                "quantity": f"cache.{c['name']}",
-                "value": c["bandwidth"],
-                "unit": "bytes/s",
-                "how": f"read plateau up to {binary(c['size'])}",
-            }
-        )
-    rows.append(
-        {
-            "quantity": "gemv_bandwidth",
-            "value": res.get("gemv_bandwidth"),
-            "unit": "bytes/s",
-            "how": notes.get("gemv_bandwidth", ""),
-        }
-    )
-    rows.append(
-        {
-            "quantity": "op_overhead",
-            "value": res.get("op_overhead"),
-            "unit": "s",
-            "how": "one eager torch op on a 1-element tensor",
-        }
-    )
-    return rows
-
-
-def _caption(payload: dict[str, Any]) -> str:
-    meta = payload["metadata"]
-    cap = (
-        f"{meta['cpu_model']}, {meta['threads']} threads, torch {meta['torch']}, "
-        f"{meta['date']} ({meta['mode']} mode). Best of repeated runs after warm-up."
-    )
-    if payload.get("ridge"):
-        cap += "\nridge (FLOP/byte, peak / DRAM bandwidth): " + ", ".join(
-            f"{d} {r:.3g}" for d, r in payload["ridge"].items()
-        )
-    if payload["saved"]:
-        cap += f"\nsaved as device {payload['device']!r}: " + ", ".join(payload["saved"])
-    return cap
 
 
 def _fmt(v: Any) -> str:
@@ -119,35 +47,26 @@ def measure_cmd(
     fmt: FormatOpt = "table",  # type: ignore[assignment]
 ) -> None:
     """Measure this machine's roofline: bandwidth per memory level, peak FLOP/s, overheads."""
-    if collectives and device != "cpu":
-        raise MemwallError("--device is for the roofline measurement, not --collectives")
-    if collectives:  # memwall parallel's measurement (torch.distributed), rendered there
-        refuse_options(
-            ["--save"], "collectives are saved for 'local' (memwall parallel reads them)"
-        )
-        from memwall.cli.parallel import measure_collectives_cli
+    from memwall.api import measure
 
-        return measure_collectives_cli(world, quick, fmt)
-    refuse_options(["--world"], "it is the process count of --collectives (add --collectives)")
-    from memwall.measure.record import measure_and_save  # torch: loaded only for this command
-    from memwall.measure.timing import check_device
-
-    dev = check_device(device)  # one line, exit 2, before any work
-
+    world_asked = world if "--world" in typed_options() else None  # None: not typed
+    if collectives:  # memwall parallel's measurement (torch.distributed), no bar
+        result = measure(quick=quick, save=save, collectives=True, world=world_asked, device=device)
+        return _render_collectives(result, fmt)
     keep_note("the previous saved measurement is kept")
     with progress_bar(None, "measuring") as bar:
-        payload = measure_and_save(quick, save, bar.step, dev)
-    rows = result_rows(payload)
+        result = measure(
+            quick=quick, save=save, world=world_asked, device=device, progress=bar.step
+        )
+    payload = result.payload
     cols = [
         ("quantity", "quantity", None),
         ("value", "value", _fmt),
         ("unit", "unit", None),
         ("how", "how (measured)", None),
     ]
-    table = [
-        rich_table("memwall measure (measured on this machine)", rows, cols, _caption(payload))
-    ]
-    emit(fmt, payload, rows, lambda: table, ["quantity", "value", "unit", "how"])
+    table = [rich_table(result.title, result.rows, cols, "\n".join(result.notes))]
+    emit(fmt, payload, result.rows, lambda: table, result.columns)
     err = payload["save_error"]
     if payload["metadata"].get("interrupted"):
         kept = payload.get("save_note") or err or "nothing saved"
@@ -158,3 +77,22 @@ def measure_cmd(
     if err:
         fail_line(f"{err}; the results are printed above")
         raise typer.Exit(1)
+
+
+def _render_collectives(result: Any, fmt: Any) -> None:
+    """`memwall measure --collectives`: the table, then exit 130 (interrupted) or one line
+    (incomplete: a process stalled or died; nothing saved)."""
+    cols = [
+        ("kind", "collective", None),
+        ("bytes", "message", binary),
+        ("time", "time", lambda v: si(v, "s")),
+        ("algbw", "alg bw", lambda v: si(v, "B/s")),
+        ("busbw", "bus bw", lambda v: si(v, "B/s")),
+    ]
+    table = [rich_table(result.title, result.rows, cols, "\n".join(result.notes))]
+    emit(fmt, result.payload, result.rows, lambda: table, result.columns)
+    if result.payload["interrupted"]:
+        raise typer.Exit(130)  # the CLI's one line: interrupted, nothing saved
+    if not result.payload["complete"]:
+        raise MemwallError("collectives measurement incomplete (a process stalled or died): "
+                           "the rows above are partial; nothing saved")  # fmt: skip

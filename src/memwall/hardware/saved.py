@@ -18,6 +18,7 @@ from typing import Annotated, Any, Literal
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StrictFloat,
@@ -57,6 +58,16 @@ Capacity = _within(1 << 20, 1e18, "bytes")  # memory: 1 MiB .. 1 EB
 Overhead = _within(0, 1, "seconds")  # per-op dispatch cost
 
 
+def _flag(v: Any) -> bool:
+    """true or false only (text such as "no" would read as true)."""
+    if not isinstance(v, bool):
+        raise ValueError("must be true or false")
+    return v
+
+
+Flag = Annotated[bool, BeforeValidator(_flag)]
+
+
 class _Level(BaseModel):
     model_config = ConfigDict(extra="ignore")
     name: str | None = None
@@ -65,10 +76,12 @@ class _Level(BaseModel):
 
 
 class _Meta(BaseModel):
-    """Free-form metadata (every key kept) whose one roof, the memory capacity, is checked."""
+    """Free-form metadata (every key kept) whose one roof, the memory capacity, is checked,
+    and the busy flag (a bool: it decides whether the record is reused or replaced)."""
 
     model_config = ConfigDict(extra="allow")
     mem_total: Capacity | None = None
+    busy: Flag | None = None  # measured while others kept the CPUs busy (measure.busy)
 
 
 class _Measurement(BaseModel):
@@ -195,7 +208,8 @@ def device_from_measurement(m: Mapping[str, Any], name: str, where: str = "measu
         mem_bandwidth=float(rec.dram_bandwidth),
         llc_bytes=max((c.size for c in levels), default=None),
         source=f"memwall measure ({meta.get('mode', '?')} mode) on {meta.get('date', '?')}",
-        notes=f"{meta.get('threads', '?')} threads; torch {meta.get('torch', '?')}",
+        notes=f"{meta.get('threads', '?')} threads; torch {meta.get('torch', '?')}"
+        + ("; measured on a busy machine" if meta.get("busy") else ""),
         measured=True,
         cache_levels=levels,
         op_overhead=float(rec.op_overhead),

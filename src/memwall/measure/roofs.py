@@ -33,6 +33,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from memwall.errors import MemwallError
+from memwall.measure.busy import watch
 from memwall.measure.levels import curve_sizes, find_cache_levels
 from memwall.measure.machine import KiB, MiB, llc_size, machine_metadata
 from memwall.measure.timing import MEASURE_DEVICES, best_time, device_sync, torch_or_error
@@ -301,7 +302,8 @@ def measure(cfg: MeasureConfig | None = None, on_step: Step | None = None) -> di
     """Measure this machine. Returns the JSON-able result (base units).
 
     Ctrl-C stops early and returns what was measured so far with metadata.interrupted = True
-    (and metadata.complete = False); the essential roofs are measured first.
+    (and metadata.complete = False); the essential roofs are measured first. metadata.load and
+    metadata.busy say how busy the machine was meanwhile (`memwall.measure.busy`).
     """
     cfg = cfg or DEFAULT
     torch = torch_or_error()
@@ -319,7 +321,8 @@ def measure(cfg: MeasureConfig | None = None, on_step: Step | None = None) -> di
     meta["interrupted"] = False
     torch.manual_seed(0)
     try:
-        _all_roofs(cfg, meta, result, notes, curve, on_step or (lambda desc, adv: None))
+        with watch(meta):  # the load it competed with: metadata load, busy (measure.busy)
+            _all_roofs(cfg, meta, result, notes, curve, on_step or (lambda desc, adv: None))
     except KeyboardInterrupt:
         meta["interrupted"] = True
     meta["complete"] = not meta["interrupted"]

@@ -9,7 +9,9 @@ import platform
 from typing import Any
 
 from memwall.errors import MemwallError
-from memwall.hardware import get_device, save_measurement
+from memwall.hardware import device_from_measurement, get_device
+from memwall.measure.busy import is_busy
+from memwall.measure.record import save_result
 from memwall.report.base import Column, ReportContext, SectionResult
 from memwall.report.figures import roofline_figure
 from memwall.report.fmt import nbytes, si
@@ -35,34 +37,75 @@ def _saved_local() -> Any | None:
         return None
 
 
+def _busy(dev: Any) -> bool:
+    return bool((dev.metadata or {}).get("busy"))
+
+
 def _measure_now(ctx: ReportContext) -> tuple[Any, dict[str, Any]]:
-    """Time this machine (quick or default), save it as `local` when complete."""
+    """Time this machine (quick or default) and save it as `memwall measure` does: a busy run
+    never replaces a calm `local` (it goes to `local-busy`), so `local` afterwards is what to
+    show: the new roofs, or the calm record kept when the new ones were busy."""
     ctx.progress("measuring this machine (memory bandwidth, GEMM peaks, overhead)")
     load_before = os.getloadavg()[0]
     result = measure_machine(ctx.options.quick)
     load_after = os.getloadavg()[0]
     if result["metadata"].get("interrupted"):
         raise KeyboardInterrupt
-    facts = {"source": "measured now", "load_before": load_before, "load_after": load_after}
-    if is_complete(result):
-        save_measurement(result)
-        return get_device("local"), facts
-    raise MemwallError("measuring this machine gave no DRAM bandwidth or peak; run memwall measure")
+    if not is_complete(result):
+        raise MemwallError(
+            "measuring this machine gave no DRAM bandwidth or peak; run memwall measure"
+        )
+    facts: dict[str, Any] = {
+        "source": "measured now",
+        "load_before": load_before,
+        "load_after": load_after,
+        "age_s": 0.0,
+        "measured_now_busy": is_busy(result),
+        "measured_now_load": result["metadata"].get("load"),
+    }
+    names, _, why = save_result(result)
+    if why:
+        facts["save_error"] = why
+    if names["local"] != "local":  # busy now: the calm saved record is kept, and shown
+        kept = get_device("local")
+        facts.update(
+            source=f"saved calm measurement kept: measured now but busy (saved as "
+            f"{names['local']!r})",
+            age_s=_age_s(kept),
+        )
+        return kept, facts
+    # not saved (unwritable data directory): show what was measured
+    return (device_from_measurement(result, "local") if why else get_device("local")), facts
 
 
 def resolve_local(ctx: ReportContext) -> tuple[Any | None, dict[str, Any]]:
-    """The `local` device: a saved measurement younger than max_age_s, else measured now."""
+    """The `local` device: a saved measurement younger than max_age_s and not measured busy,
+    else measured now (a busy record would carry its load into every prediction)."""
     saved = _saved_local()
     age = _age_s(saved) if saved is not None else None
-    if saved is not None and age is not None and age < ctx.options.max_age_s:
+    busy = saved is not None and _busy(saved)
+    if saved is not None and age is not None and age < ctx.options.max_age_s and not busy:
         return saved, {"source": "saved measurement reused", "age_s": age}
     if not ctx.options.measure:
         if saved is not None:
             return saved, {"source": "saved measurement reused (measuring disabled)", "age_s": age}
         return None, {"source": "not measured (measuring disabled, nothing saved)"}
     dev, facts = _measure_now(ctx)
-    facts["age_s"] = 0.0
+    if busy:
+        facts["remeasured"] = "the saved measurement was measured busy"
     return dev, facts
+
+
+def _busy_warning(dev: Any) -> str:
+    """The banner for roofs measured under load ("" for calm ones)."""
+    if not _busy(dev):
+        return ""
+    why = "; ".join((dev.metadata or {}).get("busy_reasons") or []) or "flagged busy"
+    return (
+        f"These roofs were measured while the machine was busy ({why}), so they may be low and "
+        "every prediction for this machine with them too; no calm measurement is saved. Re-run "
+        "`memwall measure` on a quiet machine."
+    )
 
 
 def _roof_rows(dev: Any) -> list[dict[str, Any]]:
@@ -92,6 +135,8 @@ class MachineSection:
     def build(self, ctx: ReportContext) -> SectionResult:
         res = SectionResult()
         dev, facts = resolve_local(ctx)
+        if dev is not None:
+            facts["busy"] = _busy(dev)
         ctx.machine.update(facts)
         if dev is None:
             res.text(
@@ -105,12 +150,15 @@ class MachineSection:
         meta = dict(dev.metadata or {})
         age = facts.get("age_s")
         how = facts["source"] + (f", {age / 3600:.1f} h old" if age else "")
+        how += f"; {facts['remeasured']}" if facts.get("remeasured") else ""
         res.text(
             f"{meta.get('cpu_model', dev.display_name)}: {meta.get('threads', '?')} threads, "
             f"{nbytes(meta.get('mem_total'))} memory. Roofs measured on {meta.get('date', '?')} "
             f"({meta.get('mode', '?')} mode; {how}). Main-memory bandwidth "
             f"{si(dev.mem_bandwidth, 'B/s')}; fp32 peak {si(dev.peaks.get('fp32'), 'FLOP/s')}."
         )
+        if warning := _busy_warning(dev):
+            res.warn(warning)
         rows = _roof_rows(dev)
         res.table(
             "Measured roofs of this machine (measured by memwall, base units)",
