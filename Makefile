@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo lint format clean bench report screenshot
+.PHONY: test test-fast demo lint format clean bench report screenshot
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -16,6 +16,10 @@ test: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q
+
+# The tests not marked slow (no real timing, no real models): a quick check while working.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow" -p no:cacheprovider
 
 demo: $(STAMP)
 	$(BIN)/memwall analyze bert-base --phase encode --seq-len 128 --convention paper
