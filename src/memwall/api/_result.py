@@ -43,8 +43,8 @@ class Result:
         import pandas as pd
 
         df = pd.DataFrame(list(self.rows))
-        if self.columns is not None and len(df):
-            df = df[[c for c in self.columns if c in df.columns]]
+        if self.columns is not None:
+            df = df.reindex(columns=list(self.columns))  # a column no row has: empty, as in CSV
         return df
 
     @property

@@ -6,7 +6,6 @@ import csv
 import importlib
 import io
 import json
-import math
 import sys
 from collections.abc import Callable, Sequence
 from enum import Enum
@@ -26,6 +25,11 @@ except ImportError:  # pragma: no cover - older typer uses click itself
 from rich.markup import escape
 from rich.table import Table
 
+# the shared helpers live in memwall.api (the CLI and the library say the same); re-exported
+from memwall.api._analyze import OP_COLUMNS, PRED_CSV_COLUMNS, op_rows  # noqa: F401
+from memwall.api._common import binary, default_phase, not_applicable, si  # noqa: F401
+from memwall.api._common import image_tokens as _image_tokens
+from memwall.api._common import plain as _plain
 from memwall.errors import MemwallError
 
 app = typer.Typer(
@@ -58,10 +62,6 @@ class Phase(str, Enum):
     prefill = "prefill"
     decode = "decode"
     generate = "generate"
-
-
-def default_phase(is_decoder: bool) -> str:
-    return "prefill" if is_decoder else "encode"
 
 
 # The workload flags every model command shares (same names, same meaning everywhere).
@@ -99,23 +99,6 @@ QuantizeHeadOpt = Annotated[
 ]
 
 
-OP_COLUMNS = [
-    "name",
-    "kind",
-    "layer",
-    "count",
-    "flops",
-    "bytes",
-    "intensity",
-    "bytes_weight",
-    "bytes_act",
-    "bytes_kv",
-    "bytes_read",
-    "bytes_written",
-    "dtype",
-]
-
-
 def op_columns(kv_cache: bool, predicted: bool) -> list[tuple[str, str, Any]]:
     """The table columns of an operation table (`analyze`): the KV-cache reads where a model
     has a cache, the predicted time and bound where a device was given."""
@@ -141,22 +124,6 @@ def fail_line(msg: str, prefix: str = "memwall: error: ") -> None:
     sys.stderr.flush()
 
 
-def _plain(x: Any) -> Any:
-    """Make numpy scalars and other oddities JSON-friendly; NaN/inf become null."""
-    if hasattr(x, "item") and not isinstance(x, list | dict | str):
-        try:
-            x = x.item()
-        except (ValueError, AttributeError):
-            pass
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    if isinstance(x, dict):
-        return {str(k): _plain(v) for k, v in x.items()}
-    if isinstance(x, list | tuple):
-        return [_plain(v) for v in x]
-    return x
-
-
 def print_json(obj: dict) -> None:
     sys.stdout.write(json.dumps(_plain(obj), indent=2) + "\n")
 
@@ -172,33 +139,6 @@ def print_csv(rows: Sequence[dict], columns: Sequence[str] | None = None) -> Non
     for r in rows:
         w.writerow({k: _plain(r.get(k)) for k in cols})
     sys.stdout.write(buf.getvalue())
-
-
-def si(x: float | None, unit: str = "", digits: int = 3) -> str:
-    """Engineering notation: 1.23 G<unit>."""
-    if x is None or (isinstance(x, float) and not math.isfinite(x)):
-        return "-"
-    if x == 0:
-        return f"0 {unit}".strip()
-    prefixes = [(1e18, "E"), (1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")]
-    for scale, p in prefixes:
-        if abs(x) >= scale:
-            return f"{x / scale:.{digits}g} {p}{unit}"
-    if abs(x) < 1e-3 and unit == "s":
-        return f"{x * 1e6:.{digits}g} us"
-    if abs(x) < 1 and unit == "s":
-        return f"{x * 1e3:.{digits}g} ms"
-    return f"{x:.{digits}g} {unit}".strip()
-
-
-def binary(x: float | None, digits: int = 3) -> str:
-    """Bytes in binary units: 1.5 GiB."""
-    if x is None:
-        return "-"
-    for scale, p in ((2**40, "TiB"), (2**30, "GiB"), (2**20, "MiB"), (2**10, "KiB")):
-        if abs(x) >= scale:
-            return f"{x / scale:.{digits}g} {p}"
-    return f"{x:.0f} B"
 
 
 def rich_table(
@@ -256,48 +196,17 @@ def typed_options() -> dict[str, Any]:
 
 def refuse_options(flags: Sequence[str], why: str) -> None:
     """One line naming every flag of `flags` the user typed that does not apply, and why."""
-    given = [f for f in typed_options() if f in flags]
-    if given:
-        verb = "does" if len(given) == 1 else "do"
-        raise MemwallError(f"{', '.join(given)} {verb} not apply here: {why}")
+    not_applicable([f for f in typed_options() if f in flags], why)
 
 
 def image_tokens(spec, seq_len: int, image_size: int | None) -> int:
     """A vision Transformer (ViT config) encodes an image: (side / patch)^2 patches and a class
     token, the side from --image-size or its config (--seq-len is refused, never ignored)."""
-    if not spec.patch_size:
-        if image_size is not None:
-            raise MemwallError(
-                "--image-size is for vision models (ViT configs), torchvision:NAME and "
-                "module:function models"
-            )
-        return seq_len
-    refuse_options(
-        ["--seq-len"],
-        f"{spec.name} encodes images: its tokens are the patches and a class token "
-        f"({spec.image_tokens()} at its {spec.image_size} x {spec.image_size} pixels); "
-        "use --image-size",
-    )
-    if image_size is not None and not spec.patch_size <= image_size <= 100_000:
-        raise MemwallError(
-            f"--image-size must be between the patch size ({spec.patch_size}) and 100,000 "
-            f"pixels, got {image_size}"
-        )
-    return spec.image_tokens(image_size)
+    typed = not spec.patch_size or "--seq-len" in typed_options()
+    return _image_tokens(spec, seq_len if typed else None, image_size)
 
 
-PRED_CSV_COLUMNS = (
-    "t_compute", "t_memory", "t_launch", "t_overhead", "time", "time_low", "time_high", "bound",
-)  # fmt: skip
-
-
-def op_csv(df: Any, pred: Any, columns: Sequence[str]) -> tuple[list[dict], list[str]]:
-    """The rows and columns of an operation table's CSV: with a prediction, each operation's
-    predicted time (and range, bound) beside its counts; the times add up to the total."""
-    if pred is None:
-        return df.to_dict("records"), list(columns)
-    ops = pred.ops
-    return ops.to_dict("records"), [*columns, *(c for c in PRED_CSV_COLUMNS if c in ops.columns)]
+op_csv = op_rows  # the rows and columns of an operation table's CSV (memwall.api)
 
 
 def require(cond: bool, msg: str) -> None:

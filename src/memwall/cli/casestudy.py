@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -11,32 +12,6 @@ from rich.text import Text
 
 from memwall.cli._common import FormatOpt, app, emit, fail_line, keep_note, rich_table, si
 from memwall.cli._progress import progress_bar
-from memwall.errors import MemwallError
-
-CSV_COLUMNS_BASE = ["model", "length", "flops", "mops", "intensity"]
-_PER_PRECISION = [
-    "latency_{p}",
-    "latency_{p}_q1",
-    "latency_{p}_q3",
-    "runs_{p}",
-    "relative_iqr_{p}",
-    "noisy_{p}",
-    "pass_difference_{p}",
-    "normalized_{p}",
-    "predicted_{p}",
-    "error_{p}",
-    "roofline_{p}",
-]
-
-
-def _ints(text: str, what: str) -> list[int]:
-    try:
-        vals = [int(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise MemwallError(f"--{what} must be comma-separated integers, got {text!r}") from None
-    if not vals:
-        raise MemwallError(f"--{what} is empty")
-    return vals
 
 
 def _pct(v: Any) -> str:
@@ -57,8 +32,11 @@ def _spreads(row: dict[str, Any], precisions: Any) -> dict[str, str]:
     return out
 
 
-def tables(case: Any) -> list[Any]:
-    out: list[Any] = []
+def tables(result: Any) -> list[Any]:
+    """The Rich table of a case study (`memwall.api.casestudy`'s Result), then the lines under
+    it (`result.notes`: the caption first)."""
+    case = result.extra["case"]
+    caption, *lines = result.notes
     shown = [{**r, **_spreads(r, case.precisions)} for r in case.rows]
     cols: list[tuple[str, str, Any]] = [
         ("model", "model", None),
@@ -75,53 +53,7 @@ def tables(case: Any) -> list[Any]:
             (f"error_{p}", f"{p} error", _pct),
             (f"spread_{p}", f"{p} spread", None),
         ]
-    out.append(
-        rich_table(
-            "AI and Memory Wall, Figure 3, on this machine (batch 1)",
-            shown,
-            cols,
-            caption=(
-                "FLOPs / MOPs / intensity: counted, paper convention (8-bit, closed form). "
-                "Latency: measured median on this machine (random weights), normalised to "
-                "BERT-Base at 128 per precision; predicted: calibrated roofline; "
-                "error = |predicted - measured| / measured; spread = interquartile range of "
-                "the timed runs over their median. BERT: encoder forward over L; "
-                "GPT-2: L tokens generated from no prompt."
-            ),
-        )
-    )
-    d = case.to_dict()
-    lines = []
-    for p, r in d["gpt2_over_bert_base_at_128"].items():
-        if r is not None:
-            lines.append(
-                f"GPT-2 (generate 128) / BERT-Base (encode 128), measured at {p}: {r:.3g}x"
-            )
-    pe = d["prediction_error"]
-    if pe["n"]:
-        lines.append(
-            f"prediction error over {pe['n']} measured runs: median {_pct(pe['median'])}, "
-            f"worst {_pct(pe['worst'])}"
-        )
-    lines += [f"note: {n}" for n in case.notes]
-    c = case.calibration
-    if c:
-        busy = c.get("others_busy_cores")
-        lines.append(
-            f"calibration: {c['age_days'] * 24:.1f} h old, {c['rounds']} interleaved rounds, "
-            f"largest spread {_pct(c.get('max_spread'))}, other processes "
-            + (f"{busy:.1f} cores busy" if busy is not None else "not measured")
-            + (", NOISY (not cached)" if c["noisy"] else "")
-        )
-    env = case.env
-    if env:
-        lines.append(
-            f"environment: {env['cpu_model']}, {env['threads']} threads "
-            f"({env.get('threads_choice', '')}), torch {env['torch']}, "
-            f"transformers {env['transformers']}, load average {env['load_average_1min']:.2f}"
-        )
-    out.append(Text("\n".join(lines)))
-    return out
+    return [rich_table(result.title, shown, cols, caption=caption), Text("\n".join(lines))]
 
 
 # Test hook: called with each measured row (tests inject a KeyboardInterrupt here).
@@ -165,22 +97,17 @@ def casestudy_cmd(
     fmt: FormatOpt = "table",  # type: ignore[assignment]
 ) -> None:
     """FLOPs, MOPs, intensity (counted) and latency (measured and predicted) of the case study."""
-    from memwall.plots.casestudy import FORMATS, plot_casestudy
-    from memwall.plots.save import check_plot_path
-    from memwall.studies.casestudy import casestudy_here  # torch: only when run
+    from memwall.api import casestudy  # torch: only when run
 
-    model_list = [m.strip() for m in models.split(",") if m.strip()]
-    if not model_list:
-        raise MemwallError("--models is empty")
-    length_list = _ints(lengths, "lengths")
-    prec_list = [p.strip().lower() for p in precisions.split(",") if p.strip()]
-    if plot is not None:
-        check_plot_path(plot, FORMATS)  # before any work
     keep_note("the rows measured so far are printed")
-    with progress_bar(None, "case study") as bar:
+    with ExitStack() as stack:  # the bar starts with the work: bad input is one line alone
+        bars: list[Any] = []
         sized = {"total": 0.0}
 
         def on_progress(desc: str, advance: float, total: float) -> None:
+            if not bars:
+                bars.append(stack.enter_context(progress_bar(None, "case study")))
+            bar = bars[0]
             bar.describe(desc)
             if total > 0 and sized["total"] != total:
                 sized["total"] = total
@@ -188,30 +115,23 @@ def casestudy_cmd(
             if advance:
                 bar.advance(advance)
 
-        case = casestudy_here(
-            model_list,
-            length_list,
-            prec_list,
-            full,
-            budget,
-            repeats,
-            threads,
-            None if device.lower() == "none" else device,
-            reuse_calibration,
-            ON_ROW,
-            on_progress,
+        result = casestudy(
+            full=full,
+            budget=budget,
+            models=models,
+            lengths=lengths,
+            precisions=precisions,
+            repeats=repeats,
+            threads=threads,
+            device=device,
+            reuse_calibration=reuse_calibration,
+            plot=plot,
+            progress=on_progress,
+            on_row=ON_ROW,
         )
-    plot_error = ""
-    if plot is not None:
-        try:
-            plot_casestudy(case, plot)
-            case.notes.append(f"figure written to {plot}")
-        except (MemwallError, OSError) as e:
-            plot_error = f"figure not written to {plot}: {e}; the rows are printed above"
-            case.notes.append(plot_error)
-    csv_cols = CSV_COLUMNS_BASE + [c.format(p=p) for p in case.precisions for c in _PER_PRECISION]
-    emit(fmt, case.to_dict(), case.rows, lambda: tables(case), csv_cols)
-    if case.interrupted:
+    emit(fmt, result.payload, result.rows, lambda: tables(result), result.columns)
+    plot_error = result.extra["plot_error"]
+    if result.payload["interrupted"]:
         fail_line("interrupted: the rows measured so far are above", prefix="memwall: ")
         sys.exit(130)
     if plot_error:

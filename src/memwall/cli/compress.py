@@ -8,17 +8,10 @@ from typing import Annotated, Any
 
 import typer
 
-from memwall.cli._common import Format, FormatOpt, app, binary, emit, require, rich_table, si
+from memwall.cli._common import Format, FormatOpt, app, binary, emit, rich_table, si
 
-# memwall.compress (torch) and the figure code (matplotlib) are imported inside the command, so
-# that registering it keeps `memwall analyze` free of torch.
-
-CSV_COLUMNS = [
-    "method", "weights_real", "weights_count", "count_error", "compressed_real",
-    "compressed_count", "footprint_reduction", "step_bytes", "speedup_predicted",
-    "latency_predicted", "latency_measured", "speedup_measured", "loss", "perplexity",
-    "perplexity_change", "pareto", "count_precision", "notes",
-]  # fmt: skip
+# memwall.compress (torch) and the figure code (matplotlib) are imported by the api function
+# when it runs, so that registering the command keeps `memwall analyze` free of torch.
 
 
 class CompressPhase(str, Enum):
@@ -34,7 +27,11 @@ def _x(v: Any) -> str:
     return f"{v:.2f}x"
 
 
-def _table(res: dict[str, Any], claims: list[dict[str, Any]]) -> list[Any]:
+def _table(result: Any) -> list[Any]:
+    """The Rich tables of `memwall.api.compress`'s Result: one row per method, then the
+    paper's claims (with --pareto)."""
+    res = result.payload
+    claims = res["claims"]
     cols = [
         ("method", "method", None),
         ("weights_real", "stored (meas.)", binary),
@@ -53,12 +50,7 @@ def _table(res: dict[str, Any], claims: list[dict[str, Any]]) -> list[Any]:
     ]
     if any("pareto" in r for r in res["rows"]):
         cols.append(("pareto", "Pareto", lambda v: "yes" if v else ""))
-    caption = "\n".join(res["notes"] + [f"{r['method']}: {r['notes']}" for r in res["rows"]])
-    title = (
-        f"{res['model']}: compression, batch 1, {res['phase']} at context {res['context']}, "
-        f"{res['threads']} thread(s), convention full"
-    )
-    out: list[Any] = [rich_table(title, res["rows"], cols, caption)]
+    out: list[Any] = [rich_table(result.title, res["rows"], cols, "\n".join(result.notes))]
     if claims:
         ccols = [
             ("claim", "the paper's claim", None),
@@ -101,23 +93,17 @@ def compress_cmd(
     fmt: FormatOpt = Format.table,
 ) -> None:
     """Footprint, predicted and measured latency, and perplexity of quantised / pruned models."""
-    from memwall.compress import compress, pareto, remedy_claims
-    from memwall.compress.figure import pareto_figure
-    from memwall.compress.methods import parse_method
-    from memwall.plots.save import check_plot_path, save_figure
+    from memwall.api import compress
 
-    require(do_pareto or method is not None, "give --method METHOD or --pareto")
-    require(not (do_pareto and method), "give either --method or --pareto, not both")
-    require(plot is None or do_pareto, "--plot draws the --pareto figure: add --pareto")
-    if plot is not None:
-        check_plot_path(plot)
-    if method is not None:
-        parse_method(method)
-        res = compress(model, method, measure, phase.value, context, True, threads)
-    else:
-        res = pareto(model, True, phase.value, context, True, threads)
-    claims = remedy_claims(res["rows"]) if do_pareto else []
-    if plot is not None:
-        save_figure(pareto_figure(res), plot)
-    payload = {**res, "claims": claims, "plot": str(plot) if plot else None}
-    emit(fmt, payload, res["rows"], lambda: _table(res, claims), CSV_COLUMNS)
+    result = compress(
+        model,
+        method=method,
+        measure=measure,
+        pareto=do_pareto,
+        phase=phase.value,
+        context=context,
+        threads=threads,
+        plot=plot,
+        progress=True,
+    )
+    emit(fmt, result.payload, result.rows, lambda: _table(result), result.columns)

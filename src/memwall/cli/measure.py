@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from typing import Annotated, Any
 
 import typer
@@ -54,10 +55,15 @@ def measure_cmd(
         result = measure(quick=quick, save=save, collectives=True, world=world_asked, device=device)
         return _render_collectives(result, fmt)
     keep_note("the previous saved measurement is kept")
-    with progress_bar(None, "measuring") as bar:
-        result = measure(
-            quick=quick, save=save, world=world_asked, device=device, progress=bar.step
-        )
+    with ExitStack() as stack:  # the bar starts with the work: bad input is one line alone
+        bars: list[Any] = []
+
+        def step(text: str, units: float = 0.0) -> None:
+            if not bars:
+                bars.append(stack.enter_context(progress_bar(None, "measuring")))
+            bars[0].step(text, units)
+
+        result = measure(quick=quick, save=save, world=world_asked, device=device, progress=step)
     payload = result.payload
     cols = [
         ("quantity", "quantity", None),

@@ -1,14 +1,18 @@
-"""`memwall memory`: footprint to serve or train a model, what fits a device, the paper's Fig. 4."""
+"""`memwall memory`: footprint to serve or train a model, what fits a device, the paper's Fig. 4.
+
+Parses the flags, calls `memwall.api.memory` (all policy: defaults, which flags apply, the
+figure) and renders its Result as a Rich table, JSON or CSV."""
 
 from __future__ import annotations
 
-import inspect
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
+from memwall.api._memory import memory as api_memory
+from memwall.api._result import Result
 from memwall.cli._common import (
     FormatOpt,
     Phase,
@@ -16,25 +20,9 @@ from memwall.cli._common import (
     app,
     binary,
     emit,
-    image_tokens,
     rich_table,
-    si,
+    typed_options,
 )
-from memwall.cli._sources import memory_module
-from memwall.errors import MemwallError
-from memwall.memory.fit import resolve_device
-from memwall.memory.report import (
-    MemoryReport,
-    TrainSetup,
-    framework_overhead_for,
-    infer_report,
-    infer_workload,
-    tradeoff_report,
-    train_report,
-)
-from memwall.sources import module_source
-from memwall.spec import Workload, load_model, parse_precision
-from memwall.studies.figure4 import figure4_report
 
 
 class Mode(str, Enum):
@@ -45,16 +33,6 @@ class Mode(str, Enum):
 class Impl(str, Enum):
     eager = "eager"
     fused = "fused"
-
-
-def _breakdown_table(title: str, rows: list[dict], caption: str):
-    cols = [
-        ("component", "component", None),
-        ("bytes", "per device", lambda v: binary(v)),
-        ("share", "share", lambda v: f"{100 * v:.1f}%"),
-        ("note", "note", None),
-    ]
-    return rich_table(title, rows, cols, caption)
 
 
 @app.command("memory")
@@ -139,210 +117,65 @@ def memory(
 ) -> None:
     """Memory to serve or train a model: weights, KV cache, gradients, optimizer state,
     activations; checkpointing, ZeRO and offload; fit on a device."""
-    if plot is not None:
-        _plots().check_plot_path(plot)  # refuse a bad path before any work
-    given = _given_flags(locals())
-    if paper_figure4:
-        fixed = given - {"--paper-figure4", "--plot", "--format"}
-        _refuse(fixed, "--paper-figure4 shows the paper's fixed table")
-        if model is not None:
-            raise MemwallError("--paper-figure4 takes no MODEL (it shows the paper's own models)")
-        return _render_figure4(figure4_report(), plot, fmt)
-    if model is None:
-        raise MemwallError("give a MODEL (preset name or config.json), or --paper-figure4")
-    src = module_source(model)
-    if src is not None:  # torchvision:NAME or module:function: a traced module
-        _refuse(given - MODULE_FLAGS, "a module's memory is traced (see --help)")
-        if src.kind == "torchvision":
-            _refuse(given & {"--seq-len"}, "a torchvision model takes images: use --image-size")
-        return memory_module(
-            src, mode.value, batch, seq_len, image_size, precision, optimizer, fmt
-        )  # fmt: skip
-    spec = load_model(model)
-    seq_len = image_tokens(spec, seq_len, image_size)  # ViT: the tokens come from the image
-    prec = parse_precision(precision, quantize_head=quantize_head)
-    dev = resolve_device(device) if device is not None else None
-    overhead = framework_overhead_for(dev, overhead_gib)
-    setup = TrainSetup(
-        prec, optimizer, checkpointing, zero, devices, offload, not no_master, impl.value,
-        not unfused_attention, dropout,
+    typed = typed_options()  # --batch / --seq-len typed: an entry point or a ViT may refuse them
+    result = api_memory(
+        model, mode=mode.value, optimizer=optimizer, precision=precision,
+        quantize_head=quantize_head, checkpointing=checkpointing, zero=zero, devices=devices,
+        device=device, offload=offload, no_master=no_master, impl=impl.value,
+        unfused_attention=unfused_attention, dropout=dropout,
+        phase=phase.value if phase else None,
+        batch=batch if "--batch" in typed else None,
+        seq_len=seq_len if "--seq-len" in typed else None,
+        gen_len=gen_len, overhead_gib=overhead_gib, tradeoff=tradeoff,
+        paper_figure4=paper_figure4, plot=plot, image_size=image_size,
     )  # fmt: skip
-    if mode is Mode.train:
-        _refuse(given & INFER_ONLY, "training runs whole sequences of --seq-len tokens")
-        _refuse(given & {"--quantize-head"}, "training keeps 16- or 32-bit weights")
-        if tradeoff:
-            _refuse(given & NOT_TRADEOFF, "--tradeoff compares every checkpointing strategy")
-            return _render_tradeoff(tradeoff_report(spec, batch, seq_len, setup), spec, plot, fmt)
-        rep = train_report(spec, batch, seq_len, setup, dev, overhead)
-        return _render_train(rep, spec, setup, plot, fmt)
-    _refuse(given & TRAIN_ONLY, "it is for --mode train")
-    wl = infer_workload(spec, phase.value if phase else None, batch, seq_len, gen_len)
-    rep = infer_report(spec, wl, prec, False if unfused_attention else None, dev, overhead)
-    return _render_infer(rep, spec, wl, prec, plot, fmt)
+    emit(fmt, result.payload, result.rows, lambda: [_table(result)], result.columns)
 
 
-def _plots() -> Any:
-    """The memory figures, imported only when one is asked for (matplotlib is slow to load)."""
-    from memwall.plots import memory
-
-    return memory
+def _pct(v: float) -> str:
+    return f"{100 * v:.1f}%"
 
 
-# Flags that apply to one mode only (the rest apply everywhere).
-MODULE_FLAGS = {
-    "--mode", "--batch", "--seq-len", "--image-size", "--precision", "--optimizer", "--format",
-}  # fmt: skip
-TRAIN_ONLY = {
-    "--optimizer", "--checkpointing", "--zero", "--devices", "--offload", "--no-master",
-    "--impl", "--dropout", "--tradeoff",
-}  # fmt: skip
-INFER_ONLY = {"--phase", "--gen-len"}
-NOT_TRADEOFF = {
-    "--checkpointing", "--zero", "--devices", "--offload", "--no-master", "--device",
-    "--overhead-gib",
-}  # fmt: skip
+def _gb(v: float) -> str:
+    return "-" if v != v else f"{v:.2f}"  # NaN -> '-'
 
 
-def _given_flags(args: dict[str, Any]) -> set[str]:
-    """The flags whose value differs from its default in `memory`'s signature (what the user
-    typed, in effect), by their command-line names."""
-    params = inspect.signature(memory).parameters
-    return {
-        "--format" if name == "fmt" else "--" + name.replace("_", "-")
-        for name, p in params.items()
-        if name != "model" and args[name] != p.default
-    }
+# The table's columns for each kind of answer: (key, header, formatter).
+_BREAKDOWN = [
+    ("component", "component", None),
+    ("bytes", "per device", binary),
+    ("share", "share", _pct),
+    ("note", "note", None),
+]
+COLUMNS = {
+    "infer": _BREAKDOWN,
+    "train": _BREAKDOWN,
+    "module": [("component", "component", None), ("bytes", "bytes", binary), *_BREAKDOWN[2:]],
+    "tradeoff": [
+        ("strategy", "checkpointing", None),
+        ("activation_memory", "activation memory", binary),
+        ("reduction", "less than none", lambda v: f"{v:.2f}x"),
+        ("extra_compute", "extra compute", lambda v: f"+{100 * v:.1f}%"),
+        ("peak", "peak / device", binary),
+    ],
+    "figure4": [
+        ("year", "year", str),
+        ("model", "model", None),
+        ("paper_params_GB", "params", _gb),
+        ("paper_optimizer_GB", "optimizer", _gb),
+        ("paper_activations_GB", "activations", _gb),
+        ("paper_total_GB", "total", _gb),
+        ("memwall_params_GB", "memwall params", _gb),
+        ("memwall_optimizer_GB", "memwall opt.", _gb),
+        ("memwall_activations_GB", "memwall act.", _gb),
+        ("memwall_gradients_GB", "memwall grads", _gb),
+        ("accelerator_memory_GB", "accelerator GB", _gb),
+        ("accelerator", "largest accelerator of the year", None),
+    ],
+}
 
 
-def _refuse(flags: set[str], why: str) -> None:
-    if flags:
-        names = ", ".join(sorted(flags))
-        raise MemwallError(f"{names} {'does' if len(flags) == 1 else 'do'} not apply here: {why}")
-
-
-def _notes_caption(rep: MemoryReport) -> str:
-    return "".join(f"\nnote: {n}" for n in rep.notes)
-
-
-def _render_infer(rep: MemoryReport, spec, wl: Workload, prec, plot, fmt) -> None:
-    fp, fit, payload = rep.footprint, rep.fit, rep.payload
-    if plot is not None:
-        payload["plot"] = str(_plots().plot_breakdown(fp, plot, fit))
-
-    def table():
-        title = (
-            f"{spec.name} inference memory: {wl.phase} batch={wl.batch} "
-            f"seq_len={wl.seq_len}"
-            + (f" gen_len={wl.gen_len}" if wl.gen_len else "")
-            + f" | precision={prec.label} attention="
-            + ("fused" if payload["fused_attention"] else "unfused")
-        )
-        cap = "predicted by memwall's closed form (not measured); bytes per device"
-        cap += _notes_caption(rep)
-        if fit is not None:
-            cap += (
-                f"\n{fit.verdict}; capacity {binary(fit.capacity)} ({fit.origin}); largest "
-                f"batch that fits: {payload['max_batch']}; longest context at batch "
-                f"{wl.batch}: {payload['max_context']:,} tokens (model's positions: "
-                f"{spec.max_positions:,})"
-            )
-        return [_breakdown_table(title, rep.rows, cap)]
-
-    emit(fmt, payload, rep.rows, table, rep.columns)
-
-
-def _render_train(rep: MemoryReport, spec, setup: TrainSetup, plot, fmt) -> None:
-    fp, fit, payload = rep.footprint, rep.fit, rep.payload
-    if plot is not None:
-        payload["plot"] = str(_plots().plot_breakdown(fp, plot, fit))
-
-    def table():
-        title = (
-            f"{spec.name} training memory per device: batch {fp.batch} x {fp.seq_len}, "
-            f"{fp.precision}, {fp.optimizer}, checkpointing {fp.checkpointing}, "
-            f"ZeRO-{fp.zero} over {fp.devices}" + (", offload" if fp.offload else "")
-        )
-        cap = (
-            f"predicted by memwall's closed form (not measured), {fp.impl} kernels, "
-            f"{'fused' if fp.fused_attention else 'unfused'} attention; peak = largest total on "
-            f"the step's timeline ({fp.peak_event}); step {si(fp.step_flops)}FLOP, "
-            f"recompute +{100 * fp.recompute_overhead:.1f}%; optimizer state excludes the "
-            "master weights (own row)"
-        )
-        cap += _notes_caption(rep)
-        if fit is not None:
-            cap += (
-                f"\n{fit.verdict}; capacity {binary(fit.capacity)} ({fit.origin}); largest "
-                f"micro-batch that fits: {payload['max_batch_per_device']}"
-            )
-        return [_breakdown_table(title, rep.rows, cap)]
-
-    emit(fmt, payload, rep.rows, table, rep.columns)
-
-
-def _render_tradeoff(rep: MemoryReport, spec, plot, fmt) -> None:
-    payload, check = rep.payload, rep.extra["claim"]
-    if plot is not None:
-        payload["plot"] = str(_plots().plot_remat(rep.footprint, plot))
-
-    def table():
-        cols = [
-            ("strategy", "checkpointing", None),
-            ("activation_memory", "activation memory", lambda v: binary(v)),
-            ("reduction", "less than none", lambda v: f"{v:.2f}x"),
-            ("extra_compute", "extra compute", lambda v: f"+{100 * v:.1f}%"),
-            ("peak", "peak / device", lambda v: binary(v)),
-        ]
-        b = check["best_within_budget"]
-        c = check["cheapest_reaching_reduction"]
-        cap = (
-            f"paper: 5x less activation memory for ~20% more compute -> "
-            f"{'holds' if check['holds'] else 'does not hold'} here: best within +20% is "
-            f"{b['strategy']} ({b['reduction']:.2f}x, +{100 * b['extra_compute']:.1f}%)"
-        )
-        if c:
-            cap += f"; 5x first reached by {c['strategy']} at +{100 * c['extra_compute']:.1f}%"
-        cap += "\npredicted (closed form); compute = forward + backward (3x forward)"
-        cap += _notes_caption(rep)
-        wl = payload["workload"]
-        title = (
-            f"{spec.name} rematerialisation trade-off: batch {wl['batch']} x {wl['seq_len']}, "
-            f"{payload['precision']}, {payload['impl']}, "
-            f"{'fused' if payload['fused_attention'] else 'unfused'} attention"
-        )
-        return [rich_table(title, rep.rows, cols, cap)]
-
-    emit(fmt, payload, rep.rows, table, rep.columns)
-
-
-def _render_figure4(rep: MemoryReport, plot, fmt) -> None:
-    payload = rep.payload
-    if plot is not None:
-        payload["plot"] = str(_plots().plot_paper_figure4(plot, rep.footprint))
-
-    def gb(v):
-        return "-" if v != v else f"{v:.2f}"  # NaN -> '-'
-
-    def table():
-        cols = [
-            ("year", "year", str),
-            ("model", "model", None),
-            ("paper_params_GB", "params", gb),
-            ("paper_optimizer_GB", "optimizer", gb),
-            ("paper_activations_GB", "activations", gb),
-            ("paper_total_GB", "total", gb),
-            ("memwall_params_GB", "memwall params", gb),
-            ("memwall_optimizer_GB", "memwall opt.", gb),
-            ("memwall_activations_GB", "memwall act.", gb),
-            ("memwall_gradients_GB", "memwall grads", gb),
-            ("accelerator_memory_GB", "accelerator GB", gb),
-            ("accelerator", "largest accelerator of the year", None),
-        ]
-        cap = (
-            "GB = 2^30 bytes (the paper's unit); paper columns as printed (its totals have no "
-            "gradients); memwall = predicted (closed form or traced module) for every row; "
-            "accelerators: spec sheets"
-        )
-        return [rich_table("Memory to train (paper's Fig. 4 data)", rep.rows, cols, cap)]
-
-    emit(fmt, payload, rep.rows, table, rep.columns)
+def _table(result: Result):
+    """The Rich table of a memory Result: its title, rows and notes as the caption."""
+    cols = COLUMNS[result.extra["kind"]]
+    return rich_table(result.title, result.rows, cols, "\n".join(result.notes))

@@ -1,4 +1,7 @@
-"""`memwall parallel`: a model split over N devices: per-device work, collectives, step time."""
+"""`memwall parallel`: a model split over N devices: per-device work, collectives, step time.
+
+Parses the flags, calls `memwall.api.parallel` (all policy: defaults, which flags apply) and
+renders its Result as Rich tables, JSON or CSV."""
 
 from __future__ import annotations
 
@@ -7,20 +10,19 @@ from typing import Annotated
 
 import typer
 
+from memwall.api._parallel import parallel as api_parallel
+from memwall.api._result import Result
 from memwall.cli._common import (
     FormatOpt,
     ModelArg,
     app,
     binary,
     emit,
-    refuse_options,
     rich_table,
     si,
+    typed_options,
 )
-from memwall.count import MOE_ROUTING
 from memwall.errors import MemwallError
-from memwall.parallel.api import ParallelResult, parallel_analysis
-from memwall.spec import load_model
 
 
 class Mode(str, Enum):
@@ -89,41 +91,28 @@ def parallel(
     fmt: FormatOpt = "table",  # type: ignore[assignment]
 ) -> None:
     """Split MODEL over N devices: per-device memory and work, every collective, step time, MFU."""
-    if do_search:
-        refuse_options(SEARCHED, "--search chooses the layout (degrees, ZeRO, checkpointing, "
-                       "interleaving, sequence parallelism) itself")  # fmt: skip
-    if mode is Mode.infer:
-        refuse_options(TRAIN_ONLY, "for --mode train only; inference has no backward pass, "
-                       "gradients or optimizer state")  # fmt: skip
-        if do_search:
-            refuse_options(["--micro-batch"], "an inference --search runs batch / dp per replica")
-    r = parallel_analysis(
-        model, mode.value, device, devices, tp, pp, dp, ep, zero, sequence_parallel, interleave,
-        checkpointing.value, batch, micro_batch, seq_len, precision, do_search, not no_overlap,
-        algorithm.value, efficiency,
+    typed = typed_options()  # flags typed, even at their defaults: --search or infer refuse them
+
+    def given(flag: str, value):
+        return value if flag in typed else None
+
+    result = api_parallel(
+        model, mode=mode.value, device=device, devices=devices, tp=tp, pp=pp, dp=dp,
+        ep=given("--ep", ep), zero=given("--zero", zero),
+        sequence_parallel=given("--sequence-parallel", sequence_parallel),
+        interleave=given("--interleave", interleave),
+        checkpointing=given("--checkpointing", checkpointing.value), batch=batch,
+        micro_batch=micro_batch, seq_len=seq_len, precision=precision, search=do_search,
+        no_overlap=given("--no-overlap", no_overlap), algorithm=algorithm.value,
+        efficiency=efficiency,
     )  # fmt: skip
-    d = r.to_dict()
-    if load_model(model).is_moe:  # step times read the experts each step's tokens touch
-        d["moe_routing"] = MOE_ROUTING
-    note = [f"note: {d['moe_routing']}"] if "moe_routing" in d else []
-    emit(fmt, d, d["collectives"], lambda: [*_tables(r, d), *note])
+    emit(fmt, result.payload, result.rows, lambda: _tables(result), result.columns)
 
 
-# Flags that --search sets itself, and flags of training alone (refused when typed).
-SEARCHED = (
-    "--tp", "--pp", "--dp", "--ep", "--zero", "--checkpointing", "--interleave",
-    "--sequence-parallel",
-)  # fmt: skip
-TRAIN_ONLY = ("--zero", "--checkpointing", "--no-overlap")
-
-
-def _tables(r: ParallelResult, d: dict) -> list:
-    p = r.plan
-    head = (
-        f"{d['model']} {d['mode']} on {d['devices']} x {d['device']}, {p.layout.label}, "
-        f"batch {d['batch']} (micro-batch {d['micro_batch']}, {d['micro_batches']} per replica), "
-        f"seq {d['seq_len']}, {d['precision']}"
-    )
+def _tables(result: Result) -> list:
+    """The title line, step time, summary, per-device memory, collectives, the ranked layouts
+    of a search, and the notes."""
+    d = result.payload
     skip = ("peak", "micro_batches_in_flight")
     mem_rows = [{"part": k, "bytes": v} for k, v in d["per_device"].items() if k not in skip]
     mem_rows.append({"part": "peak", "bytes": d["per_device"]["peak"]})
@@ -150,7 +139,7 @@ def _tables(r: ParallelResult, d: dict) -> list:
     )
     coll = rich_table(
         "Collectives per step (one device)",
-        d["collectives"],
+        result.rows,
         [
             ("kind", "kind", None),
             ("phase", "phase", None),
@@ -165,18 +154,9 @@ def _tables(r: ParallelResult, d: dict) -> list:
         ],  # fmt: skip
         caption="alpha-beta model; bytes per call (nccl-tests conventions)",
     )
-    cross = d["communication_exceeds_compute_at"]
-    summary = (
-        f"tokens/s {si(d['tokens_per_s'])}; MFU {100 * d['mfu']:.1f}% of the dense peak "
-        f"{si(d['peak_flops'], 'FLOP/s')} per device (predicted)"
-    )
-    if d["mode"] == "train":
-        summary += "; exposed communication exceeds compute from " + (
-            f"{cross} devices (more data parallelism, same batch)" if cross else "no device count "
-            "the batch allows"
-        )  # fmt: skip
-    out = [head, step, summary, mem, coll]
-    if r.search is not None:
+    summary, *notes = result.notes
+    out = [result.title, step, summary, mem, coll]
+    if "search" in d:
         ranked = [
             {"layout": s["layout"]["label"], "mb": s["micro_batch"], "step": s["step_time"],
              "mfu": s["mfu"], "peak": s["peak_memory"]}
@@ -196,7 +176,7 @@ def _tables(r: ParallelResult, d: dict) -> list:
                 caption=d["search"]["explanation"],
             )
         )
-    return out
+    return [*out, *notes]
 
 
 def measure_collectives_cli(world: int, quick: bool, fmt) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from typing import Annotated, Any
 
 import typer
@@ -21,19 +22,6 @@ from memwall.cli._common import (
     si,
 )
 from memwall.cli._progress import progress_bar
-
-OP_CSV = [
-    "name",
-    "kind",
-    "predicted",
-    "measured",
-    "error",
-    "share",
-    "roofline_uncalibrated",
-    "flops",
-    "bytes",
-    "term",
-]
 
 
 def _pct(v: Any) -> str:
@@ -137,28 +125,13 @@ def terms_table(terms: Any) -> Any:
     )
 
 
-def _spot_text(spot: dict[str, Any] | None) -> str:
-    """The cached calibration's spot check, in words ("" when none was needed)."""
-    if not spot:
-        return ""
-    r = spot["ratios"]
-    verdict = "agreed" if spot["agreed"] else "disagreed: remeasured"
-    return (
-        f"; cached record spot-checked ({spot['dtype']}): Linear rate x{r['linear_rate']:.2f}, "
-        f"dispatch x{r['dispatch']:.2f} of cached, {verdict}"
-    )
-
-
-def result_tables(res: Any) -> list[Any]:
-    wl = res.workload
-    title = (
-        f"{res.model} {wl.phase} batch={wl.batch} seq_len={wl.seq_len}"
-        + (f" gen_len={wl.gen_len}" if wl.phase == "generate" else "")
-        + f" | precision={res.precision} | measured on this machine"
-    )
+def result_tables(result: Any) -> list[Any]:
+    """The Rich tables of a profile (`memwall.api.profile`'s Result): summary, per op, error by
+    term, calibration terms, then the notes."""
+    res = result.extra["profile"]
     out = [
         rich_table(
-            title,
+            result.title,
             summary_rows(res),
             [("what", "", None), ("value", "value", str), ("detail", "", None)],
         )
@@ -184,25 +157,7 @@ def result_tables(res: Any) -> list[Any]:
         out.append(by_term_table(res.by_term))
     if res.predicted is not None:
         out.append(terms_table(res.predicted.terms))
-    env = res.env
-    lines = [f"note: {n}" for n in res.notes]
-    c = res.calibration
-    if c:
-        busy = c["others_busy_cores"]
-        lines.append(
-            f"calibration: {c['age_days'] * 24:.1f} h old, {c['rounds']} interleaved rounds, "
-            f"largest spread {_pct(c['max_spread'])}, other processes "
-            + (f"{busy:.1f} cores busy" if busy is not None else "not measured")
-            + (", NOISY (not cached)" if c["noisy"] else "")
-            + _spot_text(c.get("spot_check"))
-        )
-    lines.append(
-        f"environment: {env['cpu_model']}, {env['threads']} threads "
-        f"({env.get('threads_choice', '')}), torch {env['torch']}, "
-        f"transformers {env['transformers']}, load average {env['load_average_1min']:.2f}, "
-        f"{env['date']}"
-    )
-    out.append(Text("\n".join(lines)))
+    out.append(Text("\n".join(result.notes)))
     return out
 
 
@@ -253,27 +208,35 @@ def profile_cmd(
     fmt: FormatOpt = "table",  # type: ignore[assignment]
 ) -> None:
     """Measured latency beside predicted latency (calibrated roofline), per op and end to end."""
-    from memwall.studies.profile import ProfileRequest, run_profile  # torch: only when run
+    from memwall.api import profile  # torch: only when run
 
-    req = ProfileRequest(
-        model,
-        phase.value if phase is not None else None,
-        batch,
-        seq_len,
-        gen_len,
-        precision,
-        repeats,
-        warmup,
-        threads,
-        extend_positions,
-        per_op,
-        None if device.lower() == "none" else device,
-        recalibrate,
-        budget,
-    )
-    with progress_bar(warmup + repeats, f"resolving {model}") as bar:
-        res = run_profile(req, bar.describe, lambda _i: bar.advance())
-    emit(fmt, res.to_dict(), res.ops, lambda: result_tables(res), OP_CSV)
+    with ExitStack() as stack:  # the bar starts with the work: bad input is one line alone
+        bars: list[Any] = []
+
+        def progress(text: str, runs: float) -> None:
+            if not bars:
+                bars.append(stack.enter_context(progress_bar(warmup + repeats, text)))
+            bars[0].step(text, runs)
+
+        result = profile(
+            model,
+            phase=phase.value if phase is not None else None,
+            batch=batch,
+            seq_len=seq_len,
+            gen_len=gen_len,
+            precision=precision,
+            repeats=repeats,
+            warmup=warmup,
+            threads=threads,
+            extend_positions=extend_positions,
+            per_op=per_op,
+            device=device,
+            budget=budget,
+            recalibrate=recalibrate,
+            progress=progress,
+        )
+    res = result.extra["profile"]
+    emit(fmt, result.payload, result.rows, lambda: result_tables(result), result.columns)
     if res.interrupted:
         keep_note(f"{res.timing.n} of {res.planned_runs} timed runs finished, printed above")
         raise typer.Exit(130)

@@ -1,4 +1,6 @@
-"""`memwall trends`: growth rates of hardware and models, the paper's and today's."""
+"""`memwall trends`: growth rates of hardware and models, the paper's and today's.
+
+Parses the flags, calls `memwall.api.trends` and renders its Result as Rich tables."""
 
 from __future__ import annotations
 
@@ -8,31 +10,6 @@ from typing import Annotated, Any
 import typer
 
 from memwall.cli._common import FormatOpt, app, emit, err_console, rich_table, si
-from memwall.errors import MemwallError
-
-CSV_COLUMNS = [
-    "dataset",
-    "series",
-    "display",
-    "unit",
-    "n",
-    "n_estimates",
-    "first_date",
-    "last_date",
-    "span_years",
-    "growth_per_2yr",
-    "growth_per_2yr_ci95_low",
-    "growth_per_2yr_ci95_high",
-    "growth_per_20yr",
-    "growth_per_20yr_ci95_low",
-    "growth_per_20yr_ci95_high",
-    "doubling_time_years",
-    "r2",
-    "slope_log10_per_year",
-    "printed_per_2yr",
-    "paper_fit_per_2yr",
-    "origin",
-]
 
 
 def _x(v: Any) -> str:
@@ -42,15 +19,6 @@ def _x(v: Any) -> str:
     if 1e3 <= v < 1e7:
         return f"{float(f'{v:.3g}'):,.0f}x"
     return f"{v:.3g}x"
-
-
-def _csv_row(f: dict) -> dict:
-    r = dict(f)
-    r["growth_per_2yr_ci95_low"], r["growth_per_2yr_ci95_high"] = f["growth_per_2yr_ci95"]
-    r["growth_per_20yr_ci95_low"], r["growth_per_20yr_ci95_high"] = f["growth_per_20yr_ci95"]
-    r["printed_per_2yr"] = (f.get("printed") or {}).get("per_2yr")
-    r["paper_fit_per_2yr"] = (f.get("paper") or {}).get("fit_per_2yr")
-    return r
 
 
 def _table_row(f: dict) -> dict:
@@ -77,23 +45,9 @@ def _table_row(f: dict) -> dict:
     return row
 
 
-def _tables(payload: dict) -> list[Any]:
+def _tables(payload: dict, caption: list[str]) -> list[Any]:
     rows = [_table_row(f) for f in payload["fits"]]
     paper_header = "Printed" if payload["dataset"] == "paper" else "Paper fit (printed)"
-    caption = [
-        "OLS of log10(value) on date (fractional year), scipy.stats; 95% CI of the slope "
-        "(t, n-2). Growth per 2 yrs = 10^(2 x slope).",
-    ]
-    origins: dict[str, list[str]] = {}
-    for f in payload["fits"]:
-        origins.setdefault(f["origin"], []).append(f["display"])
-    for origin, names in origins.items():
-        caption.append(f"{', '.join(names)}: {origin}.")
-    for f in payload["fits"]:
-        note = (f.get("printed") or {}).get("note")
-        if note:
-            caption.append(f"{f['display']}: {note}.")
-    caption += payload.get("notes", [])
     out: list[Any] = [
         rich_table(
             f"Growth rates: dataset {payload['dataset']}",
@@ -219,25 +173,12 @@ def trends(
     fmt: FormatOpt = "table",  # type: ignore[assignment]
 ) -> None:
     """Growth per 2 and 20 years (95% CI) of hardware and model series; the widening gap."""
-    from memwall.trends import summarize
+    from memwall.api import trends as run
 
-    payload = summarize(dataset, series, since, until)
-    if plot is not None:
-        from memwall.plots.trends import plot_dataset
-
-        written = plot_dataset(
-            dataset,
-            plot,
-            payload["filters"]["series"],
-            payload["filters"]["since"],
-            payload["filters"]["until"],
-        )
-        payload["plots"] = [str(p) for p in written]
-        if fmt.value == "table":
-            for p in written:
-                err_console.print(f"wrote {p}", highlight=False)
-    if not payload["fits"]:
-        raise MemwallError(f"dataset '{dataset}' has no series to fit")
-    emit(
-        fmt, payload, [_csv_row(f) for f in payload["fits"]], lambda: _tables(payload), CSV_COLUMNS
-    )
+    result = run(dataset, series, since, until, plot)
+    payload = result.extra["summary"]
+    if plot is not None and fmt.value == "table":
+        for p in payload["plots"]:
+            err_console.print(f"wrote {p}", highlight=False)
+    tables = lambda: _tables(payload, list(result.notes))  # noqa: E731
+    emit(fmt, result.payload, result.rows, tables, result.columns)

@@ -3,7 +3,7 @@
 `memwall.measure` (the package) does not import torch; the calibration store and the case study
 do, so they are imported when the case study runs, which keeps `import memwall.report` light.
 
-The case study runs exactly as `memwall casestudy` runs it (`studies.casestudy.casestudy_here`):
+The case study runs exactly as `memwall casestudy` runs it (`api._casestudy.casestudy_here`):
 under the thread policy of every measuring command (`measure.run.threads(None)`, which picks
 the count by `auto_threads` and pins), so the calibration it uses is keyed by the same thread
 count; the report reuses a saved calibration (spot-checked) where `memwall casestudy` measures
@@ -54,7 +54,7 @@ def calibration_config(quick: bool) -> Any:
 def casestudy(quick: bool = False, **kw: Any) -> Any:
     """The paper's case study, run as `memwall casestudy` runs it (same function, thread
     policy and calibration key), reusing a saved calibration; `quick`: one calibration round."""
-    from memwall.studies.casestudy import casestudy_here  # torch + transformers
+    from memwall.api._casestudy import casestudy_here  # the api's policy; torch + transformers
 
     return casestudy_here(
         n_threads=CASESTUDY_THREADS,

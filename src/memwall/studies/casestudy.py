@@ -25,13 +25,13 @@ from typing import Any
 
 from memwall.count import op_table, totals
 from memwall.errors import MemwallError
-from memwall.measure.calibration import CalConfig, Calibration
+from memwall.measure.calibration import Calibration
 from memwall.measure.models import LoadedModel, build, check_precision, resolve, with_precision
-from memwall.measure.run import Runner, environment, threads, time_runs
-from memwall.measure.timing import Timing, check_repeats
+from memwall.measure.run import Runner, environment, time_runs
+from memwall.measure.timing import Timing
 from memwall.predict import predict_calibrated, roofline_baseline
 from memwall.spec import ModelSpec, Workload, runnable_precision
-from memwall.studies.profile import calibration_notes, local_device
+from memwall.studies.profile import calibration_notes
 
 MODELS = ("bert-base", "bert-large", "gpt2")
 LENGTHS = (128, 256, 512, 1024, 2048, 4096)
@@ -453,47 +453,4 @@ def run_casestudy(
     interrupted = measure_casestudy(plan, progress, on_row, passes)
     case = assemble_casestudy(plan, device, budget_s, interrupted, time.perf_counter() - t_start)
     case.calibration = cal.status()
-    return case
-
-
-def casestudy_here(
-    models: Sequence[str] = MODELS,
-    lengths: Sequence[int] = LENGTHS,
-    precisions: Sequence[str] = PRECISIONS,
-    full: bool = False,
-    budget_s: float = BUDGET_S,
-    repeats: int = 3,
-    n_threads: int | None = None,
-    device: str | None = "local",
-    reuse_calibration: bool = False,
-    on_row: Callable[[dict[str, Any]], None] | None = None,
-    on_progress: Progress | None = None,
-    cal_config: CalConfig | None = None,
-    configs: dict[str, dict] | None = None,
-) -> CaseStudy:
-    """`memwall casestudy` and the report's case study: the plain roofline from the measured
-    `device` (None: skip), a fresh calibration unless `reuse_calibration` (`cal_config`: its
-    configuration), `n_threads` threads (None: `auto_threads`, which keys the calibration)."""
-    check_repeats(repeats, 0, max_repeats=1000)
-    if not budget_s > 0:
-        raise MemwallError(f"--budget must be a positive number of seconds, got {budget_s}")
-    _check_inputs(models, lengths, precisions)
-    dev, dev_note = local_device(device)
-    with threads(n_threads):
-        cal = Calibration.load(cal_config, recalibrate=not reuse_calibration)
-        case = run_casestudy(
-            models,
-            lengths,
-            precisions,
-            full=full,
-            budget_s=budget_s,
-            repeats=repeats,
-            cal=cal,
-            device=dev,
-            configs=configs,
-            on_row=on_row,
-            on_progress=on_progress,
-        )
-    if dev_note:
-        case.notes.append(dev_note)
     return case

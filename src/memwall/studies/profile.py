@@ -394,63 +394,12 @@ def profile_model(
         )
 
 
-@dataclass(frozen=True)
-class ProfileRequest:
-    """What `memwall profile` asks for, as typed values (phase None: the model's default)."""
-
-    model: str
-    phase: str | None = None
-    batch: int = 1
-    seq_len: int = 128
-    gen_len: int = 128
-    precision: str = "fp32"
-    repeats: int = 5
-    warmup: int = 1
-    threads: int | None = None
-    extend_positions: bool = False
-    per_op: bool = True
-    device: str | None = "local"
-    recalibrate: bool = False
-    budget_s: float = SETTLE_BUDGET_S  # seconds timed runs may take while the spread is wide
-
-
-def run_profile(
-    req: ProfileRequest,
-    on_status: Callable[[str], None] | None = None,
-    on_run: Callable[[int], None] | None = None,
-) -> ProfileResult:
-    """`memwall profile` as one call: every input checked before the model is built."""
-    spec, cfg = resolve(req.model)
-    ph = req.phase or ("prefill" if spec.is_decoder else "encode")
-    wl = Workload(ph, req.batch, req.seq_len, req.gen_len if ph == "generate" else 0)
-    prec = check_precision(req.precision, spec)
-    positions, pos_note = check_positions(spec, wl, req.extend_positions)
-    check_repeats(req.repeats, req.warmup)
-    if not 0 <= req.budget_s <= MAX_BUDGET_S:  # also refuses NaN
-        raise MemwallError(
-            f"--budget must be 0 .. {MAX_BUDGET_S:.0f} seconds of timed runs, got {req.budget_s}"
-        )
-    dev, dev_note = local_device(req.device)
-    status = on_status or (lambda s: None)
-    with threads(req.threads):
-        status(f"building {spec.name}")
-        lm = build(spec, cfg, prec, positions, wl)
-        status(f"timing {spec.name} {wl.phase} {prec}")
-        cal = Calibration.load(recalibrate=req.recalibrate, on_measure=status)
-        notes = [n for n in (pos_note, dev_note) if n]
-        return profile_loaded(
-            lm, wl, req.repeats, req.warmup, req.per_op, cal, dev, notes, on_run, req.budget_s
-        )
-
-
 __all__ = [
     "PRECISIONS",
-    "ProfileRequest",
     "ProfileResult",
     "local_device",
     "op_rows",
     "profile_loaded",
     "profile_model",
-    "run_profile",
     "with_precision",
 ]

@@ -338,6 +338,9 @@ class Tracer:
     # ------------------------------------------------------------ recording
 
     def record(self, func, args, kwargs, out) -> None:
+        for t in (*args, *kwargs.values()):
+            if isinstance(t, torch.nn.Parameter):  # a weight even with no root module given
+                self._roles.setdefault(t.untyped_storage()._cdata, "param")
         packet = func._overloadpacket.__name__
         schema = func._schema
         named: list[tuple[Any, Any]] = list(zip(schema.arguments, args, strict=False))

@@ -1,0 +1,159 @@
+"""`memwall.api.parallel`: a model split over N devices: per-device memory and work, every
+collective, step time, MFU; or every layout that fits, ranked. `memwall parallel` parses its
+flags, calls this and renders the `Result`.
+
+Flags that do not apply are refused, never ignored: what `--search` chooses itself, and what
+only training has. A keyword left as None is "not given" (the CLI passes None for a flag the
+user did not type), so `zero=0` with `search=True` is refused as `--zero 0` is.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from memwall.api._common import choice, model_text, not_applicable, plain, si
+from memwall.api._result import Result
+
+MODES = ("train", "infer")
+CHECKPOINTING = ("none", "selective", "full")
+ALGORITHMS = ("auto", "ring", "tree")
+# Flags that --search sets itself, and flags of training alone (refused when given), in the
+# command's order (the order the refusal names them).
+SEARCHED = (
+    "tp", "pp", "dp", "ep", "zero", "sequence_parallel", "interleave", "checkpointing",
+)  # fmt: skip
+TRAIN_ONLY = ("zero", "checkpointing", "no_overlap")
+
+
+def parallel(
+    model: str,
+    *,
+    mode: str = "train",
+    device: str = "h100-sxm",
+    devices: int = 8,
+    tp: int | None = None,
+    pp: int | None = None,
+    dp: int | None = None,
+    ep: int | None = None,
+    zero: int | None = None,
+    sequence_parallel: bool | None = None,
+    interleave: int | None = None,
+    checkpointing: str | None = None,
+    batch: int | None = None,
+    micro_batch: int | None = None,
+    seq_len: int | None = None,
+    precision: str = "bf16",
+    search: bool = False,
+    no_overlap: bool | None = None,
+    algorithm: str = "auto",
+    efficiency: bool = False,
+) -> Result:
+    """Split MODEL over N devices: per-device memory and work, every collective (alpha-beta
+    model over the catalog's links), step time and MFU, all predicted; with `search`, every
+    layout that fits, fastest first. Train: one iteration; infer: prefill + decode.
+
+    Args:
+        model: a preset name (gpt2, llama-3-8b, ...) or an HF config.json.
+        mode: train (one iteration; default) or infer (prefill + decode).
+        device: catalog device, or local (measured); default h100-sxm.
+        devices: devices in all (N); default 8.
+        tp: tensor-parallel degree (default 1; None: not given).
+        pp: pipeline stages (default 1; None: not given).
+        dp: data-parallel degree (default N / (tp x pp); None: not given).
+        ep: expert-parallel degree (MoE; divides dp; default 1; None: not given).
+        zero: ZeRO stage 0-3 over data parallelism (train; default 0; None: not given).
+        sequence_parallel: Megatron sequence parallelism (default False; None: not given).
+        interleave: virtual stages per device (1F1B; default 1; None: not given).
+        checkpointing: activation recomputation: none, selective or full (train; default
+            none; None: not given).
+        batch: global batch in sequences (default 8 x N train, 8 infer).
+        micro_batch: micro-batch per replica (default 1 train, batch / dp infer; refused by
+            an inference search, which runs batch / dp per replica).
+        seq_len: tokens per sequence (infer: prompt / context); default 2048, or what the
+            model's learned positions allow.
+        precision: bf16 (default), fp16, fp32, ...
+        search: rank every layout that fits by step time (the degrees, ZeRO, checkpointing,
+            interleaving and sequence parallelism are then chosen, and refused when given).
+        no_overlap: do not hide gradient sync behind backward (train; default False; None:
+            not given).
+        algorithm: collective algorithm: auto (default), ring or tree.
+        efficiency: kernels at published efficiencies instead of the dense peak (default
+            False).
+
+    Returns a `Result`: `.to_dict()` is `memwall parallel ... --format json`, `.to_frame()`
+    the collectives per step (the CSV), `extra["result"]` the plan (and search) objects.
+    Bad input and flags that do not apply raise `MemwallError` (the CLI's one line).
+
+    Example:
+        >>> memwall.api.parallel("llama-3-70b", mode="infer", devices=8, tp=8)["step_time"]
+    """
+    from memwall.parallel.api import parallel_analysis
+
+    model = model_text(model)
+    mode = choice("--mode", mode, MODES)
+    algorithm = choice("--algorithm", algorithm, ALGORITHMS)
+    if checkpointing is not None:
+        checkpointing = choice("--checkpointing", checkpointing, CHECKPOINTING)
+    values = locals()
+
+    def given(names: tuple[str, ...]) -> list[str]:
+        return ["--" + n.replace("_", "-") for n in names if values[n] is not None]
+
+    if search:
+        not_applicable(given(SEARCHED), "--search chooses the layout (degrees, ZeRO, "
+                       "checkpointing, interleaving, sequence parallelism) itself")  # fmt: skip
+    if mode == "infer":
+        not_applicable(given(TRAIN_ONLY), "for --mode train only; inference has no backward "
+                       "pass, gradients or optimizer state")  # fmt: skip
+        if search:
+            not_applicable(given(("micro_batch",)), "an inference --search runs batch / dp per "
+                           "replica")  # fmt: skip
+    r = parallel_analysis(
+        model, mode, device, devices, tp, pp, dp, 1 if ep is None else ep,
+        0 if zero is None else zero, bool(sequence_parallel),
+        1 if interleave is None else interleave, checkpointing or "none", batch, micro_batch,
+        seq_len, precision, search, not no_overlap, algorithm, efficiency,
+    )  # fmt: skip
+    d = r.to_dict()
+    from memwall.spec import load_model
+
+    if load_model(model).is_moe:  # step times read the experts each step's tokens touch
+        from memwall.count import MOE_ROUTING
+
+        d["moe_routing"] = MOE_ROUTING
+    payload = plain(d)
+    rows = payload["collectives"]
+    notes = [_summary(payload)] + ([f"note: {d['moe_routing']}"] if "moe_routing" in d else [])
+    return Result(
+        command="parallel",
+        payload=payload,
+        rows=rows,
+        columns=list(rows[0]) if rows else None,
+        title=_title(payload),
+        notes=notes,
+        extra={"result": r},
+    )
+
+
+def _title(d: dict[str, Any]) -> str:
+    """The line above the tables: the model, the layout and the workload."""
+    return (
+        f"{d['model']} {d['mode']} on {d['devices']} x {d['device']}, {d['layout']['label']}, "
+        f"batch {d['batch']} (micro-batch {d['micro_batch']}, {d['micro_batches']} per replica), "
+        f"seq {d['seq_len']}, {d['precision']}"
+    )
+
+
+def _summary(d: dict[str, Any]) -> str:
+    """Throughput and MFU, and (train) where exposed communication overtakes compute."""
+    out = (
+        f"tokens/s {si(d['tokens_per_s'])}; MFU {100 * d['mfu']:.1f}% of the dense peak "
+        f"{si(d['peak_flops'], 'FLOP/s')} per device (predicted)"
+    )
+    if d["mode"] == "train":
+        cross = d["communication_exceeds_compute_at"]
+        out += "; exposed communication exceeds compute from " + (
+            f"{cross} devices (more data parallelism, same batch)" if cross else "no device count "
+            "the batch allows"
+        )  # fmt: skip
+    return out

@@ -1,0 +1,119 @@
+"""`memwall.api.parallel` and `memwall parallel` are one function: the same JSON, the same CSV
+(the collectives), the same one-line refusals of flags that do not apply."""
+
+from __future__ import annotations
+
+import csv
+import html
+import io
+
+import pytest
+
+import memwall.api
+from memwall.errors import MemwallError
+
+# (library keywords, the same request on the command line)
+SAME = [
+    (
+        dict(model="llama-3-70b", mode="infer", devices=8, tp=8, device="h100-sxm"),
+        ["llama-3-70b", "--mode", "infer", "--devices", "8", "--tp", "8", "--device", "h100-sxm"],
+    ),
+    (
+        dict(model="gpt2", devices=4, pp=2, batch=8, seq_len=256),
+        ["gpt2", "--devices", "4", "--pp", "2", "--batch", "8", "--seq-len", "256"],
+    ),
+    (
+        dict(model="gpt2", devices=4, tp=2, sequence_parallel=True, checkpointing="selective",
+             zero=2, no_overlap=True, algorithm="ring", efficiency=True, seq_len=128),
+        ["gpt2", "--devices", "4", "--tp", "2", "--sequence-parallel", "--checkpointing",
+         "selective", "--zero", "2", "--no-overlap", "--algorithm", "ring", "--efficiency",
+         "--seq-len", "128"],
+    ),
+    (
+        dict(model="mixtral-8x7b", devices=8, ep=2, tp=2),
+        ["mixtral-8x7b", "--devices", "8", "--ep", "2", "--tp", "2"],
+    ),
+    (
+        dict(model="gpt2", devices=2, batch=8, seq_len=128, search=True),
+        ["gpt2", "--devices", "2", "--batch", "8", "--seq-len", "128", "--search"],
+    ),
+    (
+        dict(model="gpt2", mode="infer", devices=2, search=True),
+        ["gpt2", "--mode", "infer", "--devices", "2", "--search"],
+    ),
+    (dict(model="gpt2", devices=1, batch=2, seq_len=64), ["gpt2", "--devices", "1", "--batch",
+                                                          "2", "--seq-len", "64"]),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("kwargs,args", SAME, ids=[" ".join(a) for _, a in SAME])
+def test_json_csv_and_html_equal_the_command_line(cli, kwargs, args):
+    result = memwall.api.parallel(**kwargs)
+    r = cli("parallel", *args, "--format", "json")
+    assert r.code == 0, r.err
+    assert result.to_dict() == r.json
+    c = cli("parallel", *args, "--format", "csv")
+    assert c.code == 0, c.err
+    frame = result.to_frame()
+    if not c.out:  # one device: no collective, no CSV at all
+        assert frame.empty and result.rows == []
+    else:
+        rows = list(csv.DictReader(io.StringIO(c.out)))
+        assert list(frame.columns) == c.out.splitlines()[0].split(",")
+        assert len(frame) == len(rows) > 0
+    assert html.escape(result.title) in result._repr_html_()
+    t = cli("parallel", *args)
+    assert t.code == 0 and result.title in " ".join(t.out.split())
+
+
+def test_moe_routing_is_a_note(cli):
+    result = memwall.api.parallel("mixtral-8x7b", devices=8, ep=2, tp=2)
+    assert result.notes[-1] == f"note: {result['moe_routing']}"
+    assert "moe_routing" not in memwall.api.parallel("gpt2", devices=2).to_dict()
+
+
+# (library keywords, the same request on the command line, a piece of the one line)
+REFUSED = [
+    (dict(mode="infer", zero=0), ["--mode", "infer", "--zero", "0"], "--zero does not apply"),
+    (
+        dict(mode="infer", checkpointing="none", no_overlap=True),
+        ["--mode", "infer", "--checkpointing", "none", "--no-overlap"],
+        "--checkpointing, --no-overlap do not apply here: for --mode train only",
+    ),
+    (
+        dict(search=True, tp=2, interleave=1, sequence_parallel=True),
+        ["--search", "--tp", "2", "--interleave", "1", "--sequence-parallel"],
+        "--tp, --sequence-parallel, --interleave do not apply here: --search chooses",
+    ),
+    (
+        dict(search=True, mode="infer", micro_batch=2),
+        ["--search", "--mode", "infer", "--micro-batch", "2"],
+        "--micro-batch does not apply",
+    ),
+    (dict(tp=3), ["--tp", "3"], "does not divide --devices"),
+    (dict(devices=0), ["--devices", "0"], "devices must be"),
+    (dict(ep=0), ["--ep", "0"], "ep must be an integer between 1"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("kwargs,args,needle", REFUSED, ids=[" ".join(a) for _, a, _ in REFUSED])
+def test_refusals_are_the_command_lines_one_line(cli, kwargs, args, needle):
+    with pytest.raises(MemwallError) as e:
+        memwall.api.parallel("llama-3-8b", **kwargs)
+    assert needle in str(e.value)
+    r = cli("parallel", "llama-3-8b", *args)
+    r.assert_one_line_error(needle)
+    assert r.err == f"memwall: error: {e.value}\n"
+
+
+def test_library_only_checks():
+    """The choices Typer checks on the command line are the library's one line too; a
+    training flag left out (None) is not refused for inference."""
+    with pytest.raises(MemwallError, match="--mode must be one of train, infer"):
+        memwall.api.parallel("gpt2", mode="serve")
+    with pytest.raises(MemwallError, match="--checkpointing must be one of"):
+        memwall.api.parallel("gpt2", checkpointing="sqrt")
+    with pytest.raises(MemwallError, match="--algorithm must be one of"):
+        memwall.api.parallel("gpt2", algorithm="butterfly")
+    r = memwall.api.parallel("gpt2", mode="infer", devices=2)
+    assert r["mode"] == "infer" and r["layout"]["zero"] == 0
