@@ -9,14 +9,14 @@ import time
 
 import pytest
 
-import memwall.cli.memory
+import memwall.memory.report
 
 
 def test_interrupt_inside_a_command_is_one_line_and_130(cli, monkeypatch):
     def interrupted(*a, **k):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(memwall.cli.memory, "infer_report", interrupted)
+    monkeypatch.setattr(memwall.memory.report, "infer_report", interrupted)
     r = cli("memory", "gpt2")
     assert r.code == 130
     lines = r.err.strip().splitlines()
@@ -31,14 +31,14 @@ def test_interrupt_note_says_what_was_kept(cli, monkeypatch):
         keep_note("3 of 10 rows printed")
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(memwall.cli.memory, "infer_report", partial)
+    monkeypatch.setattr(memwall.memory.report, "infer_report", partial)
     r = cli("memory", "gpt2")
     assert r.code == 130 and r.err == "memwall: interrupted: 3 of 10 rows printed\n"
 
     def plain(*a, **k):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(memwall.cli.memory, "infer_report", plain)
+    monkeypatch.setattr(memwall.memory.report, "infer_report", plain)
     r = cli("memory", "gpt2")  # the next run starts from "nothing was saved" again
     assert r.code == 130 and "nothing was saved" in r.err
 
@@ -78,7 +78,7 @@ def default_sigint() -> None:
 # `memwall memory gpt2` whose work never ends; it touches READY when the work has begun.
 SLOW_COMMAND = """
 import pathlib, sys, time
-import memwall.cli.memory as m
+import memwall.memory.report as m
 def slow(*a, **k):
     pathlib.Path(sys.argv[1]).touch()
     time.sleep(120)
@@ -135,7 +135,7 @@ def test_real_sigint_is_one_line_and_130(tmp_path, wait_ready):
 # even once handled and, under `-m`, ended the process by SIGINT (-2) after our line.
 SLOW_IN_EXEC = """
 import pathlib, sys
-import memwall.cli.memory as m
+import memwall.memory.report as m
 def slow(*a, **k):
     pathlib.Path(sys.argv[1]).touch()
     exec("import time\\ntime.sleep(120)")

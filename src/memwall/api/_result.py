@@ -53,7 +53,8 @@ class Result:
         return self.to_frame()
 
     def plot(self, path: str | Path) -> Path:
-        """Write the command's figure (.png or .svg) to `path`; returns the path."""
+        """Write the command's figure to `path` (.png or .svg; .pdf where the command writes
+        one); returns the path."""
         if self.plotter is None:
             from memwall.errors import MemwallError
 
@@ -61,7 +62,7 @@ class Result:
         from memwall.io import check_output_path
 
         out = Path(path)
-        check_output_path(out, ("png", "svg"), "plot file")
+        check_output_path(out, ("png", "svg", "pdf"), "plot file")
         self.plotter(out)
         return out
 

@@ -22,7 +22,6 @@ from memwall.cli._common import (
     si,
     typed_options,
 )
-from memwall.errors import MemwallError
 
 
 class Mode(str, Enum):
@@ -177,41 +176,3 @@ def _tables(result: Result) -> list:
             )
         )
     return [*out, *notes]
-
-
-def measure_collectives_cli(world: int, quick: bool, fmt) -> None:
-    """`memwall measure --collectives`: time, fit, save (complete runs only), render."""
-    from memwall.measure.collectives import measure_collectives_and_save
-
-    res = measure_collectives_and_save(world, quick)
-    rows = res["results"]
-
-    def table():
-        cols = [
-            ("kind", "collective", None),
-            ("bytes", "message", binary),
-            ("time", "time", lambda v: si(v, "s")),
-            ("algbw", "alg bw", lambda v: si(v, "B/s")),
-            ("busbw", "bus bw", lambda v: si(v, "B/s")),
-        ]
-        fits = "; ".join(
-            f"{k}: alpha {si(f['alpha'], 's')}, beta "
-            + ("" if f.get("beta_resolved", True) else "at least ")
-            + si(f["beta"], "B/s")
-            for k, f in res["fit"].items()
-        )
-        skipped = "; ".join(f"{k} skipped ({why})" for k, why in res["skipped"].items())
-        cap = (
-            f"measured: {res['world']} local processes, {res['backend']}, torch {res['torch']}, "
-            f"{res['date']}; bus bw = alg bw x nccl-tests factor.\nfit time = alpha + bus bytes"
-            f" / beta: {fits}" + (f"\n{skipped}" if skipped else "")
-            + (f"\nsaved: {res['saved']}" if res.get("saved") else "\nnot saved (incomplete)")
-        )  # fmt: skip
-        return [rich_table("memwall measure --collectives", rows, cols, cap)]
-
-    emit(fmt, res, rows, table, ["kind", "bytes", "time", "algbw", "busbw"])
-    if res["interrupted"]:
-        raise typer.Exit(130)  # the CLI's one line: interrupted, nothing saved
-    if not res["complete"]:
-        raise MemwallError("collectives measurement incomplete (a process stalled or died): "
-                           "the rows above are partial; nothing saved")  # fmt: skip
