@@ -210,6 +210,8 @@ def test_json_says_which_attention_was_counted(cli_json, name, args, fused):
     assert out["fused_attention"] is fused
     names = {op["name"] for op in out["ops"]}
     assert ("attention" in names) is fused
+    eager_note = any(n.startswith("attention counted unfused") for n in out["notes"])
+    assert eager_note is (not fused and name != "llama-3-8b")  # eager families say so
 
 
 def test_gemma2_fused_count_reads_the_cache_not_per_head_copies(cli_json):

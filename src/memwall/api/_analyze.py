@@ -251,6 +251,7 @@ def _count(spec, config, wl, prec, convention: str, engine: str, fused, mla: str
 
 def _payload(spec, wl, prec, df, convention: str, engine: str) -> dict:
     from memwall.count import mla_note, totals
+    from memwall.count.ops import attention_note
     from memwall.spec import positions_note
 
     tot = totals(df)
@@ -282,6 +283,7 @@ def _payload(spec, wl, prec, df, convention: str, engine: str) -> dict:
             positions_note(spec, wl.total_context),
             prec.note,
             mla_note(a.get("mla_form")),
+            attention_note(spec, bool(a.get("fused_attention")), convention),
             a.get("moe_routing"),
         )
         payload["notes"] = [n for n in notes if n]

@@ -77,6 +77,19 @@ def op_names(
     return names
 
 
+def attention_note(s: ModelSpec, fused: bool, convention: str) -> str | None:
+    """What a table's note says when attention is counted as transformers' eager code runs it
+    (the default for families with no fused path there), so the larger count is never silent."""
+    if convention == "paper" or fused or not s.eager_attention:
+        return None
+    copies = ", K/V copied to every query head" if repeats_kv(s) else ""
+    return (
+        f"attention counted unfused, as transformers runs {s.name} (eager: scores "
+        f"materialised{copies}); --fused-attention counts one fused kernel that reads the "
+        "cache once, as serving kernels run it"
+    )
+
+
 def fused_default(s: ModelSpec, convention: str, fused_attention: bool | None) -> bool:
     """Whether attention is counted as one fused kernel: the one place its default is decided
     (the CLI, memory and parallel pass None unless the user asked). Default: fused, except where
