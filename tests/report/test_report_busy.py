@@ -14,7 +14,7 @@ import memwall.report.sections.casestudy as cs_section
 from memwall.hardware import save_measurement
 from memwall.report import ReportOptions, SectionResult, build_report, registered
 from memwall.studies.casestudy import CaseStudy
-from test_report import fake_measurement
+from report.test_report import fake_measurement
 from tiny_configs import REPORT_MODELS
 
 P = "int8-dynamic"
