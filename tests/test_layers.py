@@ -65,3 +65,13 @@ def test_import_memwall_imports_no_torch_and_installs_nothing():
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stderr[-2000:]
     assert p.stdout.split() == ["False", "True"]
+
+
+def test_no_module_is_over_500_lines():
+    """Small modules with one job: a module past 500 lines is split before it grows further."""
+    long = {
+        str(p.relative_to(PACKAGE)): n
+        for p in PACKAGE.rglob("*.py")
+        if (n := len(p.read_text(encoding="utf-8").splitlines())) > 500
+    }
+    assert long == {}, f"modules over 500 lines: {long}"

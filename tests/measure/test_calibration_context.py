@@ -125,8 +125,8 @@ def test_block_term_stores_its_spread_and_runs_decode_without_the_head(measured)
 def test_headless_replaces_the_output_embeddings_only():
     import torch
 
+    from memwall.measure.block import _headless
     from memwall.measure.models import build
-    from memwall.measure.terms import _headless
 
     spec = spec_from_config(GPT2_2, "gpt2-2")
     lm = _headless(build(spec, GPT2_2, "fp32", None, Workload("decode", 1, 8)))
@@ -135,7 +135,7 @@ def test_headless_replaces_the_output_embeddings_only():
 
 
 def test_a_block_term_that_stays_noisy_flags_the_record(monkeypatch, tmp_path):
-    from memwall.measure import terms as T
+    from memwall.measure import block as B
 
     spec = spec_from_config(GPT2_2, "gpt2-2")
     cal = Calibration.load(QUICK, persist=False)
@@ -146,7 +146,7 @@ def test_a_block_term_that_stays_noisy_flags_the_record(monkeypatch, tmp_path):
         calls.append(1)
         return {"per_layer": 1e-3, "spread": 0.9, "runs": 3, "medians": {}, "workload": {}}
 
-    monkeypatch.setattr(T, "measure_block", wild)
+    monkeypatch.setattr(B, "measure_block", wild)
     cal.data["block"] = {}
     cal.data["noisy"] = False
     cal.ensure_for(spec, GPT2_2, "fp32", "decode")
@@ -169,8 +169,8 @@ def test_int8_prices_the_lm_head_int8_and_the_embeddings_fp32():
 
 def test_decode_block_cycles_over_copies_as_many_layers_as_the_model():
     """Two small cuts run in turn keep their weights cached; a decode step's layers do not."""
+    from memwall.measure.block import block_copies
     from memwall.measure.models import resolve
-    from memwall.measure.terms import block_copies
 
     gpt2, _ = resolve("gpt2")
     bert, _ = resolve("bert-base")
@@ -184,7 +184,7 @@ def test_decode_block_cycles_over_copies_as_many_layers_as_the_model():
 
 
 def test_decode_block_copies_share_one_embedding_table(monkeypatch):
-    import memwall.measure.terms as T
+    import memwall.measure.block as T
 
     cfg = dict(GPT2_2, n_layer=8, n_embd=64, n_head=2, vocab_size=512)
     spec = spec_from_config(cfg, "gpt2-8")

@@ -24,6 +24,7 @@ import torch
 import transformers
 
 from memwall.io import write_json
+from memwall.measure import block as B
 from memwall.measure import terms as T
 from memwall.measure.machine import LoadMonitor, age_days, cpu_model, load_average, now_iso
 from memwall.measure.terms import CalConfig, default_config
@@ -400,7 +401,7 @@ class Calibration:
         """The block term, measured again once when its stretches disagree by more than
         NOISY_SPREAD; still noisy, it flags the record (used for this run, not cached)."""
         b = calmer(
-            lambda: T.measure_block(spec, config, prec, phase, self.cfg), lambda x: x["spread"]
+            lambda: B.measure_block(spec, config, prec, phase, self.cfg), lambda x: x["spread"]
         )
         self.data.setdefault("spread", {})[f"block/{key}"] = b["spread"]
         if b["spread"] > NOISY_SPREAD:
