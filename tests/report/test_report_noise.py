@@ -10,16 +10,18 @@ from memwall.report import noise
 P = "int8-dynamic"
 
 
-def row(err: float | None, iqr: float = 0.02, noisy: bool = False, length: int = 128) -> dict:
+def row(
+    err: float | None, iqr: float = 0.02, noisy: bool = False, length: int = 128, p: str = P
+) -> dict:
     if err is None:
-        return {"model": "gpt2", "length": length, f"latency_{P}": None, f"error_{P}": None}
+        return {"model": "gpt2", "length": length, f"latency_{p}": None, f"error_{p}": None}
     return {
         "model": "gpt2",
         "length": length,
-        f"latency_{P}": 0.1,
-        f"error_{P}": err,
-        f"relative_iqr_{P}": iqr,
-        f"noisy_{P}": noisy,
+        f"latency_{p}": 0.1,
+        f"error_{p}": err,
+        f"relative_iqr_{p}": iqr,
+        f"noisy_{p}": noisy,
     }
 
 
@@ -30,6 +32,19 @@ def test_reasons():
     assert noise.reasons(row(0.01, iqr=0.05), P, False) == []
     assert noise.reasons(row(0.10), P, True) == ["noisy calibration"]
     assert noise.reasons(row(None), P, True) == []  # not measured: nothing to mark
+
+
+def test_a_calibration_reason_marks_the_precisions_it_concerns():
+    lin8 = ["linear/int8 varied 38% between interleaved rounds (limit 30%)"]
+    fp32 = row(0.1, p="fp32")
+    assert noise.reasons(fp32, "fp32", lin8) == []  # fp32 predictions use no int8 term
+    assert noise.reasons(row(0.1), P, lin8) == [f"noisy calibration ({lin8[0]})"]
+    sdpa = ["sdpa/fp32 varied 40% between interleaved rounds (limit 30%)"]
+    assert noise.reasons(row(0.1), P, sdpa)  # int8 rows run fp32 attention
+    busy = ["other processes kept 1.2 cores busy while calibrating"]
+    assert noise.reasons(fp32, "fp32", busy) and noise.reasons(row(0.1), P, busy)
+    assert noise.concerns("block term of gpt2 int8 varied 40% within its runs", P)
+    assert not noise.concerns("block term of gpt2 int8 varied 40% within its runs", "fp32")
 
 
 def test_marks_and_summary_keep_noisy_rows_apart():

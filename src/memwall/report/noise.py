@@ -2,8 +2,11 @@
 every table and figure shows on them, and the error summary that keeps them apart.
 
 A pair is noisy when its timed runs were flagged noisy (interquartile range over 10% of the
-median after the runs added to narrow it), when the calibration behind its prediction was
-flagged noisy (measured on a busy machine or with rounds that disagreed). A small error inside a
+median after the runs added to narrow it), or when a term of the calibration behind its
+prediction was flagged noisy (measured on a busy machine or with rounds that disagreed). A
+calibration's reasons name the kernel dtype they concern ("linear/int8 varied 38%"): such a
+reason marks the pairs whose prediction uses that dtype (int8 rows also run fp32 activations,
+attention and pointwise work), and a reason that names none marks every pair. A small error inside a
 wide but unflagged spread is not dropped: leaving out the rows that happen to land close would
 bias the clean median upwards.
 The summary's median and worst error are over the clean pairs; the count left out and the
@@ -12,33 +15,55 @@ median over every pair (labelled so) are given beside them.
 
 from __future__ import annotations
 
+import re
 import statistics
+from collections.abc import Sequence
 from typing import Any
 
 from memwall.report.fmt import pct
 
 MARK = "⚠"
 LEGEND = (
-    f"{MARK} noisy: the timed runs were noisy (spread over 10% of the median), the calibration "
-    "behind the prediction was noisy; noisy rows are shaded and left out of the summary's "
+    f"{MARK} noisy: the timed runs were noisy (spread over 10% of the median), or a calibration "
+    "term behind the prediction was noisy; noisy rows are shaded and left out of the summary's "
     "median and worst error"
 )
 
 
-def reasons(row: dict[str, Any], p: str, calibration_noisy: bool) -> list[str]:
+DTYPES = ("int8", "fp32", "bf16", "fp16")
+USES = {"int8": {"int8", "fp32"}}  # int8 rows: int8 matmuls, fp32 activations and attention
+
+
+def concerns(reason: str, p: str) -> bool:
+    """Whether a calibration's noise `reason` concerns predictions at precision `p` (a case
+    study's column: "int8-dynamic", "fp32")."""
+    named = {d for d in DTYPES if re.search(rf"(?<![a-z0-9]){d}(?![0-9])", reason)}
+    dtype = next((d for d in DTYPES if p.startswith(d)), p)
+    return not named or bool(named & USES.get(dtype, {dtype}))
+
+
+Calibration = bool | Sequence[str]  # True: noisy as a whole; or its reasons (empty: clean)
+
+
+def _calibration_reasons(cal: Calibration, p: str) -> list[str]:
+    if isinstance(cal, bool):
+        return ["noisy calibration"] if cal else []
+    hits = [r for r in cal if concerns(r, p)]
+    return [f"noisy calibration ({'; '.join(hits)})"] if hits else []
+
+
+def reasons(row: dict[str, Any], p: str, calibration: Calibration) -> list[str]:
     """Why the measurement of `row` at precision `p` is noisy (empty: clean or not measured)."""
     if row.get(f"latency_{p}") is None:
         return []
     out = []
     if row.get(f"noisy_{p}"):
         out.append(f"noisy runs (spread {pct(row.get(f'relative_iqr_{p}'))})")
-    if calibration_noisy:
-        out.append("noisy calibration")
-    return out
+    return out + _calibration_reasons(calibration, p)
 
 
 def mark_rows(
-    rows: list[dict[str, Any]], precisions: tuple[str, ...], calibration_noisy: bool
+    rows: list[dict[str, Any]], precisions: tuple[str, ...], calibration: Calibration
 ) -> list[dict[str, Any]]:
     """Copies of `rows` with, per precision, `noise_{p}` (the reasons) and `mark_{p}` (the
     cell shown: MARK and the reasons, "clean", or None when not measured), and `noisy_row`."""
@@ -46,7 +71,7 @@ def mark_rows(
     for r in rows:
         m = dict(r)
         for p in precisions:
-            why = reasons(r, p, calibration_noisy)
+            why = reasons(r, p, calibration)
             m[f"noise_{p}"] = why
             measured = r.get(f"latency_{p}") is not None
             m[f"mark_{p}"] = f"{MARK} " + "; ".join(why) if why else ("clean" if measured else None)

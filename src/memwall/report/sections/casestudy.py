@@ -177,8 +177,9 @@ class CaseStudySection:
 
     def _result(self, ctx: ReportContext, case: Any, p: dict[str, Any]) -> SectionResult:
         d = case.to_dict()
-        cal_noisy = bool((case.calibration or {}).get("noisy"))
-        marked = noise.mark_rows(case.rows, case.precisions, cal_noisy)
+        cal = case.calibration or {}
+        cal_noise = (list(cal.get("noise") or ()) or True) if cal.get("noisy") else ()
+        marked = noise.mark_rows(case.rows, case.precisions, cal_noise)
         errors = noise.error_summary(marked, case.precisions)
         data = {**d, "rows": marked, "prediction_error": errors, "plan": p}
         res = SectionResult(data=data, complete=not case.interrupted)
