@@ -14,3 +14,12 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture
+def data_dir(tmp_path, monkeypatch):
+    """A fresh, empty MEMWALL_DATA_DIR for one test (saved devices, calibrations, collectives),
+    so no test reads or writes the user's own measurements."""
+    d = tmp_path / "data"
+    monkeypatch.setenv("MEMWALL_DATA_DIR", str(d))
+    return d

@@ -5,16 +5,8 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
 from memwall.report import registered
 from tiny_configs import TINY_GPT2
-
-
-@pytest.fixture
-def data_dir(tmp_path, monkeypatch):
-    monkeypatch.setenv("MEMWALL_DATA_DIR", str(tmp_path / "data"))
-    return tmp_path / "data"
 
 
 def test_out_that_is_a_file_is_refused_before_work(cli, tmp_path, data_dir):

@@ -228,12 +228,6 @@ def fake_measurement(dram: float = 20e9) -> dict:
     }
 
 
-@pytest.fixture
-def data_dir(tmp_path, monkeypatch):
-    monkeypatch.setenv("MEMWALL_DATA_DIR", str(tmp_path))
-    return tmp_path
-
-
 def test_saved_measurement_round_trip(data_dir):
     paths = save_measurement(fake_measurement(), "box-1")
     assert {p.name for p in paths} == {"local.json", "box-1.json"}
@@ -444,7 +438,7 @@ def test_bad_derived_devices_are_one_line(name, needle):
 
 
 def test_unknown_device_never_suggests_what_was_typed(data_dir):
-    (data_dir / "devices").mkdir()
+    (data_dir / "devices").mkdir(parents=True)
     (data_dir / "devices" / "Bad Name.json").write_text(json.dumps(fake_measurement()))
     with pytest.raises(MemwallError) as e:
         get_device("Bad Name")

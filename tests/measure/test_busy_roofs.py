@@ -43,12 +43,6 @@ def fake(bw: float, is_busy: bool, days_old: float = 0.0) -> dict[str, Any]:
     }
 
 
-@pytest.fixture
-def data_dir(monkeypatch, tmp_path):
-    monkeypatch.setenv("MEMWALL_DATA_DIR", str(tmp_path / "data"))
-    return tmp_path / "data"
-
-
 def stub_measure(monkeypatch, result: dict[str, Any]) -> None:
     monkeypatch.setattr(record, "measure", lambda cfg, on_step=None: result)
 
