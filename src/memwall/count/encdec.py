@@ -143,6 +143,7 @@ def _row(stack: str, name: str, base: str | OpFn, per_layer: bool = True, **kw: 
     kind = kw.pop("kind", REGISTRY[base].kind if isinstance(base, str) else "elementwise")
     role = kw.pop("role", REGISTRY[base].dtype_role if isinstance(base, str) else "act")
     n = layers if per_layer else None
+    base_shape = REGISTRY[base].shape if isinstance(base, str) else None
     return OpDef(
         f"{stack}.{name}",
         kind,
@@ -150,6 +151,8 @@ def _row(stack: str, name: str, base: str | OpFn, per_layer: bool = True, **kw: 
         _on(fn, dims, n, kw.pop("extra", None)),
         role,
         layers if per_layer else None,
+        None if base_shape is None else (lambda s, d: base_shape(s, dims(d))),
+        REGISTRY[base].role if isinstance(base, str) else "layer",
     )
 
 
@@ -192,7 +195,11 @@ def _rows() -> dict[str, OpDef]:
         _row("decoder", "mlp_add_norm", "mlp_add_norm", extra=_last_norm),
     ]
     out = {f"t5:{op.name}": op for op in rows}
-    out["t5:lm_head"] = OpDef("lm_head", "matmul", False, _lm_head)
+    head = REGISTRY["lm_head"].shape
+    assert head is not None
+    out["t5:lm_head"] = OpDef(
+        "lm_head", "matmul", False, _lm_head, shape=lambda s, d: head(s, _dec_self(d)), role="head"
+    )
     return out
 
 

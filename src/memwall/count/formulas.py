@@ -82,6 +82,7 @@ class Cost:
 
 
 OpFn = Callable[[ModelSpec, Dims, Bytes], Cost]
+ShapeFn = Callable[[ModelSpec, Dims], tuple[Any, Any, Any]]  # (m, k, n) of one matmul call
 
 
 @dataclass(frozen=True)
@@ -92,6 +93,13 @@ class OpDef:
     fn: OpFn
     dtype_role: str = "compute"  # compute | act
     layers: Callable[[ModelSpec], int] | None = None  # rows that sum their own layers (T5)
+    shape: ShapeFn | None = None  # Linear layers: (tokens, in, out features) of one call
+    role: str = "layer"  # "head": a vocabulary matrix (embedding rows, LM head), read at `wh`
+
+    @property
+    def model_level(self) -> bool:
+        """Runs once per model, not in each layer (embeddings, LM head, pooler)."""
+        return not self.per_layer and self.layers is None
 
 
 # ---------------------------------------------------------------- formulas
@@ -113,6 +121,10 @@ def _linear(n_in: Callable[[ModelSpec], int], n_out: Callable[[ModelSpec], int],
         )
 
     return fn
+
+
+def mnk(n_in: Callable[[ModelSpec], int], n_out: Callable[[ModelSpec], int]) -> ShapeFn:
+    return lambda s, d: (d.T, n_in(s), n_out(s))
 
 
 def _pointwise(width: Callable[[ModelSpec], int], op: str, n_inputs: int = 1, weights: int = 0):
@@ -276,6 +288,11 @@ def _router(s: ModelSpec, d: Dims, p: Bytes) -> Cost:
     return Cost(flops, c.w, c.a + n * p.a, out=c.out + n * p.a, mm=c.mm)
 
 
+def expert_mnk(n_in: Callable[[ModelSpec], int], n_out: Callable[[ModelSpec], int]) -> ShapeFn:
+    """One expert's call: the tokens routed to it on average (n_experts calls per layer)."""
+    return lambda s, d: (d.T * s.experts_per_token / s.n_experts, n_in(s), n_out(s))
+
+
 def _expert_linear(n_in: Callable[[ModelSpec], int], n_out: Callable[[ModelSpec], int]):
     def fn(s: ModelSpec, d: Dims, p: Bytes) -> Cost:
         i, o, k = n_in(s), n_out(s), s.experts_per_token
@@ -306,17 +323,6 @@ def _act_mul(s: ModelSpec, d: Dims, p: Bytes) -> Cost:
     return Cost(flops=(POINTWISE_FLOPS[s.activation] + 1) * n, a=2 * n * p.a, out=n * p.a)
 
 
-def _paper_linear(n_in, n_out):
-    """The paper counts weight matrices only (no biases)."""
-
-    def fn(s: ModelSpec, d: Dims, p: Bytes) -> Cost:
-        i, o = n_in(s), n_out(s)
-        mm = 2 * d.T * i * o
-        return Cost(flops=mm, w=i * o * p.w, a=d.T * i * p.a, out=d.T * o * p.a, mm=mm)
-
-    return fn
-
-
 def _D(s: ModelSpec) -> int:
     return s.d_model
 
@@ -339,6 +345,14 @@ def _F2(s: ModelSpec) -> int:
 
 def _QKV(s: ModelSpec) -> int:
     return s.q_dim + 2 * s.kv_dim
+
+
+def _E(s: ModelSpec) -> int:
+    return max(s.n_experts, 1)
+
+
+_HEAD: ShapeFn = lambda s, d: (d.lm_tokens, s.d_model, s.vocab_size)  # noqa: E731
+_POOL: ShapeFn = lambda s, d: (d.B, s.d_model, s.d_model)  # noqa: E731
 
 
 def _add_norm(s: ModelSpec, d: Dims, p: Bytes) -> Cost:
@@ -415,29 +429,30 @@ def _act(s: ModelSpec, d: Dims, p: Bytes) -> Cost:
     return _pointwise(_F, s.activation)(s, d, p)
 
 
-def _paper_act(s: ModelSpec, d: Dims, p: Bytes) -> Cost:
-    """The paper counts every GELU variant as GELU."""
-    act = "gelu" if s.activation.startswith("gelu") else s.activation
-    return _pointwise(_F, act)(s, d, p)
-
-
 def _op(name: str, kind: str, fn: OpFn, per_layer: bool = True, role: str = "compute") -> OpDef:
     return OpDef(name, kind, per_layer, fn, role)
 
 
-_PAPER_NORM = _pointwise(_D, "layernorm", 1, 2)
+def linear_op(name: str, n_in: Callable, n_out: Callable, bias: str | None) -> OpDef:
+    """A Linear layer's row: its formula and its (m, k, n)."""
+    return OpDef(name, "matmul", True, _linear(n_in, n_out, bias), shape=mnk(n_in, n_out))
+
+
+def _expert(name: str, n_in: Callable, n_out: Callable) -> OpDef:
+    return OpDef(name, "moe", True, _expert_linear(n_in, n_out), shape=expert_mnk(n_in, n_out))
+
 
 # Every operation counted, by key (the row name, or `name@variant` where one row has several
 # formulas). `count.ops` lists which of them a model runs, in order.
 REGISTRY: dict[str, OpDef] = {
     op.name if key is None else key: op
     for key, op in [
-        (None, _op("embed", "embedding", _embed, False, "act")),
+        (None, OpDef("embed", "embedding", False, _embed, "act", role="head")),
         (None, _op("embed_norm", "norm", _embed_norm, False, "act")),
-        (None, _op("qkv_proj", "matmul", _linear(_D, _QKV, "qkv_bias"))),
-        (None, _op("q_proj", "matmul", _linear(_D, _Q, "qkv_bias"))),
-        (None, _op("k_proj", "matmul", _linear(_D, _KV, "qkv_bias"))),
-        (None, _op("v_proj", "matmul", _linear(_D, _KV, "qkv_bias"))),
+        (None, linear_op("qkv_proj", _D, _QKV, "qkv_bias")),
+        (None, linear_op("q_proj", _D, _Q, "qkv_bias")),
+        (None, linear_op("k_proj", _D, _KV, "qkv_bias")),
+        (None, linear_op("v_proj", _D, _KV, "qkv_bias")),
         (None, _op("q_scale", "elementwise", _pointwise(_Q, "mul"), role="act")),
         (None, _op("rope", "elementwise", _rope, role="act")),
         ("rope@cached", _op("rope", "elementwise", _rope_cached, role="act")),
@@ -451,47 +466,30 @@ REGISTRY: dict[str, OpDef] = {
         (None, _op("attn_score", "matmul", _attn_score)),
         (None, _op("softmax", "softmax", _softmax, role="act")),
         (None, _op("attn_value", "matmul", _attn_value)),
-        (None, _op("o_proj", "matmul", _linear(_Q, _D, "o_bias"))),
+        (None, linear_op("o_proj", _Q, _D, "o_bias")),
         (None, _op("attn_add_norm", "norm", _add_norm, role="act")),
-        (None, _op("router", "moe", _router)),
-        (None, _op("expert_gate", "moe", _expert_linear(_D, _F))),
-        (None, _op("expert_up", "moe", _expert_linear(_D, _F))),
+        (None, OpDef("router", "moe", True, _router, shape=mnk(_D, _E))),
+        (None, _expert("expert_gate", _D, _F)),
+        (None, _expert("expert_up", _D, _F)),
         (None, _op("expert_act_mul", "elementwise", _expert_act_mul, role="act")),
-        (None, _op("expert_down", "moe", _expert_linear(_F, _D))),
+        (None, _expert("expert_down", _F, _D)),
         (None, _op("expert_combine", "elementwise", _expert_combine, role="act")),
-        (None, _op("gate_proj", "matmul", _linear(_D, _F, "mlp_bias"))),
-        (None, _op("up_proj", "matmul", _linear(_D, _F, "mlp_bias"))),
-        (None, _op("gate_up_proj", "matmul", _linear(_D, _F2, "mlp_bias"))),
+        (None, linear_op("gate_proj", _D, _F, "mlp_bias")),
+        (None, linear_op("up_proj", _D, _F, "mlp_bias")),
+        (None, linear_op("gate_up_proj", _D, _F2, "mlp_bias")),
         (None, _op("act_mul", "elementwise", _act_mul, role="act")),
-        (None, _op("down_proj", "matmul", _linear(_F, _D, "mlp_bias"))),
-        (None, _op("fc1", "matmul", _linear(_D, _F, "mlp_bias"))),
+        (None, linear_op("down_proj", _F, _D, "mlp_bias")),
+        (None, linear_op("fc1", _D, _F, "mlp_bias")),
         (None, _op("act", "elementwise", _act, role="act")),
-        (None, _op("fc2", "matmul", _linear(_F, _D, "mlp_bias"))),
+        (None, linear_op("fc2", _F, _D, "mlp_bias")),
         (None, _op("mlp_add_norm", "norm", _add_norm, role="act")),
         ("mlp_add_norm@parallel", _op("mlp_add_norm", "norm", _parallel_add_norm, role="act")),
         (
             "embed_norm@parallel",
             _op("embed_norm", "norm", _embed_norm_parallel, False, "act"),
         ),
-        (None, _op("lm_head", "matmul", _lm_head, False)),
+        (None, OpDef("lm_head", "matmul", False, _lm_head, shape=_HEAD, role="head")),
         (None, _op("logit_softcap", "elementwise", _logit_softcap, False, "act")),
-        (None, _op("pooler", "matmul", _pooler, False)),
-        ("paper:q_proj", _op("q_proj", "matmul", _paper_linear(_D, _Q))),
-        ("paper:k_proj", _op("k_proj", "matmul", _paper_linear(_D, _KV))),
-        ("paper:v_proj", _op("v_proj", "matmul", _paper_linear(_D, _KV))),
-        ("paper:o_proj", _op("o_proj", "matmul", _paper_linear(_Q, _D))),
-        (
-            "paper:attn_residual",
-            _op("attn_residual", "elementwise", _pointwise(_D, "add", 2), role="act"),
-        ),
-        ("paper:attn_norm", _op("attn_norm", "norm", _PAPER_NORM, role="act")),
-        ("paper:fc1", _op("fc1", "matmul", _paper_linear(_D, _F))),
-        ("paper:act", _op("act", "elementwise", _paper_act, role="act")),
-        ("paper:fc2", _op("fc2", "matmul", _paper_linear(_F, _D))),
-        (
-            "paper:mlp_residual",
-            _op("mlp_residual", "elementwise", _pointwise(_D, "add", 2), role="act"),
-        ),
-        ("paper:mlp_norm", _op("mlp_norm", "norm", _PAPER_NORM, role="act")),
+        (None, OpDef("pooler", "matmul", False, _pooler, shape=_POOL)),
     ]
 }

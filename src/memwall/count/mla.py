@@ -25,6 +25,7 @@ share of dense layers.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from memwall.count.formulas import (
@@ -41,6 +42,8 @@ from memwall.count.formulas import (
     _linear,
     _pointwise,
     _router,
+    expert_mnk,
+    mnk,
 )
 from memwall.spec import ModelSpec
 
@@ -238,6 +241,26 @@ MLA_OPS: dict[str, OpDef] = {
     "shared_down": _moe("shared_down", "matmul", _linear(_shared_width, _D, None)),
     "shared_add": _moe("shared_add", "elementwise", _pointwise(_D, "add", 2), "act"),
 }
+_F = (lambda s: s.d_ff, lambda s: s.dense_d_ff, _shared_width)
+_SHAPES = {  # (m, k, n) of the Linear layers' calls
+    "q_a_proj": mnk(_D, lambda s: s.q_lora_rank),
+    "q_b_proj": mnk(lambda s: s.q_lora_rank, _Q),
+    "q_proj@mla": mnk(_D, _Q),
+    "kv_a_proj": mnk(_D, _latent),
+    "kv_b_proj": lambda s, d: (_keys(d), s.kv_lora_rank, s.n_heads * (_nope(s) + s.v_head_dim)),
+    "o_proj@mla": mnk(lambda s: s.o_dim, _D),
+    "gate_proj@dense": mnk(_D, _F[1]),
+    "up_proj@dense": mnk(_D, _F[1]),
+    "down_proj@dense": mnk(_F[1], _D),
+    "router@shared": mnk(_D, lambda s: max(s.n_experts, 1)),
+    "expert_gate@shared": expert_mnk(_D, _F[0]),
+    "expert_up@shared": expert_mnk(_D, _F[0]),
+    "expert_down@shared": expert_mnk(_F[0], _D),
+    "shared_gate": mnk(_D, _F[2]),
+    "shared_up": mnk(_D, _F[2]),
+    "shared_down": mnk(_F[2], _D),
+}
+MLA_OPS = {k: replace(op, shape=_SHAPES.get(k)) for k, op in MLA_OPS.items()}
 REGISTRY.update(MLA_OPS)
 
 

@@ -23,7 +23,9 @@ from memwall.count.formulas import (
     Dims,
     OpDef,
     OpFn,
+    ShapeFn,
     _linear,
+    mnk,
 )
 from memwall.spec import ModelSpec
 
@@ -32,14 +34,16 @@ def _moe_share(s: ModelSpec) -> float:
     return s.moe_layers / s.n_layers
 
 
-def _on_moe_layers(name: str, kind: str, fn: OpFn, role: str = "compute") -> OpDef:
+def _on_moe_layers(
+    name: str, kind: str, fn: OpFn, role: str = "compute", shape: ShapeFn | None = None
+) -> OpDef:
     """`fn` on the MoE layers' share of the layers (rows stand for all layers)."""
 
     def g(s: ModelSpec, d: Dims, p: Bytes) -> Cost:
         c, k = fn(s, d, p), _moe_share(s)
         return Cost(k * c.flops, k * c.w, k * c.a, k * c.kv, k * c.out, k * c.mm)
 
-    return OpDef(name, kind, True, g, role)
+    return OpDef(name, kind, True, g, role, shape=shape)
 
 
 def _D(s: ModelSpec) -> int:
@@ -64,12 +68,18 @@ def _gated_add(s: ModelSpec, d: Dims, p: Bytes) -> Cost:
 
 
 SHARED_MOE_OPS: dict[str, OpDef] = {
-    "shared_gate@sized": _on_moe_layers("shared_gate", "matmul", _linear(_D, _W, None)),
-    "shared_up@sized": _on_moe_layers("shared_up", "matmul", _linear(_D, _W, None)),
+    "shared_gate@sized": _on_moe_layers(
+        "shared_gate", "matmul", _linear(_D, _W, None), shape=mnk(_D, _W)
+    ),
+    "shared_up@sized": _on_moe_layers(
+        "shared_up", "matmul", _linear(_D, _W, None), shape=mnk(_D, _W)
+    ),
     "shared_act_mul@sized": _on_moe_layers("shared_act_mul", "elementwise", _shared_act_mul, "act"),
-    "shared_down@sized": _on_moe_layers("shared_down", "matmul", _linear(_W, _D, None)),
+    "shared_down@sized": _on_moe_layers(
+        "shared_down", "matmul", _linear(_W, _D, None), shape=mnk(_W, _D)
+    ),
     "shared_expert_gate": _on_moe_layers(
-        "shared_expert_gate", "matmul", _linear(_D, lambda s: 1, None)
+        "shared_expert_gate", "matmul", _linear(_D, lambda s: 1, None), shape=mnk(_D, lambda s: 1)
     ),
     "shared_add@gated": _on_moe_layers("shared_add", "elementwise", _gated_add, "act"),
 }

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from memwall.count.encdec import encdec_names
-from memwall.count.formulas import REGISTRY, OpDef, repeats_kv
+from memwall.count.formulas import REGISTRY, Dims, OpDef, repeats_kv
 from memwall.count.irope import irope_names, is_irope
 from memwall.count.mla import MLA_FORMS, deepseek_mlp_names, mla_layer_names
 from memwall.count.moe import shared_moe_names
+from memwall.count.paper import PAPER_DEFS
 from memwall.count.vision import VISION_OPS
 from memwall.errors import MemwallError
 from memwall.spec import ModelSpec
@@ -17,7 +18,6 @@ PAPER_OPS = (
     "q_proj k_proj v_proj attn_score softmax attn_value o_proj attn_residual attn_norm "
     "fc1 act fc2 mlp_residual mlp_norm"
 ).split()
-_PAPER_SHARED = frozenset({"attn_score", "softmax", "attn_value"})
 
 
 def _layer_names(s: ModelSpec, fused: bool, writes_cache: bool, mla: str) -> list[str]:
@@ -64,7 +64,7 @@ def op_names(
 ) -> list[str]:
     """Registry keys of the rows of a model's table, in order (`mla`: the MLA form)."""
     if convention == "paper":
-        return [n if n in _PAPER_SHARED else f"paper:{n}" for n in PAPER_OPS]
+        return [f"paper:{n}" if f"paper:{n}" in PAPER_DEFS else n for n in PAPER_OPS]
     first = "embed_norm@parallel" if s.parallel_block else "embed_norm"
     embed = [*VISION_OPS] if s.patch_size else ["embed", first]  # ViT: patches, class token
     names = [*embed, *_layer_names(s, fused, writes_cache, mla)]
@@ -149,3 +149,23 @@ def op_defs(
     writes_cache = s.is_decoder and phase != "encode"
     form = mla_form(s, phase, mla) or "expanded"
     return [REGISTRY[n] for n in op_names(s, convention, fused, writes_cache, form)]
+
+
+# Facts about ops, read from the registry (every module that adds rows is imported above).
+MODEL_LEVEL_OPS = frozenset(op.name for op in REGISTRY.values() if op.model_level)
+HEAD_OPS = frozenset(op.name for op in REGISTRY.values() if op.role == "head")
+_ONE = Dims(1, 1, 1, 1, False, False, 1)
+
+
+def linear_ops() -> frozenset[str]:
+    """Names of the Linear layers (rows with a matmul shape) of the plain registry rows."""
+    return frozenset(k for k, op in REGISTRY.items() if op.shape and not set("@:") & set(k))
+
+
+def linear_dims(spec: ModelSpec, name: str) -> tuple[int, int]:
+    """(in, out) features of a Linear row of `spec` (its plain registry row's shape)."""
+    shape = REGISTRY[name].shape
+    if shape is None:
+        raise MemwallError(f"{name!r} is not a Linear layer")
+    _, k, n = shape(spec, _ONE)
+    return int(k), int(n)

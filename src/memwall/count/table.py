@@ -37,6 +37,7 @@ COLUMNS = [
     "dtype",
     "steps",
 ]
+SHAPE_COLUMNS = ["m", "k", "n"]  # a Linear layer's call: tokens, in and out features (else NaN)
 _PARTS = ("flops", "mm", "w", "a", "kv", "out")
 
 # ---------------------------------------------------------------- workload -> dims
@@ -182,9 +183,10 @@ def op_table(
                 "intensity": flops / (read + out) if read + out else 0.0,
                 "dtype": prec.compute_dtype if op.dtype_role == "compute" else _act_dtype(prec),
                 "steps": int(steps),
+                **_shape(spec, op, groups[0][1]),
             }
         )
-    df = pd.DataFrame(rows, columns=COLUMNS)
+    df = pd.DataFrame(rows, columns=[*COLUMNS, *SHAPE_COLUMNS])
     df.attrs.update(
         model=spec.name,
         convention=convention,
@@ -195,6 +197,12 @@ def op_table(
         moe_routing=MOE_ROUTING if spec.is_moe else None,
     )
     return df
+
+
+def _shape(spec: ModelSpec, op: OpDef, d: Dims) -> dict[str, float]:
+    """(m, k, n) of one call of a Linear row at one step (NaN for other rows)."""
+    mkn = op.shape(spec, d) if op.shape is not None else (np.nan,) * 3
+    return {c: float(v) for c, v in zip(SHAPE_COLUMNS, mkn, strict=True)}
 
 
 def _row_count(spec: ModelSpec, op: OpDef) -> int:

@@ -50,7 +50,7 @@ def _embed_norm_patch(s: ModelSpec, d: Dims, p: Bytes) -> Cost:
 
 
 VISION_OPS: dict[str, OpDef] = {
-    "embed@patch": OpDef("embed", "matmul", False, _patch_embed),
+    "embed@patch": OpDef("embed", "matmul", False, _patch_embed, role="head"),
     "embed_norm@patch": OpDef("embed_norm", "norm", False, _embed_norm_patch, "act"),
 }
 REGISTRY.update(VISION_OPS)

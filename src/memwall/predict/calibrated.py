@@ -17,6 +17,7 @@ from typing import Any
 import pandas as pd
 
 from memwall.count import op_table
+from memwall.count.ops import MODEL_LEVEL_OPS, linear_dims, linear_ops
 from memwall.families import get_family
 from memwall.precision import DTYPE_BYTES
 from memwall.predict.roofline import predict_roofline
@@ -42,26 +43,14 @@ from memwall.spec import (
     runnable_precision,
 )
 
-LINEAR_OPS = frozenset(
-    {
-        "q_proj",
-        "k_proj",
-        "v_proj",
-        "qkv_proj",
-        "o_proj",
-        "fc1",
-        "fc2",
-        "gate_proj",
-        "up_proj",
-        "down_proj",
-        "lm_head",
-        "pooler",
-        "router",
-        "expert_gate",
-        "expert_up",
-        "expert_down",
-    }
+# Linear layers the calibration still prices by their bytes, as it did before the registry
+# carried shapes (Phi-3's fused gate_up_proj, MLA and shared-expert projections): pricing them
+# with `linear_rate` would move those models' predictions (issue 22).
+_PRICED_BY_BYTES = frozenset(
+    "gate_up_proj q_a_proj q_b_proj kv_a_proj kv_b_proj shared_gate shared_up shared_down "
+    "shared_expert_gate".split()
 )
+LINEAR_OPS = linear_ops() - _PRICED_BY_BYTES
 GENERATE_SAMPLES = 24  # decode contexts sampled to sum a generation's steps
 # Measured names that hold several closed-form operations (transformers runs Mixtral's experts
 # as one fused module, so the profiler sees one range).
@@ -103,29 +92,6 @@ def closed_table(spec: ModelSpec, workload: Workload, precision: str) -> pd.Data
     return df
 
 
-def linear_dims(spec: ModelSpec, name: str) -> tuple[int, int]:
-    """(in, out) features of a Linear operation of `spec`."""
-    d, f = spec.d_model, spec.d_ff
-    return {
-        "q_proj": (d, spec.q_dim),
-        "k_proj": (d, spec.kv_dim),
-        "v_proj": (d, spec.kv_dim),
-        "qkv_proj": (d, spec.q_dim + 2 * spec.kv_dim),
-        "o_proj": (spec.q_dim, d),
-        "fc1": (d, f),
-        "fc2": (f, d),
-        "gate_proj": (d, f),
-        "up_proj": (d, f),
-        "down_proj": (f, d),
-        "lm_head": (d, spec.vocab_size),
-        "pooler": (d, d),
-        "router": (d, max(spec.n_experts, 1)),
-        "expert_gate": (d, f),
-        "expert_up": (d, f),
-        "expert_down": (f, d),
-    }[name]
-
-
 def step_workloads(wl: Workload) -> list[tuple[Workload, float]]:
     """The per-step workloads a workload runs, with weights (generate: sampled contexts)."""
     if wl.phase != "generate":
@@ -141,7 +107,7 @@ def step_workloads(wl: Workload) -> list[tuple[Workload, float]]:
 
 
 BLOCK_CLAMP = (0.5, 2.0)  # a block factor outside this range is a failed measurement
-MODEL_LEVEL = frozenset({"embed", "embed_norm", "pos_embed", "final_norm", "lm_head", "pooler"})
+MODEL_LEVEL = MODEL_LEVEL_OPS
 
 
 @dataclass

@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from memwall.count.ops import HEAD_OPS
 from memwall.errors import MemwallError
 from memwall.hardware import Device, normalize_dtype
 from memwall.precision import Precision
@@ -53,7 +54,7 @@ TERMS = (
 )
 # Which end of each term's range makes a prediction fast (the other makes it slow).
 _FAST_IS_LOW = {"ws_half", "mm_m_half", "launch_eager", "launch_graph"}
-_HEAD_OPS = ("lm_head", "embed")
+_HEAD_OPS = HEAD_OPS  # vocabulary matrices: read at the head width
 
 
 class _Value(BaseModel):
