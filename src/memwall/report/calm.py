@@ -22,10 +22,13 @@ from collections.abc import Callable
 from typing import Any
 
 from memwall.errors import MemwallError
+from memwall.measure.busy import busy_limit
 from memwall.measure.machine import LoadMonitor, load_average
 from memwall.report.base import ReportContext, ReportOptions
 
-LOAD_PER_CORE = 0.5  # busy: a load average (or cores kept busy by others) above this x cores
+LOAD_PER_CORE = 0.5  # busy: a 1-minute load average above this x cores
+# busy: other processes keeping more than `measure.busy.busy_limit(cores)` cores busy (a quarter
+# of them: one busy process on 2 cores is caught), the rule saved measurements are judged by
 PROBE_SLOW = 1.3  # busy: the speed probe this many times slower than the saved calibration
 DEFAULT_WAIT_S = 60.0
 POLL_S = 5.0
@@ -75,8 +78,11 @@ def reasons(x: dict[str, Any], cores: int, with_load: bool = True) -> list[str]:
     load = x.get("load_1min")
     if with_load and load is not None and load > lim:
         out.append(f"load average {load:.2f} on {cores} cores (limit {lim:.2g})")
-    if x["others_busy_cores"] > lim:
-        out.append(f"other processes kept {x['others_busy_cores']:.1f} cores busy")
+    if x["others_busy_cores"] > busy_limit(cores):
+        out.append(
+            f"other processes kept {x['others_busy_cores']:.1f} cores busy "
+            f"(limit {busy_limit(cores):.2g})"
+        )
     if x["probe_ratio"] is not None and x["probe_ratio"] > PROBE_SLOW:
         out.append(
             f"the speed probe ran {x['probe_ratio']:.2f}x slower than when this machine was "
@@ -109,6 +115,7 @@ def before(
         "checked": True,
         "cores": cores,
         "limit_load": limit(cores),
+        "limit_others_busy": busy_limit(cores),
         "limit_probe": PROBE_SLOW,
         "wait_bound_s": bound_s,
         "waited_s": clock() - t0,
@@ -127,10 +134,10 @@ def after(facts: dict[str, Any], others_busy_during: float) -> dict[str, Any]:
     facts["load_1min_after"] = load_average()
     facts["others_busy_cores_during"] = others_busy_during
     busy = list(facts["busy_at_start"])
-    if others_busy_during > limit(cores):
+    if others_busy_during > busy_limit(cores):
         busy.append(
             f"other processes kept {others_busy_during:.1f} cores busy while it was measured "
-            f"(limit {limit(cores):.2g})"
+            f"(limit {busy_limit(cores):.2g})"
         )
     facts["busy"] = busy
     facts["fair"] = not busy
