@@ -15,10 +15,11 @@ import psutil
 
 from memwall.compress.methods import Method
 from memwall.errors import MemwallError
+from memwall.precision import DTYPE_BYTES
 from memwall.spec import ModelSpec, Workload
 
 MEMORY_FRACTION = 0.8  # of the memory available now that one run may take (as profile)
-FP32 = 4.0  # bytes per parameter of the fp32 model every method starts from
+FP32 = float(DTYPE_BYTES["fp32"])  # bytes per parameter of the fp32 model every method starts from
 # Bytes per parameter a method's build holds at its peak beside the fp32 model: a deep copy
 # (4) and its bf16 / int8 / pruned result; unstructured pruning also holds the masks, a second
 # copy for CSR and the CSR arrays (8 bytes per kept weight).

@@ -23,6 +23,7 @@ from dataclasses import dataclass, replace
 from memwall.count import op_table, totals
 from memwall.errors import MemwallError, suggest
 from memwall.memory.inference import matmul_params, weight_bytes
+from memwall.precision import DTYPE_BYTES
 from memwall.spec import ModelSpec, Precision, Workload, parse_precision
 
 KINDS = ("fp32", "bf16", "int8", "int8-dynamic", "int4", "prune-structured", "prune-unstructured")
@@ -144,7 +145,8 @@ def _csr_bytes(spec: ModelSpec, fraction: float) -> tuple[float, float]:
             spec.d_ff * spec.d_model,
         )
     )
-    return 4.0 * mm, CSR_BYTES_PER_NNZ * nnz + CSR_BYTES_PER_ROW * (rows + 4 * spec.n_layers)
+    csr = CSR_BYTES_PER_NNZ * nnz + CSR_BYTES_PER_ROW * (rows + 4 * spec.n_layers)
+    return DTYPE_BYTES["fp32"] * mm, csr
 
 
 def predicted(method: Method, spec: ModelSpec, workload: Workload) -> dict[str, float]:

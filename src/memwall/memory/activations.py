@@ -47,10 +47,11 @@ import pandas as pd
 from memwall.count import op_table
 from memwall.errors import MemwallError
 from memwall.families import eager_chain_activations, get_family
+from memwall.precision import DTYPE_BYTES
 from memwall.spec import ModelSpec, Precision, Workload, check_workload_fits
 
 IMPLS = ("eager", "fused")
-FP32 = 4.0
+FP32 = float(DTYPE_BYTES["fp32"])
 MASK_BYTES = 1.0  # CUDA native_dropout keeps a bool mask
 LABELS = (
     2  # the encoder's training head: pooler + a 2-way classifier (BertForSequenceClassification)
