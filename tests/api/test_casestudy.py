@@ -16,6 +16,9 @@ import memwall  # noqa: E402
 from memwall.errors import MemwallError  # noqa: E402
 from tiny_configs import CASESTUDY_MODELS  # noqa: E402
 
+# the whole module is `slow`: over a few seconds in all (`make test-fast` leaves it out)
+pytestmark = pytest.mark.slow
+
 ENV = {
     "cpu_model": "Test CPU",
     "torch": "x",

@@ -14,6 +14,9 @@ pytest.importorskip("torch")
 import memwall.api  # noqa: E402
 from memwall.errors import MemwallError  # noqa: E402
 
+# the whole module is `slow`: over a few seconds in all (`make test-fast` leaves it out)
+pytestmark = pytest.mark.slow
+
 TINY = "stdlib-gpt-tiny"
 
 

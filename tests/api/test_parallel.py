@@ -12,6 +12,9 @@ import pytest
 import memwall.api
 from memwall.errors import MemwallError
 
+# the whole module is `slow`: over a few seconds in all (`make test-fast` leaves it out)
+pytestmark = pytest.mark.slow
+
 # (library keywords, the same request on the command line)
 SAME = [
     (

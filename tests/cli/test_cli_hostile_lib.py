@@ -14,6 +14,9 @@ import textwrap
 
 import pytest
 
+# the whole module is `slow`: over a few seconds in all (`make test-fast` leaves it out)
+pytestmark = pytest.mark.slow
+
 # ---------------------------------------------------------------- what-if and saved devices
 
 

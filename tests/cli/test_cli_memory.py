@@ -11,6 +11,9 @@ ACCEPT = (
     "--device h100-sxm --format json"
 ).split()
 
+# the whole module is `slow`: over a few seconds in all (`make test-fast` leaves it out)
+pytestmark = pytest.mark.slow
+
 
 def test_cli_acceptance(cli):
     r = cli(*ACCEPT)

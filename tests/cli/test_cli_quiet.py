@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import pytest
 
+# the whole module is `slow`: over a few seconds in all (`make test-fast` leaves it out)
+pytestmark = pytest.mark.slow
+
 pytest.importorskip("torch")
 pytest.importorskip("transformers")
 

@@ -11,6 +11,9 @@ from PIL import Image
 
 from memwall.trends import summarize
 
+# the whole module is `slow`: over a few seconds in all (`make test-fast` leaves it out)
+pytestmark = pytest.mark.slow
+
 
 def _assert_image(path) -> None:
     with Image.open(path) as im:

@@ -14,6 +14,9 @@ ACCEPT = (
     "--precision", "4/16/16", "--group-size", "32", "--format", "json", "--device",
 )  # fmt: skip
 
+# the whole module is `slow`: over a few seconds in all (`make test-fast` leaves it out)
+pytestmark = pytest.mark.slow
+
 
 @pytest.mark.parametrize("name", CONSUMER)
 def test_acceptance_command_on_every_apple_and_geforce_device(cli, name):

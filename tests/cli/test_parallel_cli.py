@@ -6,6 +6,9 @@ import pytest
 
 from memwall.parallel import links_for
 
+# the whole module is `slow`: over a few seconds in all (`make test-fast` leaves it out)
+pytestmark = pytest.mark.slow
+
 
 def test_infer_tp8_decode_step_with_all_reduce_share(cli):
     r = cli("parallel", "llama-3-70b", "--mode", "infer", "--devices", "8", "--tp", "8",

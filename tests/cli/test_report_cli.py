@@ -5,8 +5,13 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from memwall.report import registered
 from tiny_configs import TINY_GPT2
+
+# the whole module is `slow`: over a few seconds in all (`make test-fast` leaves it out)
+pytestmark = pytest.mark.slow
 
 
 def test_out_that_is_a_file_is_refused_before_work(cli, tmp_path, data_dir):

@@ -21,6 +21,9 @@ from memwall.errors import MemwallError
 from memwall.records.store import ENV_CACHE_DIR
 from memwall.spec import Workload
 
+# the whole module is `slow`: over a few seconds in all (`make test-fast` leaves it out)
+pytestmark = pytest.mark.slow
+
 TINY = "stdlib-gpt-tiny"
 
 

@@ -17,7 +17,8 @@ import pytest
 
 pytest.importorskip("torch")
 pytest.importorskip("transformers")
-pytestmark = pytest.mark.usefixtures("one_thread")
+# the whole module is `slow`: over a few seconds in all (`make test-fast` leaves it out)
+pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.slow]
 
 from memwall.measure.calibration import Calibration  # noqa: E402
 from memwall.measure.terms import QUICK, CalConfig, rotation  # noqa: E402

@@ -7,6 +7,9 @@ import pytest
 from memwall.errors import MemwallError
 from memwall.measure.tp_block import tp_block_check
 
+# the whole module is `slow`: over a few seconds in all (`make test-fast` leaves it out)
+pytestmark = pytest.mark.slow
+
 
 def test_two_rank_tensor_parallel_gpt2_block_matches_unsplit():
     r = tp_block_check(batch=2, seq=8, d=64, heads=4, world=2, repeats=1)

@@ -40,6 +40,9 @@ MEASURED = Device(
     op_overhead=1e-6,
 )
 
+# the whole module is `slow`: over a few seconds in all (`make test-fast` leaves it out)
+pytestmark = pytest.mark.slow
+
 
 def ops(rows: list[tuple]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["name", "kind", "count", "flops", "bytes", "dtype"])

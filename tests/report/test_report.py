@@ -22,6 +22,9 @@ from memwall.spec import Workload, parse_precision, spec_from_config
 from memwall.trends import load_dataset, summarize
 from tiny_configs import REPORT_MODELS
 
+# the whole module is `slow`: over a few seconds in all (`make test-fast` leaves it out)
+pytestmark = pytest.mark.slow
+
 EVIL = "<img src=x onerror=alert(1)><script>alert(1)</script>"
 TINY = REPORT_MODELS
 CONFIGS = {**TINY, EVIL: TINY["gpt2"]}

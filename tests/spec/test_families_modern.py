@@ -25,6 +25,9 @@ SMALL = dict(
     hidden_size=128, intermediate_size=344, num_hidden_layers=6, num_attention_heads=4,
     num_key_value_heads=2, head_dim=64, vocab_size=1000, max_position_embeddings=8192,
 )  # fmt: skip
+
+# the whole module is `slow`: over a few seconds in all (`make test-fast` leaves it out)
+pytestmark = pytest.mark.slow
 FP32 = 4
 
 

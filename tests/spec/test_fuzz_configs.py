@@ -19,6 +19,9 @@ from memwall.families import family_names, get_family
 from memwall.memory import inference_memory, training_memory
 from memwall.spec import Workload, parse_precision, preset_config, preset_names, spec_from_config
 
+# the whole module is `slow`: over a few seconds in all (`make test-fast` leaves it out)
+pytestmark = pytest.mark.slow
+
 BF16 = parse_precision("bf16")
 INT4 = parse_precision("4/16/8")
 # one bundled config per family: the starting point of every mutation

@@ -20,6 +20,9 @@ from memwall.precision import parse_precision  # noqa: E402
 from memwall.spec import Workload, load_model  # noqa: E402
 from memwall.trace import trace_table  # noqa: E402
 
+# the whole module is `slow`: over a few seconds in all (`make test-fast` leaves it out)
+pytestmark = pytest.mark.slow
+
 SHOW = ["name", "count", "flops", "matmul_flops", "bytes_read", "bytes_written", "bytes"]
 
 CASES = [

@@ -19,6 +19,9 @@ from memwall.spec import Workload, load_model, preset_config, preset_names  # no
 from memwall.trace import build_model, trace_table  # noqa: E402
 from memwall.trace.repeat import plan_layers  # noqa: E402
 
+# the whole module is `slow`: over a few seconds in all (`make test-fast` leaves it out)
+pytestmark = pytest.mark.slow
+
 # Presets the trace engine cannot run yet, with the reason (none today).
 NOT_TRACEABLE: dict[str, str] = {}
 

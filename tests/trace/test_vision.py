@@ -23,6 +23,9 @@ from memwall.trace.layers import NORM_APPLY, NORM_STATS  # noqa: E402
 from memwall.trace.sources import build_run, torchvision_run  # noqa: E402
 from memwall.trace.table import trace_run  # noqa: E402
 
+# the whole module is `slow`: over a few seconds in all (`make test-fast` leaves it out)
+pytestmark = pytest.mark.slow
+
 F32 = 4
 DOC = json.loads(resources.files("memwall.data").joinpath("vision_models.json").read_text())
 ACCEPTANCE = ["resnet50", "vgg19", "densenet201", "resnext101_64x4d", "vit_b_16"]
