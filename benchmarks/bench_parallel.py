@@ -4,9 +4,9 @@
 
 1. Every row of `memwall/data/published_training.csv` (Megatron-LM, Korthikanti et al., Llama 3):
    memwall's predicted MFU/HFU beside the published one, the relative error, then the median
-   and the worst error, for two compute models: the roofline at dense peak (no kernel
-   efficiency loss, so expected high) and the published kernel efficiencies
-   (`--efficiency`); both add alpha-beta communication and the pipeline schedule.
+   and the worst error, for the default (realistic) prediction and the plain roofline (an
+   upper bound, `--roofline`); the default's error is also given over the rows not used to
+   choose any value (out of sample).
 2. (unless --no-measure) transformers' GPT2Block split over 2 gloo ranks on this CPU: the
    largest output difference from the unsplit block, the measured times, and memwall's
    prediction for the same split on `local` (needs `memwall measure` and
@@ -26,26 +26,35 @@ from memwall.parallel.published import predict_row, published_rows
 from memwall.spec import load_model, parse_precision, spec_from_config
 
 
+def _summary(label: str, es: list[float]) -> str:
+    if not es:
+        return f"{label}: no rows"
+    worst = max(es, key=abs)
+    return (f"{label}: rows {len(es)}; median error {statistics.median(es):+.1%}; median |error| "
+            f"{statistics.median(abs(x) for x in es):.1%}; worst {worst:+.1%}")  # fmt: skip
+
+
 def published() -> None:
-    print("predicted vs published (fractions of the dense 16-bit peak). roofline: every kernel at "
-          "dense peak / datasheet bandwidth; effic.: kernels at the published efficiencies of "
-          "memwall.predict.efficiency; both + alpha-beta communication")  # fmt: skip
-    print(f"{'id':18} {'metric':6} {'published':>9} {'roofline':>9} {'error':>8} {'effic.':>7} "
-          f"{'error':>8} {'fits':>5} {'comm':>6} {'bubble':>6}")  # fmt: skip
-    errs: dict[str, list[float]] = {"roofline": [], "efficiency": []}
+    print("predicted vs published MFU/HFU (fractions of the dense peak of the row's precision). "
+          "default: memwall's realistic prediction (published kernel efficiencies, NCCL bus "
+          "bandwidth, training work outside the op table); roofline: every kernel at dense peak "
+          "and datasheet bandwidth, links at line rate (an upper bound); fit: row used to "
+          "choose a value")  # fmt: skip
+    print(f"{'id':36} {'device':14} {'metric':6} {'published':>9} {'default':>8} {'error':>8} "
+          f"{'roofline':>8} {'error':>8} {'fit':>3} {'fits':>5} {'comm':>6} {'bubble':>6}")  # fmt: skip
+    errs: dict[str, list[float]] = {"default": [], "roofline": [], "default, out of sample": []}
     for r in published_rows():
-        d, e = predict_row(r), predict_row(r, efficiency=True)
-        errs["roofline"].append(d["error"])
-        errs["efficiency"].append(e["error"])
-        print(f"{d['id']:18} {d['metric']:6} {d['published']:9.3f} {d['predicted']:9.3f} "
-              f"{d['error']:+8.1%} {e['predicted']:7.3f} {e['error']:+8.1%} {str(d['fits']):>5} "
+        d, e = predict_row(r), predict_row(r, efficiency=False)
+        errs["default"].append(d["error"])
+        errs["roofline"].append(e["error"])
+        if not d["fitted"]:
+            errs["default, out of sample"].append(d["error"])
+        print(f"{d['id']:36} {d['device']:14} {d['metric']:6} {d['published']:9.3f} "
+              f"{d['predicted']:8.3f} {d['error']:+8.1%} {e['predicted']:8.3f} {e['error']:+8.1%} "
+              f"{'yes' if d['fitted'] else 'no':>3} {str(d['fits']):>5} "
               f"{d['communication_fraction']:6.1%} {d['bubble']:6.1%}")  # fmt: skip
     for name, es in errs.items():
-        worst = max(es, key=abs)
-        print(
-            f"{name}: rows {len(es)}; median error {statistics.median(es):+.1%}; "
-            f"median |error| {statistics.median(abs(x) for x in es):.1%}; worst {worst:+.1%}"
-        )
+        print(_summary(name, es))
 
 
 def tp_block(batch: int, seq: int) -> None:

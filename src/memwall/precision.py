@@ -39,6 +39,7 @@ class Precision:
     paper: bool = False
     quantize_head: bool = False  # integer weights: quantize the LM head and embeddings too
     rest_bits: int = 16  # integer weights: bits of what stays unquantized (torch.ao keeps fp32)
+    gemm_dtype: str = ""  # the Linear layers' GEMMs run in this dtype ("": compute_dtype)
 
     def _stored_bytes(self, bits: int) -> float:
         """Bytes per stored element; integers carry one 2-byte scale per group (not in `paper`)."""
@@ -170,3 +171,19 @@ def act_dtype(kernel: str) -> str:
 
 
 PAPER_PRECISION = Precision(8, 8, 8, name="8-bit (paper)", paper=True)
+
+# Mixed FP8 training as NVIDIA Transformer Engine runs it (fp8_autocast, the default recipe):
+# the Linear layers' GEMMs in FP8 (E4M3 forward, E5M2 gradients) at the FP8 dense peak; their
+# weights, activations and everything else (attention, norms, the LM head and embeddings, the
+# router) in bf16; fp32 master weights and optimizer state as bf16 mixed precision keeps them.
+# TE's FP8 weight and transpose caches (1 byte per parameter each) are not counted.
+FP8_TRAINING = Precision(16, 16, 16, name="fp8", float_kind="bf16", gemm_dtype="fp8")
+FP8_NAMES = ("fp8", "fp8-mixed", "fp8-te")
+
+
+def training_precision(text: str) -> Precision:
+    """A training precision: `fp8` (= `FP8_TRAINING`, Transformer Engine mixed FP8) or any
+    precision `parse_precision` reads."""
+    if isinstance(text, str) and text.strip().lower() in FP8_NAMES:
+        return FP8_TRAINING
+    return parse_precision(text)

@@ -27,9 +27,9 @@ SAME = [
     ),
     (
         dict(model="gpt2", devices=4, tp=2, sequence_parallel=True, checkpointing="selective",
-             zero=2, no_overlap=True, algorithm="ring", efficiency=True, seq_len=128),
+             zero=2, no_overlap=True, algorithm="ring", roofline=True, seq_len=128),
         ["gpt2", "--devices", "4", "--tp", "2", "--sequence-parallel", "--checkpointing",
-         "selective", "--zero", "2", "--no-overlap", "--algorithm", "ring", "--efficiency",
+         "selective", "--zero", "2", "--no-overlap", "--algorithm", "ring", "--roofline",
          "--seq-len", "128"],
     ),
     (

@@ -102,8 +102,8 @@ def test_plan_bubble_matches_formula():
     o = Options("train", batch=16, micro_batch=1, seq_len=1024, precision=BF16)
     p = plan(spec, H100, H100_LINKS, Layout(pp=4, dp=1), o)
     b = p.breakdown
-    pipeline = b["bubble"] + sum(b[k] for k in ("forward", "backward", "recompute", "tp_comm",
-                                                "ep_comm", "pp_comm"))  # fmt: skip
+    step_level = ("dp_comm", "optimizer", "grad_clipping")  # once per step
+    pipeline = sum(v for k, v in b.items() if k not in step_level)
     assert p.micro_batches == 16
     assert b["bubble"] / pipeline == pytest.approx(3 / (16 + 3))
     assert p.step_time == pytest.approx(sum(b.values()))
@@ -135,7 +135,7 @@ def test_train_plan_parts_and_collectives():
         (Layout(pp=64, dp=1), 64, "exceed the 32 layers"),
         (Layout(dp=4), 6, "not divisible by micro-batch x dp"),
         (Layout(dp=2, ep=2), 8, "mixture-of-experts"),
-        (Layout(pp=2, dp=2, zero=3), 8, "ZeRO stage 3"),
+        (Layout(pp=2, dp=2, zero=2), 8, "ZeRO stage 2"),
     ],
 )
 def test_bad_layouts_one_line(lay, batch, needle):
@@ -163,8 +163,9 @@ def test_moe_expert_all_to_all():
     p = plan(spec, H100, H100_LINKS, Layout(tp=2, dp=4, ep=4), o)
     a2a = [c for c in p.collectives if c.kind == "all_to_all"]
     assert a2a and a2a[0].group_size == 4
-    with pytest.raises(MemwallError, match="experts per device"):
-        plan(spec, H100, H100_LINKS, Layout(tp=1, dp=8, ep=8), Options("infer", 8, 1, 256, BF16))
+    # one expert per device, fewer than the 2 each token uses: tokens are routed to the ranks
+    one = plan(spec, H100, H100_LINKS, Layout(tp=1, dp=8, ep=8), Options("infer", 8, 1, 256, BF16))
+    assert one.step_time > 0 and any(c.group_size == 8 for c in one.collectives)
 
 
 def test_measured_links(tmp_path):

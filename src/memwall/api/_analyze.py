@@ -165,7 +165,8 @@ def _analyze_config(
     payload = _payload(spec, wl, prec, df, convention, engine)
     pred = plotter = None
     if device is not None:
-        pred, plotter = _predict(df, device, prec, launch or "graph")
+        causal = spec.is_decoder and wl.phase == "prefill"
+        pred, plotter = _predict(df, device, prec, launch or "graph", causal)
         payload["prediction"] = pred.to_dict()
     title = (
         f"{spec.name} {wl.phase} batch={wl.batch} seq_len={wl.seq_len}"
@@ -292,7 +293,7 @@ def _payload(spec, wl, prec, df, convention: str, engine: str) -> dict:
     return payload
 
 
-def _predict(df, device: str, prec, launch: str) -> tuple[Any, Any]:
+def _predict(df, device: str, prec, launch: str, causal: bool = False) -> tuple[Any, Any]:
     """The predictor for `device`: a measured device (`local`, a saved measurement) prices the
     ops on its own measured roofline; a catalog or what-if device on its spec-sheet roofs
     times published efficiencies (with a range). Returns the prediction and its plotter."""
@@ -309,7 +310,7 @@ def _predict(df, device: str, prec, launch: str) -> tuple[Any, Any]:
     if dev.measured:
         pred = predict_roofline(df, dev)
     else:  # catalog and what-if devices: spec-sheet roofs x published efficiencies
-        pred = device_prediction(df, dev, prec, launch)
+        pred = device_prediction(df, dev, prec, launch, causal)
     return pred, _roofline_plotter(getattr(pred, "roofline", pred), dev)
 
 

@@ -20,9 +20,10 @@ ALGORITHMS = ("auto", "ring", "tree")
 # Flags that --search sets itself, and flags of training alone (refused when given), in the
 # command's order (the order the refusal names them).
 SEARCHED = (
-    "tp", "pp", "dp", "ep", "zero", "sequence_parallel", "interleave", "checkpointing",
+    "tp", "cp", "pp", "dp", "ep", "zero", "sequence_parallel", "interleave", "checkpointing",
 )  # fmt: skip
-TRAIN_ONLY = ("zero", "checkpointing", "no_overlap")
+TRAIN_ONLY = ("cp", "zero", "checkpointing", "no_overlap")
+INTRA = ("switch", "ring")
 
 
 def parallel(
@@ -32,6 +33,7 @@ def parallel(
     device: str = "h100-sxm",
     devices: int = 8,
     tp: int | None = None,
+    cp: int | None = None,
     pp: int | None = None,
     dp: int | None = None,
     ep: int | None = None,
@@ -46,7 +48,9 @@ def parallel(
     search: bool = False,
     no_overlap: bool | None = None,
     algorithm: str = "auto",
-    efficiency: bool = False,
+    roofline: bool = False,
+    node_size: int | None = None,
+    intra: str | None = None,
 ) -> Result:
     """Split MODEL over N devices: per-device memory and work, every collective (alpha-beta
     model over the catalog's links), step time and MFU, all predicted; with `search`, every
@@ -55,9 +59,14 @@ def parallel(
     Args:
         model: a preset name (gpt2, llama-3-8b, ...) or an HF config.json.
         mode: train (one iteration; default) or infer (prefill + decode).
-        device: catalog device, or local (measured); default h100-sxm.
+        device: catalog device, or local (measured); default h100-sxm. What-ifs:
+            `h100-sxm@nvlink=2` (the scale-up link inside a node x2), `@net=0.5` (the
+            scale-out network x0.5), `@link=2` (both), `@clock=0.8` (compute peaks x0.8),
+            `@power=500` (a 500 W cap: clock from data/power_scaling.json).
         devices: devices in all (N); default 8.
         tp: tensor-parallel degree (default 1; None: not given).
+        cp: context-parallel degree, ranks each sequence is split over (ring attention;
+            train; devices = tp x cp x pp x dp; default 1; None: not given).
         pp: pipeline stages (default 1; None: not given).
         dp: data-parallel degree (default N / (tp x pp); None: not given).
         ep: expert-parallel degree (MoE; divides dp; default 1; None: not given).
@@ -71,14 +80,22 @@ def parallel(
             an inference search, which runs batch / dp per replica).
         seq_len: tokens per sequence (infer: prompt / context); default 2048, or what the
             model's learned positions allow.
-        precision: bf16 (default), fp16, fp32, ...
+        precision: bf16 (default), fp16, fp32, ...; fp8 (train): Transformer Engine mixed
+            FP8 (Linear GEMMs at the FP8 peak, the rest bf16).
         search: rank every layout that fits by step time (the degrees, ZeRO, checkpointing,
             interleaving and sequence parallelism are then chosen, and refused when given).
         no_overlap: do not hide gradient sync behind backward (train; default False; None:
             not given).
         algorithm: collective algorithm: auto (default), ring or tree.
-        efficiency: kernels at published efficiencies instead of the dense peak (default
-            False).
+        roofline: price with the plain roofline instead (every kernel at the dense peak and
+            datasheet bandwidth, links at line rate, no work outside the op table): an upper
+            bound on speed, labelled so. Default False: the realistic prediction (published
+            kernel efficiencies by GEMM shape, NCCL bus bandwidth, attention backward, loss,
+            gradient accumulation and clipping), with its range.
+        node_size: devices per node joined by the scale-up link (default: the catalog's).
+        intra: switch (default: every pair at full bandwidth) or ring (point-to-point links
+            in a full mesh, no switch: ring collectives at one link's bandwidth, the scale-up
+            bandwidth / (node size - 1); all-to-alls over every link).
 
     Returns a `Result`: `.to_dict()` is `memwall parallel ... --format json`, `.to_frame()`
     the collectives per step (the CSV), `extra["result"]` the plan (and search) objects.
@@ -94,6 +111,8 @@ def parallel(
     algorithm = choice("--algorithm", algorithm, ALGORITHMS)
     if checkpointing is not None:
         checkpointing = choice("--checkpointing", checkpointing, CHECKPOINTING)
+    if intra is not None:
+        intra = choice("--intra", intra, INTRA)
     values = locals()
 
     def given(names: tuple[str, ...]) -> list[str]:
@@ -112,7 +131,8 @@ def parallel(
         model, mode, device, devices, tp, pp, dp, 1 if ep is None else ep,
         0 if zero is None else zero, bool(sequence_parallel),
         1 if interleave is None else interleave, checkpointing or "none", batch, micro_batch,
-        seq_len, precision, search, not no_overlap, algorithm, efficiency,
+        seq_len, precision, search, not no_overlap, algorithm, not roofline,
+        cp=1 if cp is None else cp, node_size=node_size, intra=intra,
     )  # fmt: skip
     d = r.to_dict()
     from memwall.spec import load_model
@@ -145,11 +165,16 @@ def _title(d: dict[str, Any]) -> str:
 
 
 def _summary(d: dict[str, Any]) -> str:
-    """Throughput and MFU, and (train) where exposed communication overtakes compute."""
+    """Throughput and MFU with its range and what priced it, what limits the step, and (train)
+    where exposed communication overtakes compute."""
+    rng = d.get("mfu_range")
+    span = f" (range {100 * rng[0]:.0f}-{100 * rng[1]:.0f}%)" if rng else ""
     out = (
-        f"tokens/s {si(d['tokens_per_s'])}; MFU {100 * d['mfu']:.1f}% of the dense peak "
-        f"{si(d['peak_flops'], 'FLOP/s')} per device (predicted)"
+        f"tokens/s {si(d['tokens_per_s'])}; MFU {100 * d['mfu']:.1f}%{span} of the dense peak "
+        f"{si(d['peak_flops'], 'FLOP/s')} per device, predicted by {d['compute_model']}"
     )
+    if d.get("limits"):
+        out += f"; limited by {d['limits']}"
     if d["mode"] == "train":
         cross = d["communication_exceeds_compute_at"]
         out += "; exposed communication exceeds compute from " + (

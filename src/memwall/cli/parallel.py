@@ -35,6 +35,11 @@ class Ckpt(str, Enum):
     full = "full"
 
 
+class Intra(str, Enum):
+    switch = "switch"
+    ring = "ring"
+
+
 class Algo(str, Enum):
     auto = "auto"
     ring = "ring"
@@ -51,9 +56,20 @@ def parallel(
     mode: Annotated[Mode, typer.Option(help="train: one iteration; infer: prefill + decode.")] = (
         Mode.train
     ),
-    device: Annotated[str, typer.Option(help="Catalog device, or local (measured).")] = "h100-sxm",
+    device: Annotated[
+        str,
+        typer.Option(
+            help="Catalog device, or local (measured). What-ifs: DEV@nvlink=F (scale-up link "
+            "inside a node x F), @net=F (scale-out network x F), @link=F (both), @clock=F "
+            "(compute peaks x F), @power=W (power cap in watts), e.g. h100-sxm@power=500."
+        ),
+    ] = "h100-sxm",
     devices: Annotated[int, typer.Option(help="Devices in all (N).")] = 8,
     tp: _opt_int("Tensor-parallel degree (default 1).") = None,
+    cp: _opt_int(
+        "Context-parallel degree: ranks each sequence is split over (ring attention; train; "
+        "N = tp x cp x pp x dp; default 1)."
+    ) = None,
     pp: _opt_int("Pipeline stages (default 1).") = None,
     dp: _opt_int("Data-parallel degree (default N / (tp x pp)).") = None,
     ep: Annotated[int, typer.Option(help="Expert-parallel degree (MoE; divides dp).")] = 1,
@@ -73,7 +89,13 @@ def parallel(
             "model's learned positions allow.",
         ),
     ] = None,
-    precision: Annotated[str, typer.Option(help="bf16, fp16, fp32, ...")] = "bf16",
+    precision: Annotated[
+        str,
+        typer.Option(
+            help="bf16, fp16, fp32, ...; fp8 (train): Transformer Engine mixed FP8, Linear "
+            "GEMMs at the FP8 peak, the rest bf16."
+        ),
+    ] = "bf16",
     do_search: Annotated[
         bool, typer.Option("--search", help="Rank every layout that fits by step time.")
     ] = False,
@@ -81,12 +103,25 @@ def parallel(
         bool, typer.Option("--no-overlap", help="Do not hide gradient sync behind backward.")
     ] = False,
     algorithm: Annotated[Algo, typer.Option(help="Collective algorithm.")] = Algo.auto,
-    efficiency: Annotated[
+    roofline: Annotated[
         bool,
         typer.Option(
-            "--efficiency", help="Kernels at published efficiencies instead of the dense peak."
+            "--roofline",
+            help="The plain roofline instead of the realistic default: kernels at the dense "
+            "peak and datasheet bandwidth, links at line rate; an upper bound on speed.",
         ),
     ] = False,
+    node_size: _opt_int(
+        "Devices per node joined by the scale-up link, in devices (default: the catalog's)."
+    ) = None,
+    intra: Annotated[
+        Intra | None,
+        typer.Option(
+            help="Inside a node: switch (NVSwitch: full bandwidth between any pair) or ring "
+            "(point-to-point full mesh: ring collectives at one link's bandwidth, bytes/s = "
+            "scale-up bandwidth / (node size - 1)). Default: the catalog's switch."
+        ),
+    ] = None,
     fmt: FormatOpt = "table",  # type: ignore[assignment]
 ) -> None:
     """Split MODEL over N devices: per-device memory and work, every collective, step time, MFU."""
@@ -96,14 +131,14 @@ def parallel(
         return value if flag in typed else None
 
     result = api_parallel(
-        model, mode=mode.value, device=device, devices=devices, tp=tp, pp=pp, dp=dp,
+        model, mode=mode.value, device=device, devices=devices, tp=tp, cp=cp, pp=pp, dp=dp,
         ep=given("--ep", ep), zero=given("--zero", zero),
         sequence_parallel=given("--sequence-parallel", sequence_parallel),
         interleave=given("--interleave", interleave),
         checkpointing=given("--checkpointing", checkpointing.value), batch=batch,
         micro_batch=micro_batch, seq_len=seq_len, precision=precision, search=do_search,
         no_overlap=given("--no-overlap", no_overlap), algorithm=algorithm.value,
-        efficiency=efficiency,
+        roofline=roofline, node_size=node_size, intra=intra.value if intra else None,
     )  # fmt: skip
     emit(fmt, result.payload, result.rows, lambda: _tables(result), result.columns)
 

@@ -277,7 +277,7 @@ MOE_ROUTING = (
 
 
 def _experts_touched(s: ModelSpec, d: Dims) -> Any:
-    e, k = s.n_experts, s.experts_per_token
+    e, k = s.n_experts, min(s.experts_per_token, s.n_experts)  # an EP shard may hold < k
     return e * (1.0 - (1.0 - k / e) ** d.T)
 
 

@@ -181,7 +181,7 @@ def op_table(
                 "bytes_written": out,
                 "bytes": read + out,
                 "intensity": flops / (read + out) if read + out else 0.0,
-                "dtype": prec.compute_dtype if op.dtype_role == "compute" else _act_dtype(prec),
+                "dtype": _row_dtype(prec, op),
                 "steps": int(steps),
                 **_shape(spec, op, groups[0][1]),
             }
@@ -210,6 +210,16 @@ def _row_count(spec: ModelSpec, op: OpDef) -> int:
     if op.layers is not None:
         return op.layers(spec)
     return spec.n_layers if op.per_layer else 1
+
+
+def _row_dtype(prec: Precision, op: OpDef) -> str:
+    """The dtype a row computes in; `gemm_dtype` (mixed FP8) moves the layers' Linear GEMMs
+    only: not the LM head, embeddings, router or attention."""
+    if op.dtype_role != "compute":
+        return _act_dtype(prec)
+    if prec.gemm_dtype and op.shape is not None and op.role != "head" and op.name != "router":
+        return prec.gemm_dtype
+    return prec.compute_dtype
 
 
 def _act_dtype(prec: Precision) -> str:

@@ -1,4 +1,4 @@
-"""What-if devices: a real device with its bandwidth, compute, capacity or links scaled.
+"""What-if devices: a real device with its bandwidth, compute, capacity, clock or links scaled.
 
 The paper's closing argument is to rethink accelerators (give up compute for bandwidth); this
 lets any command ask "what if this chip had 2x the bandwidth?" by naming a device as
@@ -9,12 +9,23 @@ KEY is one of `SCALE_KEYS`; FACTOR a number in [MIN_FACTOR, MAX_FACTOR]: outside
 roofs reach the float limits and times come out as inf/nan instead of numbers. The result keeps
 the canonical spelling as its name and says "what-if" and every factor in its display name,
 notes and JSON, so a derived device is never mistaken for a real one.
+
+Links (read by `memwall.parallel.links`): `link` scales both levels, `nvlink` the scale-up link
+inside a node, `net` the scale-out network between nodes. Clocks: `clock=F` scales every compute
+peak by F (peak FLOP/s is units x FLOPs per clock x clock, so linear in the clock; memory
+bandwidth unchanged); `power=W` is a power cap in watts, turned into a clock factor by the
+relation of `data/power_scaling.json` (`power_clock_factor`): below the device's TDP the clock
+falls as (W / TDP)^(1/exponent), at or above it the spec-sheet clock stays.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import json
 import math
+from importlib import resources
+from typing import Any
 
 from memwall.errors import MemwallError, suggest
 from memwall.hardware.catalog import Device
@@ -25,7 +36,12 @@ SCALE_KEYS: dict[str, str] = {  # key: what it scales (in that order in names)
     "flops": "peak FLOP/s (every dtype)",
     "mem": "memory capacity",
     "link": "interconnect bandwidth",
+    "nvlink": "scale-up link bandwidth (inside a node)",
+    "net": "scale-out network bandwidth (between nodes)",
+    "clock": "compute clock (every peak)",
+    "power": "power cap (watts)",
 }
+LINK_KEYS = ("link", "nvlink", "net")
 _ALIASES = {
     "bandwidth": "bw",
     "mem_bandwidth": "bw",
@@ -34,11 +50,21 @@ _ALIASES = {
     "capacity": "mem",
     "memory": "mem",
     "interconnect": "link",
-    "net": "link",
+    "scaleup": "nvlink",
+    "intra": "nvlink",
+    "network": "net",
+    "scaleout": "net",
+    "inter": "net",
+    "clocks": "clock",
+    "watts": "power",
+    "power_cap": "power",
 }
 MIN_FACTOR = 1e-6  # below this, times overflow to inf and the efficiency model to nan
 MAX_FACTOR = 1e6
-SYNTAX = "BASE@KEY=FACTOR[,KEY=FACTOR], KEY one of bw, flops, mem, link (e.g. h100-sxm@bw=2)"
+SYNTAX = (
+    "BASE@KEY=FACTOR[,KEY=FACTOR], KEY one of bw, flops, mem, link, nvlink, net, clock, or "
+    "power=WATTS (e.g. h100-sxm@bw=2, h100-sxm@nvlink=2,net=0.5, h100-sxm@power=500)"
+)
 
 
 def is_derived_name(name: str) -> bool:
@@ -87,8 +113,37 @@ def canonical_name(base: str, scale: dict[str, float]) -> str:
 
 
 def describe_scale(scale: dict[str, float]) -> str:
-    """'memory bandwidth x2, peak FLOP/s (every dtype) x0.5'."""
-    return ", ".join(f"{SCALE_KEYS[k]} x{v:g}" for k, v in scale.items())
+    """'memory bandwidth x2, peak FLOP/s (every dtype) x0.5' ('power cap 500 W')."""
+    return ", ".join(
+        f"power cap {v:g} W" if k == "power" else f"{SCALE_KEYS[k]} x{v:g}"
+        for k, v in scale.items()
+    )
+
+
+@functools.lru_cache(maxsize=1)
+def power_scaling() -> dict[str, Any]:
+    """The sourced relation between a power cap and the compute clock (data/power_scaling.json)."""
+    text = resources.files("memwall.data").joinpath("power_scaling.json").read_text("utf-8")
+    d = json.loads(text)
+    if not (isinstance(d.get("exponent"), (int, float)) and d["exponent"] > 0 and d["source"]):
+        raise MemwallError("power_scaling.json: needs a positive exponent and a source")
+    return d
+
+
+def power_clock_factor(tdp_w: float | None, cap_w: float, name: str = "") -> float:
+    """Clock (and so compute peak) factor of a device capped at `cap_w` watts: (cap / TDP) to
+    the power 1 / exponent of `data/power_scaling.json`, 1 at or above the TDP."""
+    if not tdp_w:
+        raise MemwallError(f"device {name!r} has no TDP in the catalog; use @clock=F instead")
+    return min(1.0, cap_w / tdp_w) ** (1.0 / float(power_scaling()["exponent"]))
+
+
+def compute_factor(base: Device, scale: dict[str, float]) -> float:
+    """What `flops`, `clock` and `power` together multiply every compute peak by."""
+    f = scale.get("flops", 1.0) * scale.get("clock", 1.0)
+    if "power" in scale:
+        f *= power_clock_factor(base.tdp_w, scale["power"], base.name)
+    return f
 
 
 def _times(v: float | None, f: float) -> float | None:
@@ -106,6 +161,9 @@ def derive(base: Device, scale: dict[str, float]) -> Device:
     s = dict(scale)
     f = {k: s.get(k, 1.0) for k in SCALE_KEYS}
     what = describe_scale(s)
+    compute = compute_factor(base, s)
+    if "power" in s:
+        what += f" (compute clock x{compute / f['flops'] / f['clock']:.3g})"
     caches = tuple(
         dataclasses.replace(c, bandwidth=c.bandwidth * f["bw"]) for c in base.cache_levels
     )
@@ -114,10 +172,10 @@ def derive(base: Device, scale: dict[str, float]) -> Device:
         base,
         name=canonical_name(base.name, s),
         display_name=f"{base.display_name} [what-if: {what}]",
-        peaks={k: v * f["flops"] for k, v in base.peaks.items()},
+        peaks={k: v * compute for k, v in base.peaks.items()},
         mem_capacity=_times(base.mem_capacity, f["mem"]),
         mem_bandwidth=_times(base.mem_bandwidth, f["bw"]),
-        interconnect_bandwidth=_times(base.interconnect_bandwidth, f["link"]),
+        interconnect_bandwidth=_times(base.interconnect_bandwidth, f["link"] * f["nvlink"]),
         cache_levels=caches,
         gemv_bandwidth=gemv,
         source=f"what-if derived from {base.name} ({base.source})",

@@ -19,7 +19,10 @@ T = B*L tokens, a = bytes per activation element, S = B*heads*L*L attention scor
   mask per element: 1 byte (CUDA's native_dropout keeps a bool mask), or `mask_bytes` (PyTorch's
   CPU kernel keeps it in the activation dtype); attention dropout also keeps the dropped
   probabilities, and fused attention then keeps only its random seed (flash attention);
-- the loss keeps the log-softmax of the logits; the embedding lookup keeps the token ids.
+- the loss keeps the log-softmax of the logits; the embedding lookup keeps the token ids;
+- multi-head latent attention (DeepSeek) keeps its query and KV latents before and after their
+  norms, the up-projected keys and values, the assembled keys and the fused attention's output
+  (`_mla_saved`); DeepSeek's shared experts and dense first layers keep a gated MLP's tensors.
 
 Two implementations are modelled, because they differ by up to 2x:
 - `fused`: the kernels of count's `full` convention, each keeping the minimum above.
@@ -58,7 +61,8 @@ LABELS = (
 )
 MLP_TENSORS = frozenset(
     "router_probs expert_inputs expert_gate expert_up expert_silu expert_act expert_out gate up "
-    "act_gate act_mul_out fc1_out gelu_chain act_out mlp_dropout_mask".split()
+    "act_gate act_mul_out fc1_out gelu_chain act_out mlp_dropout_mask shared_gate shared_up "
+    "shared_act dense_gate dense_up dense_act".split()
 )
 
 
@@ -189,11 +193,6 @@ def saved_tensors(
 ) -> list[Saved]:
     """Every tensor a training step keeps for backward (see the module docstring for the rules)."""
     _check_impl(impl)
-    if spec.is_mla:
-        raise MemwallError(
-            f"training activations of {spec.name} (multi-head latent attention) are not modelled; "
-            "inference memory is (use --mode infer)"
-        )
     if not 0.0 <= dropout < 1.0:
         raise MemwallError(f"dropout must be in [0, 1), got {dropout}")
     o = ops or layer_ops(spec, batch, seq_len, precision, fused_attention)
@@ -230,8 +229,33 @@ def saved_tensors(
     return out + _head_saved(st)
 
 
+def _mla_saved(st: _Step) -> list[Saved]:
+    """Multi-head latent attention (DeepSeek; expanded form, fused attention, as training runs
+    it): the query latent and its normalised form (q_lora_rank), the compressed KV latent before
+    and after its norm and rope (kept whole with the assembled query), the up-projected keys and
+    values (V is a view of it, so it is kept whole), the assembled keys, then the fused
+    attention's output and log-sum-exp."""
+    spec, o = st.spec, st.o
+    out: list[Saved] = []
+    if "q_a_proj" in o.out:
+        out.append(Saved("layer", "q_latent", o.out["q_a_proj"], "query latent norm backward"))
+        out.append(Saved("layer", "q_latent_stats", o.tokens * FP32, "query latent norm (fp32)"))
+        out.append(Saved("layer", "q_latent_normed", o.out["q_a_norm"], "q_b_proj backward"))
+    out.append(Saved("layer", "kv_latent", o.out["kv_a_proj"], "latent norm and rope backward"))
+    out.append(Saved("layer", "kv_latent_stats", o.tokens * FP32, "latent norm (fp32)"))
+    out.append(Saved("layer", "q_and_latent", o.out["rope"], "attention, kv_b_proj backward"))
+    out.append(Saved("layer", "kv_up", o.out["kv_b_proj"], "attention backward (V), assembly"))
+    out.append(Saved("layer", "k", o.out["k_assemble"], "attention backward"))
+    lse = o.batch * spec.n_heads * o.seq_len * FP32
+    out.append(Saved("layer", "attn_out", o.out["attention"], "attention and o_proj backward"))
+    out.append(Saved("layer", "attn_logsumexp", lse, "fused attention backward", True))
+    return out
+
+
 def _attention_saved(st: _Step) -> list[Saved]:
     spec, o, a, S = st.spec, st.o, st.a, st.scores
+    if spec.is_mla:
+        return _mla_saved(st)
     out: list[Saved] = []
     if spec.fused_qkv:
         out.append(Saved("layer", "qkv", o.out["qkv_proj"], "attention backward"))
@@ -274,7 +298,7 @@ def _mlp_saved(st: _Step) -> list[Saved]:
             out.append(Saved("layer", "expert_silu", o.out["expert_gate"], "eager gating mul"))
         out.append(Saved("layer", "expert_act", o.out["expert_act_mul"], "down matmul backward"))
         out.append(Saved("layer", "expert_out", o.out["expert_down"], "routing-weight backward"))
-        return out
+        return out + _deepseek_mlp_saved(st)
     if spec.gated_mlp:
         gate = _gate_bytes(o)
         out = [
@@ -292,6 +316,21 @@ def _mlp_saved(st: _Step) -> list[Saved]:
         chain = 3 * o.out["fc1"]
         out.append(Saved("layer", "gelu_chain", chain, "eager tanh-GELU op chain (3 more)"))
     out.append(Saved("layer", "act_out", o.out["act"], "fc2 backward"))
+    return out
+
+
+def _deepseek_mlp_saved(st: _Step) -> list[Saved]:
+    """DeepSeek's shared experts (every MoE layer) and dense first layers: a gated MLP each;
+    their rows are per-layer averages over the layers that run them."""
+    o, out = st.o, []
+    for prefix, names in (("shared", ("shared_gate", "shared_up", "shared_act_mul")),
+                          ("dense", ("gate_proj", "up_proj", "act_mul"))):  # fmt: skip
+        if names[0] not in o.out:
+            continue
+        gate, up, act = (o.out[n] for n in names)
+        out.append(Saved("layer", f"{prefix}_gate", gate, f"{prefix} MLP activation backward"))
+        out.append(Saved("layer", f"{prefix}_up", up, f"{prefix} MLP gating backward"))
+        out.append(Saved("layer", f"{prefix}_act", act, f"{prefix} MLP down_proj backward"))
     return out
 
 
@@ -355,7 +394,10 @@ def backward_transients(
     else:
         chain = eager and spec.raw_activation in eager_chain_activations()
         mlp = (2 if chain else 1) * ops.out["fc1"]
-    if fused_attention:
+    if spec.is_mla:  # gradients of the query, the up-projected K/V and the assembled keys
+        q = ops.out["q_b_proj"] if "q_b_proj" in ops.out else ops.out["q_proj"]
+        attn = ops.out["attention"] + q + ops.out["kv_b_proj"] + ops.out["k_assemble"]
+    elif fused_attention:
         attn = ops.out["attention"] + (ops.out.get("qkv_proj") or 3 * ops.out["q_proj"])
     else:
         s = ops.out["softmax"]
@@ -371,7 +413,8 @@ def backward_transients(
         fwd = (logits + fp32_logits + (fp32_logits if a < FP32 else 0)) if eager else 2 * logits
     else:
         head = fwd = 2 * ops.batch * spec.d_model * a
-    per_op = [ops.inp[k] + ops.out[k] for k in ops.out if _is_layer_op(ops, k)]
+    layer_ops = set(ops.table.loc[ops.table["layer"] == "all", "name"])  # one pass, not per op
+    per_op = [ops.inp[k] + ops.out[k] for k in ops.out if k in layer_ops]
     fwd_layer = max(per_op) + td  # a no-grad layer forward: one op's tensors + the residual
     return {"layer": layer, "head": head, "forward_head": fwd, "forward_layer": fwd_layer}
 
@@ -381,10 +424,6 @@ def _gate_bytes(ops: LayerOps) -> float:
     if "gate_proj" in ops.out:
         return ops.out["gate_proj"]
     return ops.out["gate_up_proj"] / 2
-
-
-def _is_layer_op(ops: LayerOps, name: str) -> bool:
-    return bool((ops.table.loc[ops.table["name"] == name, "layer"] == "all").any())
 
 
 # Ops that read the block's normalised input themselves (it is already among their inputs).

@@ -8,16 +8,22 @@ from typing import Any
 from memwall.errors import MemwallError
 from memwall.hardware import get_device
 from memwall.parallel.layout import Layout, complete_layout, validate_layout
-from memwall.parallel.links import links_for
+from memwall.parallel.links import links_for, with_topology
 from memwall.parallel.plan import Options, Plan, check_mode, plan
 from memwall.parallel.search import SearchResult, search
+from memwall.parallel.range import limits, step_range
 from memwall.parallel.wall import compute_time, crossover
+from memwall.precision import FP8_NAMES, training_precision
 from memwall.spec import ModelSpec, load_model, parse_precision
 
 ASSUMPTIONS = (
-    "each operation at the larger of its compute and memory time: dense peak and datasheet "
-    "bandwidth (roofline), or with --efficiency the published kernel efficiencies",
-    "backward = 2 x forward",
+    "each operation at the larger of its compute and memory time: by default at the published "
+    "kernel efficiencies of data/efficiency.json (GEMMs by shape, with tile and wave "
+    "quantisation; fused attention; launch gaps: eager in training, CUDA graphs in inference), "
+    "links at NCCL's bus bandwidth; with --roofline at the dense peak, datasheet bandwidth and "
+    "line rate (an upper bound)",
+    "backward: two matmuls per forward matmul, element-wise ops twice, fused attention 2.5x "
+    "its forward FLOPs at its backward efficiency (roofline: 2 x forward)",
     "tensor, expert and pipeline communication not overlapped with compute",
     "tensor-parallel ranks innermost: a group inside one node uses the node's link",
     "links: per-direction bandwidth and per-step latency of data/interconnect.csv",
@@ -30,6 +36,7 @@ class ParallelResult:
     search: SearchResult | None
     crossover_devices: int | None
     links: dict[str, Any]
+    step_range: tuple[float, float] | None = None  # realistic: kernel terms at their ends
 
     def to_dict(self) -> dict[str, Any]:
         d = self.plan.to_dict()
@@ -37,12 +44,31 @@ class ParallelResult:
         d["communication_exceeds_compute_at"] = self.crossover_devices
         d["compute_time"] = compute_time(self.plan)
         d["assumptions"] = list(ASSUMPTIONS) + [
-            "data-parallel sync hidden behind the last backward"
+            "data-parallel sync hidden behind the last backward (ZeRO 3 / FSDP: its gathers "
+            "and reduce-scatters behind each micro-batch's forward and backward)"
             if self.plan.options.overlap
             else "no overlap of data-parallel sync"
         ]
+        prec = self.plan.options.precision
+        if prec is not None and prec.gemm_dtype:
+            d["assumptions"].append(
+                f"precision {prec.label}: Transformer Engine mixed FP8, the layers' Linear GEMMs "
+                f"at the {prec.gemm_dtype} dense peak, everything else (attention, norms, LM "
+                f"head) in {prec.compute_dtype}; bf16 weights, fp32 master weights and optimizer "
+                f"state; MFU against the {prec.compute_dtype} dense peak"
+            )
+        if self.plan.layout.cp > 1:
+            d["assumptions"].append(
+                "context parallelism: ring attention, each K/V block transfer overlapped with "
+                "the attention of the block before it"
+            )
         if self.search is not None:
             d["search"] = self.search.to_dict()
+        if self.step_range is not None:
+            lo, hi = self.step_range
+            d["step_time_range"] = [lo, hi]
+            d["mfu_range"] = [d["mfu"] * d["step_time"] / hi, d["mfu"] * d["step_time"] / lo]
+        d["limits"] = limits(self.plan)
         return d
 
 
@@ -66,9 +92,13 @@ def parallel_analysis(
     do_search: bool = False,
     overlap: bool = True,
     algorithm: str = "auto",
-    efficiency: bool = False,
+    efficiency: bool = True,
+    cp: int = 1,
+    node_size: int | None = None,
+    intra: str | None = None,
 ) -> ParallelResult:
-    """Price one layout (or search all) of `model` on `devices` x `device`."""
+    """Price one layout (or search all) of `model` on `devices` x `device`; `cp`: context
+    parallelism; `node_size` / `intra`: another node (`links.with_topology`)."""
     check_mode(mode)
     spec = load_model(model)
     if spec.is_encoder_decoder:  # sharding splits one stack of n_layers; T5 has two
@@ -77,14 +107,15 @@ def parallel_analysis(
             "memwall analyze and memwall memory --mode infer count one device"
         )
     dev = get_device(device)
-    links = links_for(device)
-    prec = parse_precision(precision)
-    if not dev.has_peak(prec.compute_dtype):
-        dev.peak(prec.compute_dtype)  # its one-line error naming the dtypes the device has
+    links = with_topology(links_for(device), node_size, intra)
+    prec = _precision(precision, mode)
+    for dtype in (prec.compute_dtype, prec.gemm_dtype):
+        if dtype and not dev.has_peak(dtype):
+            dev.peak(dtype)  # its one-line error naming the dtypes the device has
     seq_len = _check_seq_len(spec, mode, seq_len)
     lay = complete_layout(
         devices, tp, pp, dp, ep=ep, zero=zero, sequence_parallel=sequence_parallel,
-        interleave=interleave, checkpointing=checkpointing,
+        interleave=interleave, checkpointing=checkpointing, cp=cp,
     )  # fmt: skip
     gb = batch if batch is not None else (8 * devices if mode == "train" else 8)
     mb = micro_batch if micro_batch is not None else _default_micro(mode, gb, lay)
@@ -95,13 +126,24 @@ def parallel_analysis(
         found = search(spec, dev, links, devices, opts)
         best = found.ranked[0]
     else:
-        validate_layout(spec, lay, devices, gb, mb, mode)
+        validate_layout(spec, lay, devices, gb, mb, mode, seq_len)
         best = plan(spec, dev, links, lay, opts)
     cross = None
     if mode == "train":
         base = replace(best.layout, dp=1)
         cross = crossover(spec, dev, links, base, best.options)
-    return ParallelResult(best, found, cross, links.to_dict())
+    rng = step_range(spec, dev, best) if best.options.efficiency else None
+    return ParallelResult(best, found, cross, links.to_dict(), rng)
+
+
+def _precision(text: str, mode: str):
+    """`fp8` is Transformer Engine's mixed FP8 training (`precision.FP8_TRAINING`)."""
+    if mode == "infer" and isinstance(text, str) and text.strip().lower() in FP8_NAMES:
+        raise MemwallError(
+            "--precision fp8 is Transformer Engine mixed FP8 training (--mode train); for 8-bit "
+            "inference use int8 or W/A/KV bits such as 8/8/8"
+        )
+    return training_precision(text) if mode == "train" else parse_precision(text)
 
 
 def _default_micro(mode: str, batch: int, lay: Layout) -> int:

@@ -16,11 +16,13 @@ their own fitted alpha and beta instead.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from memwall.errors import MemwallError
+from memwall.hardware import Device
 from memwall.parallel.links import Link, Links
+from memwall.predict.efficiency import efficiency_terms
 from memwall.records.collectives import KINDS as KINDS  # the kinds a record holds
 from memwall.records.collectives import bus_factor
 
@@ -117,3 +119,19 @@ def price(
     t, algo = alpha_beta_time(kind, message, n, link, algorithm)
     level = "inter" if spans_nodes else "intra"
     return Collective(kind, group, n, message, calls, phase, level, algo, t, exposed)
+
+
+def realistic_links(links: Links, device: Device) -> Links:
+    """`links` at the bus bandwidth collectives reach (`coll_frac` of the line rate inside a
+    node, `net_frac` across nodes; `data/efficiency.json`); measured links are kept as fitted."""
+    if links.origin == "measured":
+        return links
+    t = efficiency_terms(device)
+    mesh = getattr(links, "mesh_bandwidth", None)  # a switchless node: every link at once
+    extra = {"mesh_bandwidth": mesh * t["coll_frac"].value} if mesh else {}
+    return replace(
+        links,
+        **extra,
+        intra=replace(links.intra, bandwidth=links.intra.bandwidth * t["coll_frac"].value),
+        inter=replace(links.inter, bandwidth=links.inter.bandwidth * t["net_frac"].value),
+    )

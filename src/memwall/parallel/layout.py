@@ -1,8 +1,10 @@
 """A parallel layout over N devices and the checks that make it a real one.
 
-Ranks are placed Megatron-style: tensor-parallel ranks innermost (consecutive devices, so a
-tensor-parallel group stays inside a node when t <= node size), then data-parallel (expert
-parallelism splits the data-parallel group), then pipeline stages outermost.
+Ranks are placed Megatron-style (its default order tp-cp-ep-dp-pp): tensor-parallel ranks
+innermost (consecutive devices, so a tensor-parallel group stays inside a node when t <= node
+size), then context-parallel, then data-parallel (expert parallelism splits the data- and
+context-parallel ranks, as Megatron-Core requires: ep divides dp x cp), then pipeline stages
+outermost. Devices = tp x cp x pp x dp.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ CHECKPOINTING = ("none", "selective", "full")
 
 @dataclass(frozen=True)
 class Layout:
-    """Degrees of parallelism: tp x pp x dp devices; ep splits the experts over dp."""
+    """Degrees of parallelism: tp x cp x pp x dp devices; ep splits the experts over dp x cp;
+    cp splits each sequence (context parallelism, ring attention)."""
 
     tp: int = 1
     pp: int = 1
@@ -30,14 +33,17 @@ class Layout:
     zero: int = 0
     interleave: int = 1  # virtual pipeline stages per device (interleaved 1F1B)
     checkpointing: str = "none"
+    cp: int = 1  # context parallelism: ranks each sequence is split over (last: positional use)
 
     @property
     def devices(self) -> int:
-        return self.tp * self.pp * self.dp
+        return self.tp * self.cp * self.pp * self.dp
 
     @property
     def label(self) -> str:
         parts = [f"tp{self.tp}", f"pp{self.pp}", f"dp{self.dp}"]
+        if self.cp > 1:
+            parts.insert(1, f"cp{self.cp}")
         if self.ep > 1:
             parts.append(f"ep{self.ep}")
         if self.interleave > 1:
@@ -56,6 +62,7 @@ class Layout:
             "pp": self.pp,
             "dp": self.dp,
             "ep": self.ep,
+            "cp": self.cp,
             "sequence_parallel": self.sequence_parallel,
             "zero": self.zero,
             "interleave": self.interleave,
@@ -77,18 +84,20 @@ def complete_layout(
     dp: int | None = None,
     **kw: Any,
 ) -> Layout:
-    """Fill the one missing degree (dp by default) so that tp x pp x dp = devices; a degree
+    """Fill the one missing degree (dp by default) so that tp x cp x pp x dp = devices; a degree
     left out (None) is 1, one given as 0 or less is refused."""
     _positive("devices", devices)
     t = _positive("tp", 1 if tp is None else tp)
     p = _positive("pp", 1 if pp is None else pp)
+    c = _positive("cp", kw.get("cp", 1))
     if dp is None:
-        if devices % (t * p):
+        if devices % (t * p * c):
+            what = "tp x cp x pp" if c > 1 else "tp x pp"
             raise MemwallError(
-                f"tp x pp = {t * p} does not divide --devices {devices}; "
+                f"{what} = {t * p * c} does not divide --devices {devices}; "
                 "choose degrees whose product divides the device count"
             )
-        dp = devices // (t * p)
+        dp = devices // (t * p * c)
     return Layout(tp=t, pp=p, dp=_positive("dp", dp), **kw)
 
 
@@ -99,16 +108,19 @@ def validate_layout(
     batch: int,
     micro_batch: int,
     mode: str = "train",
+    seq_len: int | None = None,
 ) -> None:
     """Raise MemwallError (one line) for a layout that cannot run `spec` on `devices`."""
     lay = layout
     for what, v in (("tp", lay.tp), ("pp", lay.pp), ("dp", lay.dp), ("ep", lay.ep)):
         _positive(what, v)
+    _positive("cp", lay.cp)
     _positive("interleave", lay.interleave, 1024)
     _positive("devices", devices)
     if lay.devices != devices:
+        cp = f" x cp {lay.cp}" if lay.cp > 1 else ""
         raise MemwallError(
-            f"layout tp {lay.tp} x pp {lay.pp} x dp {lay.dp} = {lay.devices} devices, "
+            f"layout tp {lay.tp}{cp} x pp {lay.pp} x dp {lay.dp} = {lay.devices} devices, "
             f"but --devices is {devices}; the product must equal the device count"
         )
     if spec.n_heads % lay.tp or spec.n_kv_heads % lay.tp:
@@ -125,19 +137,22 @@ def validate_layout(
         )
     if lay.interleave > 1 and lay.pp == 1:
         raise MemwallError("--interleave needs pipeline parallelism (--pp 2 or more)")
-    if lay.ep > 1 and (not spec.is_moe or spec.n_experts % lay.ep or lay.dp % lay.ep):
+    # Experts per rank may be fewer than the experts each token uses (DeepSeek-V3: 256 experts,
+    # top-8, EP 64 -> 4 per rank): the all-to-all routes each token to the ranks holding them.
+    if lay.ep > 1 and (not spec.is_moe or spec.n_experts % lay.ep or (lay.dp * lay.cp) % lay.ep):
+        what = "data-parallel x context-parallel degree" if lay.cp > 1 else "data-parallel degree"
         raise MemwallError(
             f"expert-parallel degree {lay.ep} needs a mixture-of-experts model whose experts "
-            f"({spec.n_experts}) and data-parallel degree ({lay.dp}) it divides"
+            f"({spec.n_experts}) and {what} ({lay.dp * lay.cp}) it divides"
         )
     if lay.sequence_parallel and lay.tp == 1:
         raise MemwallError("--sequence-parallel needs tensor parallelism (--tp 2 or more)")
     if lay.zero not in ZERO_STAGES:
         raise MemwallError(f"ZeRO stage must be 0, 1, 2 or 3, got {lay.zero!r}")
-    if lay.zero >= 2 and lay.pp > 1:
+    if lay.zero == 2 and lay.pp > 1:
         raise MemwallError(
-            f"ZeRO stage {lay.zero} shards gradients, which pipeline parallelism accumulates "
-            "over micro-batches (DeepSpeed refuses the pair); use --zero 0 or 1 with --pp"
+            "ZeRO stage 2 shards gradients, which pipeline parallelism accumulates over "
+            "micro-batches (DeepSpeed refuses the pair); use --zero 0, 1 or 3 (FSDP) with --pp"
         )
     if lay.checkpointing not in CHECKPOINTING:
         parse_checkpointing(lay.checkpointing, spec.n_layers)  # its own one-line error
@@ -151,6 +166,13 @@ def validate_layout(
         )
     if mode == "infer" and (lay.zero or lay.checkpointing != "none"):
         raise MemwallError("--zero and --checkpointing apply to --mode train only")
+    if mode == "infer" and lay.cp > 1:
+        raise MemwallError("--cp (context parallelism) is modelled for --mode train only")
+    if seq_len is not None and lay.cp > 1 and seq_len % (2 * lay.cp):
+        raise MemwallError(
+            f"--seq-len {seq_len} must be divisible by 2 x cp = {2 * lay.cp}: context "
+            "parallelism splits each sequence into 2 x cp chunks (Megatron's load balancing)"
+        )
 
 
 def with_(layout: Layout, **kw: Any) -> Layout:

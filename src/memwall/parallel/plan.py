@@ -11,9 +11,13 @@ Training (one iteration of `batch` sequences; m = batch / (micro_batch x dp) mic
 - pipeline: one send/recv per micro-batch per virtual stage in each direction (activations split
   over the tensor-parallel ranks, Megatron's scatter/gather), and the 1F1B schedule time
   (m + (p-1)/v) x per-micro-batch time, whose bubble is (p-1)/v / (m + (p-1)/v);
-- data parallelism: gradient all-reduce (ZeRO 1-2: reduce-scatter + all-gather of the weights;
-  ZeRO 3 adds two weight all-gathers per micro-batch); with `overlap` it hides behind the last
-  micro-batch's backward (ZeRO-3 gathers behind each micro-batch's compute), without it it adds;
+- data parallelism over dp x cp ranks (`memwall.parallel.comm`): gradient all-reduce (ZeRO 1-2:
+  reduce-scatter + all-gather of the weights) hidden behind the last micro-batch's backward;
+  ZeRO 3 (FSDP) gathers the weights in each micro-batch's forward and backward and
+  reduce-scatters in each backward, hidden behind that micro-batch's compute (under a pipeline:
+  one gather and one reduce-scatter a step); without `overlap` all of it adds;
+- context parallelism (cp ranks split each sequence): ring attention's extra block steps and
+  its K/V transfers past each block's attention (`memwall.parallel.comm.cp_costs`);
 - optimizer step: memory-bound, reads and writes the device's weights, gradients and states.
 Tensor, expert and pipeline communication is on the critical path (no overlap assumed).
 MFU = model FLOPs (3 x forward, no recomputation) / (devices x dense peak x step time); HFU adds
@@ -26,15 +30,18 @@ layer), pipeline hand-offs and expert all-to-alls are exposed.
 
 from __future__ import annotations
 
+import functools
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from memwall.errors import MemwallError
 from memwall.hardware import Device
 from memwall.memory import get_optimizer, inference_memory, training_memory
 from memwall.memory.training import state_bytes
-from memwall.parallel.collectives import Collective, price
+from memwall.parallel.collectives import Collective, price, realistic_links
+from memwall.parallel.comm import cp_costs, dp_collectives, memory_zero
+from memwall.parallel.extras import accumulation_time, clipping_time, cross_entropy_time
 from memwall.parallel.layout import Layout, validate_layout
 from memwall.parallel.links import Links
 from memwall.parallel.shard import (
@@ -46,6 +53,8 @@ from memwall.parallel.shard import (
 from memwall.spec import ModelSpec, Precision, Workload
 
 MODES = ("train", "infer")
+REALISTIC = "memwall's realistic model (published kernel efficiencies, NCCL bus bandwidth)"
+ROOFLINE = "the plain roofline (dense peak, datasheet bandwidth, line-rate links): an upper bound"
 
 
 @dataclass(frozen=True)
@@ -60,7 +69,7 @@ class Options:
     optimizer: str = "adam"
     overlap: bool = True  # data-parallel gradient sync hidden behind backward
     algorithm: str = "auto"
-    efficiency: bool = False  # kernels at published efficiencies instead of the dense peak
+    efficiency: bool = True  # realistic (published efficiencies); False: the plain roofline
 
 
 @dataclass(frozen=True)
@@ -125,7 +134,7 @@ class Plan:
             "seq_len": o.seq_len,
             "precision": o.precision.label if o.precision else None,
             "overlap": o.overlap,
-            "compute_model": "published efficiencies" if o.efficiency else "roofline (dense peak)",
+            "compute_model": REALISTIC if o.efficiency else ROOFLINE,
             "step_time": self.step_time,
             "tokens_per_s": self.tokens_per_s,
             "mfu": self.mfu,
@@ -145,13 +154,15 @@ class Plan:
 
 
 def _placement(layout: Layout, node: int) -> dict[str, bool]:
-    """Which groups span more than one node (True) under tp-innermost placement."""
-    t, d, p = layout.tp, layout.dp, layout.pp
+    """Which groups span more than one node (True) under tp-innermost placement (tp, cp, dp,
+    pp from the inside out; the data-parallel sync runs over dp x cp ranks)."""
+    t, c, d, p = layout.tp, layout.cp, layout.dp, layout.pp
     return {
         "tp": t > node,
-        "dp": t * d > node,
+        "cp": t * c > node,
+        "dp": t * c * d > node,
         "ep": t * layout.ep > node,
-        "pp": p > 1 and t * d * p > node,
+        "pp": p > 1 and t * c * d * p > node,
     }
 
 
@@ -174,7 +185,8 @@ def _ep_collectives(spec, layout, tokens, act_bytes, passes, phase, links, span,
         return []
     layers = math.ceil(spec.n_layers / layout.pp)
     msg = tokens * spec.experts_per_token * spec.d_model * act_bytes
-    return [price("all_to_all", "ep", layout.ep, msg, 2 * layers * passes, phase, links, span)]
+    a2a = replace(links, intra=links.intra_all_to_all)  # a switchless mesh: every link at once
+    return [price("all_to_all", "ep", layout.ep, msg, 2 * layers * passes, phase, a2a, span)]
 
 
 def _pp_collectives(layout, act, passes, phase, links, span):
@@ -196,10 +208,16 @@ def plan(spec: ModelSpec, device: Device, links: Links, layout: Layout, options:
     check_mode(o.mode)
     if o.precision is None:
         raise MemwallError("a precision is required")
-    validate_layout(spec, layout, layout.devices, o.batch, o.micro_batch, o.mode)
+    validate_layout(spec, layout, layout.devices, o.batch, o.micro_batch, o.mode, o.seq_len)
+    if o.efficiency:  # collectives at the bus bandwidth NCCL reaches, not the line rate
+        links = realistic_links(links, device)
     if o.mode == "train":
         return _plan_train(spec, device, links, layout, o)
     return _plan_infer(spec, device, links, layout, o)
+
+
+# the search prices hundreds of layouts that share a shard: its memory is computed once
+_training_memory = functools.lru_cache(maxsize=1024)(training_memory)
 
 
 def _per_micro_batch_comm(colls: list[Collective]) -> float:
@@ -211,14 +229,16 @@ def _plan_train(spec, device, links, lay: Layout, o: Options) -> Plan:
     shard = shard_spec(spec, lay)
     m = o.batch // (o.micro_batch * lay.dp)
     span = _placement(lay, links.node_size)
-    fwd = forward(shard, "prefill", o.micro_batch, o.seq_len, prec, device, o.efficiency)
-    t_f = fwd["time"]
-    fp = training_memory(
-        shard, o.micro_batch, o.seq_len, prec, o.optimizer, lay.checkpointing, lay.zero, lay.dp
-    )
+    seq = o.seq_len // lay.cp  # each context-parallel rank's share of a sequence
+    fwd = forward(shard, "prefill", o.micro_batch, seq, prec, device, o.efficiency, "eager")
+    t_f, t_b = fwd["time"], fwd["backward"]
+    fp = _training_memory(
+        shard, o.micro_batch, seq, prec, o.optimizer, lay.checkpointing, memory_zero(lay),
+        lay.dp * lay.cp,
+    )  # fmt: skip
     t_r = t_f * fp.recompute_flops / fp.forward_flops if fp.forward_flops else 0.0
-    act = o.micro_batch * o.seq_len * spec.d_model * prec.act_bytes
-    tokens = o.micro_batch * o.seq_len
+    act = o.micro_batch * seq * spec.d_model * prec.act_bytes
+    tokens = o.micro_batch * seq
     fwd_passes = 2 if lay.checkpointing == "full" else 1
     mb: list[Collective] = []  # per micro-batch, exposed
     mb += _tp_collectives(spec, lay, act, 2, fwd_passes, "forward", links, span["tp"], o)
@@ -227,19 +247,33 @@ def _plan_train(spec, device, links, lay: Layout, o: Options) -> Plan:
         spec, lay, tokens, prec.act_bytes, fwd_passes + 1, "fwd+bwd", links, span["ep"], o
     )
     p2p = _pp_collectives(lay, act, 2, "fwd+bwd", links, span["pp"])
-    t_mb = 3 * t_f + t_r + _per_micro_batch_comm(mb) + _per_micro_batch_comm(p2p)
+    t_cp, cpc, t_cp_comm, cp_info = cp_costs(
+        spec, shard, lay, o, device, links, span["cp"], fwd_passes
+    )
+    t_x = _extras_per_micro_batch(shard, fp, o, device) if o.efficiency else 0.0
+    t_mb = t_f + t_b + t_r + t_x + _per_micro_batch_comm(mb) + _per_micro_batch_comm(p2p)
+    t_mb += t_cp + t_cp_comm  # context parallelism: ring attention's extra blocks and transfers
     bubble = (lay.pp - 1) / lay.interleave * t_mb
-    dp, t_dp_exposed = _dp_collectives(shard, lay, fp, prec, links, span["dp"], o, m, t_f)
+    dp, t_dp_exposed = _dp_collectives(shard, lay, fp, prec, links, span["dp"], o, m, t_f, t_b)
     t_opt = _optimizer_time(fp, prec, o, device)
-    step = m * t_mb + bubble + t_dp_exposed + t_opt
-    colls = tuple(_scaled(c, m) for c in mb + p2p) + tuple(dp)
+    t_clip = (
+        clipping_time(fp.n_params / max(1, lay.dp if lay.zero else 1), device)
+        if o.efficiency
+        else 0.0
+    )
+    step = m * t_mb + bubble + t_dp_exposed + t_opt + t_clip
+    colls = tuple(_scaled(c, m) for c in mb + p2p + cpc) + tuple(dp)
     breakdown = {
         "forward": m * t_f,
-        "backward": m * 2 * t_f,
+        "backward": m * t_b,
+        "loss_and_grad_accumulation": m * t_x,
+        "grad_clipping": t_clip,
         "recompute": m * t_r,
         "tp_comm": m * sum(c.time for c in mb if c.group == "tp"),
         "ep_comm": m * sum(c.time for c in mb if c.group == "ep"),
         "pp_comm": m * _per_micro_batch_comm(p2p),
+        "cp_attention": m * t_cp,
+        "cp_comm": m * t_cp_comm,
         "bubble": bubble,
         "dp_comm": t_dp_exposed,
         "optimizer": t_opt,
@@ -268,8 +302,16 @@ def _plan_train(spec, device, links, lay: Layout, o: Options) -> Plan:
         extra={
             "bubble_fraction": bubble_fraction(lay.pp, m, lay.interleave),
             "compute_bound_fraction": fwd["frac_compute_bound"],
+            **cp_info,
         },
     )
+
+
+def _extras_per_micro_batch(shard: ModelSpec, fp, o: Options, device: Device) -> float:
+    """Cross-entropy over the device's vocabulary slice and fp32 gradient accumulation."""
+    tokens = o.micro_batch * o.seq_len
+    ce = cross_entropy_time(tokens, shard.vocab_size, device) if shard.is_decoder else 0.0
+    return ce + accumulation_time(fp.n_params, device)
 
 
 def _scaled(c: Collective, m: int) -> Collective:
@@ -286,37 +328,11 @@ def bubble_fraction(p: int, m: int, v: int = 1) -> float:
     return idle / (m + idle)
 
 
-def _dp_collectives(shard, lay, fp, prec, links, span, o, m, t_f):
-    """Gradient synchronisation (and ZeRO-3 weight gathers) with the time left exposed."""
-    if lay.dp == 1:
-        return [], 0.0
-    n = fp.n_params
-    sb = state_bytes(prec)
-    grads, weights = n * sb.grad, n * sb.weight
-    if lay.zero == 0:
-        sync = [price("all_reduce", "dp", lay.dp, grads, 1, "step", links, span, o.algorithm)]
-    else:
-        sync = [
-            price("reduce_scatter", "dp", lay.dp, grads, 1, "step", links, span),
-            price("all_gather", "dp", lay.dp, weights, 1, "step", links, span),
-        ]
-    t_sync = sum(c.time for c in sync)
-    exposed = max(0.0, t_sync - 2 * t_f) if o.overlap else t_sync
-    out = [_with_exposed(c, exposed > 0) for c in sync]
-    if lay.zero == 3:
-        g = price("all_gather", "dp", lay.dp, weights, 2 * m, "fwd+bwd", links, span)
-        per_mb = 2 * g.time_each
-        hidden = max(0.0, per_mb - 3 * t_f) if o.overlap else per_mb
-        exposed += m * hidden
-        out.append(_with_exposed(g, hidden > 0))
-    return out, exposed
-
-
-def _with_exposed(c: Collective, exposed: bool) -> Collective:
-    return Collective(
-        c.kind, c.group, c.group_size, c.message, c.calls, c.phase, c.level, c.algorithm,
-        c.time_each, exposed,
-    )  # fmt: skip
+def _dp_collectives(shard, lay, fp, prec, links, span, o, m, t_f, t_b=None):
+    """Gradient synchronisation (and ZeRO-3 weight gathers) with the time left exposed
+    (`memwall.parallel.comm.dp_collectives`; t_b: the backward that hides them, 2 x t_f)."""
+    t_b = 2 * t_f if t_b is None else t_b
+    return dp_collectives(lay, fp.n_params, prec, links, span, o, m, t_f, t_b)
 
 
 def _optimizer_time(fp, prec, o: Options, device: Device) -> float:

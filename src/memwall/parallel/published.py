@@ -13,10 +13,11 @@ from memwall.hardware import get_device
 from memwall.parallel.layout import Layout
 from memwall.parallel.links import links_for
 from memwall.parallel.plan import Options, plan
-from memwall.spec import ModelSpec, parse_precision, spec_from_config
+from memwall.precision import training_precision
+from memwall.spec import ModelSpec, spec_from_config
 
 INTS = ("n_layers", "d_model", "n_heads", "n_kv_heads", "d_ff", "vocab_size", "seq_len", "gpus",
-        "tp", "pp", "dp", "interleave", "zero", "global_batch", "micro_batch")  # fmt: skip
+        "tp", "pp", "dp", "cp", "interleave", "zero", "global_batch", "micro_batch")  # fmt: skip
 
 
 def published_rows() -> list[dict[str, Any]]:
@@ -33,6 +34,12 @@ def published_rows() -> list[dict[str, Any]]:
             raise MemwallError(
                 f"published_training.csv: row {r.get('id')!r} is malformed"
             ) from None
+        if row["gpus"] != row["tp"] * row["cp"] * row["pp"] * row["dp"]:
+            raise MemwallError(
+                f"published_training.csv: row {r['id']!r}: gpus != tp x cp x pp x dp"
+            )
+        if r.get("fitted") not in ("yes", "no"):
+            raise MemwallError(f"published_training.csv: row {r['id']!r}: fitted must be yes or no")
         if not r["source"].strip() or row["metric"] not in ("mfu", "hfu"):
             raise MemwallError(f"published_training.csv: row {r['id']!r} lacks source or metric")
         rows.append(row)
@@ -52,18 +59,26 @@ def row_spec(r: dict[str, Any]) -> ModelSpec:
     return spec_from_config(cfg, name=r["id"])
 
 
-def predict_row(r: dict[str, Any], efficiency: bool = False) -> dict[str, Any]:
-    """memwall's prediction of the row's metric, with the step time and memory fit; the
-    roofline at dense peak, or with `efficiency` the published kernel efficiencies."""
+def predict_row(r: dict[str, Any], efficiency: bool = True) -> dict[str, Any]:
+    """memwall's prediction of the row's metric, with the step time and memory fit: by default
+    the realistic model (published kernel efficiencies, NCCL bus bandwidth, the training work
+    outside the op table); `efficiency=False` the plain roofline (an upper bound). An fp8 row's
+    MFU is of the fp8 peak, as its source states it."""
     lay = Layout(r["tp"], r["pp"], r["dp"], 1, r["sequence_parallel"], r["zero"],
-                 r["interleave"], r["checkpointing"])  # fmt: skip
-    o = Options("train", r["global_batch"], r["micro_batch"], r["seq_len"],
-                parse_precision(r["precision"]), efficiency=efficiency)  # fmt: skip
-    p = plan(row_spec(r), get_device(r["device"]), links_for(r["device"]), lay, o)
+                 r["interleave"], r["checkpointing"], r["cp"])  # fmt: skip
+    prec = training_precision(r["precision"])
+    o = Options("train", r["global_batch"], r["micro_batch"], r["seq_len"], prec,
+                efficiency=efficiency)  # fmt: skip
+    dev = get_device(r["device"])
+    p = plan(row_spec(r), dev, links_for(r["device"]), lay, o)
     pred = p.mfu if r["metric"] == "mfu" else p.hfu
+    if r["precision"] == "fp8":  # plan's MFU is of the 16-bit peak
+        pred *= p.peak_flops / dev.peak("fp8")
     return {
         "id": r["id"],
         "metric": r["metric"],
+        "device": r["device"],
+        "fitted": r["fitted"] == "yes",
         "published": r["value"],
         "predicted": pred,
         "error": pred / r["value"] - 1,
@@ -71,4 +86,5 @@ def predict_row(r: dict[str, Any], efficiency: bool = False) -> dict[str, Any]:
         "fits": p.fits,
         "communication_fraction": p.communication / p.step_time,
         "bubble": p.breakdown["bubble"] / p.step_time,
+        "breakdown": dict(p.breakdown),
     }

@@ -3,7 +3,9 @@
 Candidates: tensor-parallel degrees that divide the heads and KV heads and stay inside one node,
 pipeline degrees that divide the rest (and the layers allow), data parallelism for the
 remainder; for training also ZeRO 0/1/3, checkpointing none/selective/full, sequence
-parallelism whenever tp > 1, interleaving 1 or 2; expert parallelism for MoE models. Layouts
+parallelism whenever tp > 1, interleaving 1 or 2; expert parallelism for MoE models; for
+training at 8,192 tokens or more, context parallelism of 2, 4 or 8 inside a node (tp x cp at
+most the node size; Megatron's long-context setting), else none. Layouts
 whose peak memory exceeds the device's capacity are dropped (and counted), the rest ranked.
 The explanation compares the winner with the runner-up term by term and names the largest
 difference, and with the fastest layout that did not fit.
@@ -29,6 +31,8 @@ LABELS = {
     "tp_comm": "tensor-parallel communication",
     "ep_comm": "expert all-to-all",
     "pp_comm": "pipeline hand-offs",
+    "cp_attention": "ring-attention block steps",
+    "cp_comm": "exposed ring-attention K/V transfers",
     "bubble": "pipeline bubble",
     "dp_comm": "exposed gradient synchronisation",
     "optimizer": "optimizer step",
@@ -71,19 +75,27 @@ def _divisors(n: int) -> list[int]:
     return [d for d in range(1, n + 1) if n % d == 0]
 
 
-def candidates(spec: ModelSpec, devices: int, links: Links, mode: str) -> list[Layout]:
+LONG_CONTEXT = 8192  # tokens from which a training search tries context parallelism
+
+
+def candidates(
+    spec: ModelSpec, devices: int, links: Links, mode: str, seq_len: int = 0
+) -> list[Layout]:
     """Layouts worth pricing (validity is checked again when each is priced)."""
     out = []
     tps = [t for t in _divisors(devices) if t <= links.node_size]
     tps = [t for t in tps if spec.n_heads % t == 0 and spec.n_kv_heads % t == 0]
+    long = mode == "train" and seq_len >= LONG_CONTEXT
     for t in tps:
-        for p in _divisors(devices // t):
-            if p > spec.n_layers:
-                continue
-            d = devices // (t * p)
-            eps = [e for e in _divisors(d) if spec.is_moe and spec.n_experts % e == 0] or [1]
-            for e in eps:
-                out += _variants(Layout(tp=t, pp=p, dp=d, ep=e), spec, mode)
+        cps = [c for c in (1, 2, 4, 8) if c == 1 or (long and t * c <= links.node_size)]
+        for c in [c for c in cps if (devices // t) % c == 0 and seq_len % (2 * c) == 0] or [1]:
+            for p in _divisors(devices // (t * c)):
+                if p > spec.n_layers:
+                    continue
+                d = devices // (t * c * p)
+                eps = [e for e in _divisors(d * c) if spec.is_moe and spec.n_experts % e == 0]
+                for e in eps or [1]:
+                    out += _variants(Layout(tp=t, pp=p, dp=d, ep=e, cp=c), spec, mode)
     return out
 
 
@@ -112,7 +124,7 @@ def search(
     unfit: list[Plan] = []
     invalid = 0
     mbs = sorted({options.micro_batch, *micro_batches})
-    for lay in candidates(spec, devices, links, options.mode):
+    for lay in candidates(spec, devices, links, options.mode, options.seq_len):
         for mb in mbs:
             if options.mode == "infer":
                 mb = options.batch // lay.dp if options.batch % lay.dp == 0 else 0

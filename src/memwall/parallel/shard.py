@@ -31,17 +31,21 @@ from memwall.spec import ModelSpec, Precision, Workload
 
 
 def shard_spec(spec: ModelSpec, layout: Layout) -> ModelSpec:
-    """The slice of `spec` one device holds (heaviest pipeline stage)."""
-    experts = spec.n_experts // layout.ep
-    if spec.is_moe and experts < spec.experts_per_token:
+    """The slice of `spec` one device holds (heaviest pipeline stage). Under expert
+    parallelism a device holds n_experts / ep experts, possibly fewer than the top-k each token
+    uses (DeepSeek-V3 at EP 64: 4 of 256, top-8): the all-to-all sends each token to the ranks
+    holding its experts, so a device still runs k expert calls per token of its own on average
+    (the shard keeps top-k; `count` reads its every local expert as touched)."""
+    if spec.is_moe and spec.n_experts % layout.ep:
         raise MemwallError(
-            f"expert-parallel degree {layout.ep} leaves {experts} experts per device, fewer than "
-            f"the {spec.experts_per_token} each token uses; choose --ep of at most "
-            f"{spec.n_experts // spec.experts_per_token}"
+            f"expert-parallel degree {layout.ep} must divide the {spec.n_experts} experts of "
+            f"{spec.name}"
         )
+    experts = spec.n_experts // layout.ep
     return replace(
         spec,
-        name=f"{spec.name} [{layout.label}]",
+        # named by the slicing alone (not dp, ZeRO, ...): layouts with one shard share its pricing
+        name=f"{spec.name} [tp{layout.tp} pp{layout.pp} ep{layout.ep}]",
         n_layers=math.ceil(spec.n_layers / layout.pp),
         n_heads=spec.n_heads // layout.tp,
         n_kv_heads=spec.n_kv_heads // layout.tp,
@@ -67,19 +71,39 @@ def forward(
     precision: Precision,
     device: Device,
     efficiency: bool = False,
+    launch: str = "kernel",
 ) -> dict[str, float]:
-    """Predicted time of one forward (or decode step) of `spec` on `device` (cached): the
-    dense-peak roofline, or with `efficiency` the published kernel efficiencies of
-    `memwall.predict.efficiency` (kernel time, no launch gaps). Keys: time, flops,
-    frac_compute_bound."""
+    """Predicted time of one forward (or decode step) of `spec` on `device` (cached), and of
+    its backward: the dense-peak roofline (backward = 2 x forward), or with `efficiency` the
+    published kernel efficiencies of `memwall.predict.efficiency` under `launch` ('eager':
+    PyTorch training, 'graph': serving engines, 'kernel': kernel time alone). The backward
+    there is priced per op: two matmuls per forward matmul (input and weight gradients),
+    element-wise ops twice their forward, and fused attention at 2.5x the forward's FLOPs at
+    its own (lower) backward efficiency. A decoder's prompt is causal: its attention kernels
+    skip the masked half. Keys: time, backward, flops, frac_compute_bound, attention."""
     ops = op_table(spec, Workload(phase_of(spec, phase), batch, seq_len), precision, "full")
     if not efficiency:
         t = predict_roofline(ops, device, overhead=False).totals
-        return {k: t[k] for k in ("time", "flops", "frac_compute_bound")}
-    e = predict_efficiency(ops, device, precision, launch="kernel")
+        out = {k: t[k] for k in ("time", "flops", "frac_compute_bound")}
+        return {**out, "backward": 2 * out["time"], "attention": 0.0}
+    causal = spec.is_decoder and phase == "prefill"
+    e = predict_efficiency(ops, device, precision, launch=launch, causal=causal, spread=False)
+    df = e.ops
     total = e.totals["time"]
-    compute = float(e.ops.loc[e.ops["bound"] == "compute", "time"].sum())
-    return {"time": total, "flops": e.totals["flops"], "frac_compute_bound": compute / total}
+    compute = float(df.loc[df["bound"] == "compute", "time"].sum())
+    attn = (df["kind"] == "attention").to_numpy()
+    terms = e.terms
+    slower = terms["attn_frac"].value / terms["attn_bwd_frac"].value
+    t_attn = df["time"].to_numpy()[attn]
+    bwd_attn = (2.5 * slower * df["t_compute"].to_numpy()[attn]).clip(min=2 * t_attn)
+    backward = 2 * float(df["time"].to_numpy()[~attn].sum()) + float(bwd_attn.sum())
+    return {
+        "time": total,
+        "backward": backward,
+        "flops": e.totals["flops"],
+        "frac_compute_bound": compute / total,
+        "attention": float(t_attn.sum()),
+    }
 
 
 def sequence_parallel_ratio(layout: Layout) -> float:

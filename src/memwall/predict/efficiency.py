@@ -35,6 +35,7 @@ from memwall.count.ops import HEAD_OPS
 from memwall.errors import MemwallError
 from memwall.hardware import Device, normalize_dtype
 from memwall.precision import Precision
+from memwall.predict.gemm_shape import shape_efficiency
 from memwall.predict.roofline import check_ops, plain_value, predict_roofline
 
 LAUNCH_MODES = ("graph", "eager", "kernel")
@@ -51,9 +52,18 @@ TERMS = (
     "dq_bw_4",
     "dq_mm_8",
     "dq_mm_4",
+    "mm_k_half",
+    "attn_bwd_frac",
+    "coll_frac",
+    "net_frac",
+    "overlap_slow",
 )
+# The terms that set a kernel's time (the rest price collectives and overlap in the parallel path).
+KERNEL_TERMS = TERMS[:12] + ("mm_k_half",)
+CAUSAL_WORK = 0.5  # share of the L x L score blocks a causal flash-attention kernel computes
+MATMUL_KINDS = ("matmul", "moe")  # expert GEMMs and routers run on the matrix units too
 # Which end of each term's range makes a prediction fast (the other makes it slow).
-_FAST_IS_LOW = {"ws_half", "mm_m_half", "launch_eager", "launch_graph"}
+_FAST_IS_LOW = {"ws_half", "mm_m_half", "launch_eager", "launch_graph", "mm_k_half"}
 _HEAD_OPS = HEAD_OPS  # vocabulary matrices: read at the head width
 
 
@@ -74,6 +84,19 @@ class _Rule(BaseModel):
     mem_type_prefix: str | None = None
 
 
+class _Units(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    value: int = Field(gt=0)
+    source: str
+
+
+class _Tiles(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    tiles: list[tuple[int, int, float]] = Field(min_length=1)
+    source: str
+    what: str = ""
+
+
 class _Table(BaseModel):
     model_config = ConfigDict(extra="ignore")
     format: str
@@ -82,6 +105,8 @@ class _Table(BaseModel):
     class_rules: list[_Rule]
     classes: dict[str, dict[str, _Value]]
     devices: dict[str, dict[str, _Value]]
+    gemm_tiles: _Tiles
+    compute_units: dict[str, _Units]
 
 
 @dataclass(frozen=True)
@@ -109,6 +134,11 @@ def _check_table(t: _Table) -> _Table:
                     raise MemwallError(f"efficiency.json {where} {name}: bad term or source {k!r}")
                 if not v.low <= v.value <= v.high:
                     raise MemwallError(f"efficiency.json {where} {name}: {k} outside its range")
+    for name, u in t.compute_units.items():
+        if u.source not in t.sources:
+            raise MemwallError(f"efficiency.json compute_units {name}: unknown source")
+    if t.gemm_tiles.source not in t.sources:
+        raise MemwallError("efficiency.json gemm_tiles: unknown source")
     for c, terms in t.classes.items():
         if set(terms) != set(TERMS):
             raise MemwallError(f"efficiency.json class {c}: needs every term {', '.join(TERMS)}")
@@ -163,6 +193,18 @@ def efficiency_terms(device: Device, table: _Table | None = None) -> dict[str, T
     return out
 
 
+def compute_units(device: Device, table: _Table | None = None) -> float | None:
+    """SMs / CUs of a device with a published count (what-if devices keep their base's); None
+    where there is none, and then no tile or wave quantisation is priced."""
+    t = table or load_table()
+    u = t.compute_units.get(device.derived_from or device.name)
+    return float(u.value) if u else None
+
+
+def _tiles() -> tuple[tuple[int, int, float], ...]:
+    return tuple(load_table().gemm_tiles.tiles)
+
+
 def _params(terms: dict[str, Term], end: str) -> dict[str, float]:
     if end == "value":
         return {k: t.value for k, t in terms.items()}
@@ -194,7 +236,7 @@ def _dequant(df: pd.DataFrame, precision: Precision | None, dtypes: pd.Series) -
     """Weight bits whose dequantization an op pays (16 = none): weight-only low-bit matmuls."""
     if precision is None or not precision.integer_weights:
         return np.full(len(df), 16)
-    matmul = (df["kind"] == "matmul").to_numpy()
+    matmul = df["kind"].isin(MATMUL_KINDS).to_numpy()
     head = df["name"].astype(str).isin(_HEAD_OPS).to_numpy() & (not precision.quantize_head)
     float_compute = ~dtypes.isin(["int8", "int4"]).to_numpy()  # W8A8 runs natively
     pays = matmul & ~head & float_compute & (df["bytes_weight"].to_numpy() > 0)
@@ -202,58 +244,73 @@ def _dequant(df: pd.DataFrame, precision: Precision | None, dtypes: pd.Series) -
 
 
 def _spread(
-    df: pd.DataFrame, dev: Device, terms: dict[str, Term], launch: str, mid: np.ndarray
+    cols: dict[str, Any], dev: Device, terms: dict[str, Term], launch: str, mid: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per-row (low, high) time: each term moved alone to its fast and slow end, the changes
     added in quadrature (independent uncertainties; all at once would be far too wide)."""
     base = _params(terms, "value")
-    fast_sq, slow_sq = np.zeros(len(df)), np.zeros(len(df))
-    for k in TERMS:
+    fast_sq, slow_sq = np.zeros(len(mid)), np.zeros(len(mid))
+    for k in KERNEL_TERMS:
         for end, acc in (("fast", fast_sq), ("slow", slow_sq)):
             p = dict(base)
             p[k] = _params({k: terms[k]}, end)[k]
-            acc += (_row_times(df, dev, p, launch)["time"].to_numpy() - mid) ** 2
+            acc += (_row_times(cols, dev, p, launch)["time"] - mid) ** 2
     return np.maximum(mid - np.sqrt(fast_sq), 0.0), mid + np.sqrt(slow_sq)
 
 
-def _row_times(df: pd.DataFrame, dev: Device, p: dict[str, float], launch: str) -> pd.DataFrame:
-    """Per-row memory, compute and launch seconds under parameters `p` (pure numpy)."""
+def _columns(df: pd.DataFrame, units: float | None, attn_work: float) -> dict[str, Any]:
+    """The prepared table as numpy arrays, read once (the range re-prices them 26 times)."""
     inst = (df["count"] * df["steps"]).to_numpy(float)
     inst = np.where(inst > 0, inst, 1.0)
-    b = df["bytes"].to_numpy(float) / inst
-    f = df["flops"].to_numpy(float) / inst
-    bits = df["_dq_bits"].to_numpy()
+    cols = {c: df[c].to_numpy(float) for c in ("_m", "_gm", "_gk", "_gn", "_peak", "_vpeak")}
+    return {
+        **cols,
+        "inst": inst,
+        "b": df["bytes"].to_numpy(float) / inst,
+        "f": df["flops"].to_numpy(float) / inst,
+        "bits": df["_dq_bits"].to_numpy(),
+        "kind": df["kind"].to_numpy(),
+        "units": units,
+        "attn_work": attn_work,
+    }
+
+
+def _row_times(c: dict[str, Any], dev: Device, p: dict[str, float], launch: str) -> dict:
+    """Per-row memory, compute and launch seconds under parameters `p` (pure numpy)."""
+    inst, b, f, bits = c["inst"], c["b"], c["f"], c["bits"]
     dq_bw = np.where(bits >= 16, 1.0, np.where(bits >= 8, p["dq_bw_8"], p["dq_bw_4"]))
     dq_mm = np.where(bits >= 16, 1.0, np.where(bits >= 8, p["dq_mm_8"], p["dq_mm_4"]))
     bw = dev.memory_bandwidth() * p["bw_frac"] * dq_bw
     with np.errstate(divide="ignore", invalid="ignore"):
         t_mem = np.where(b > 0, (b + p["ws_half"]) / bw, 0.0)
-        m = df["_m"].to_numpy(float)
+        m = c["_m"]
         shape = np.where(np.isfinite(m), m / (m + p["mm_m_half"]), 1.0)
-        kind = df["kind"].to_numpy()
-        peak, vpeak = df["_peak"].to_numpy(float), df["_vpeak"].to_numpy(float)
+        shape = shape * shape_efficiency(
+            c["_gm"], c["_gk"], c["_gn"], c["units"], _tiles(), p["mm_k_half"]
+        )
+        kind = c["kind"]
+        peak, vpeak = c["_peak"], c["_vpeak"]
         vec_rate = vpeak * p["vec_frac"]
         rate = np.where(  # a small-M matmul may run faster on the vector units (GEMV kernels)
-            kind == "matmul",
+            np.isin(kind, MATMUL_KINDS),
             np.maximum(peak * p["mm_frac"] * shape, vec_rate) * dq_mm,
             np.where(kind == "attention", peak * p["attn_frac"], vec_rate),
         )
-        t_cmp = np.where(f > 0, f / rate, 0.0)
+        # causal attention over a prompt: the kernel skips the masked half of the score blocks
+        work = np.where(kind == "attention", c["attn_work"], 1.0)
+        t_cmp = np.where(f > 0, f * work / rate, 0.0)
     t_exec = np.maximum(t_mem, t_cmp)
     if launch != "kernel":  # kernel: device time of the kernels alone, as a profiler shows it
         t_exec = t_exec + p["launch_graph"]  # the gap between kernels
     if launch == "eager":  # the host launches one kernel while the previous one runs
         t_exec = np.maximum(t_exec, p["launch_eager"])
     t_launch = t_exec - np.maximum(t_mem, t_cmp)
-    return pd.DataFrame(
-        {
-            "t_memory": t_mem * inst,
-            "t_compute": t_cmp * inst,
-            "t_launch": t_launch * inst,
-            "time": t_exec * inst,
-        },
-        index=df.index,
-    )
+    return {
+        "t_memory": t_mem * inst,
+        "t_compute": t_cmp * inst,
+        "t_launch": t_launch * inst,
+        "time": t_exec * inst,
+    }
 
 
 @dataclass(frozen=True)
@@ -332,6 +389,8 @@ def _prepare(
     with np.errstate(divide="ignore", invalid="ignore"):
         m = np.where(params > 0, df["matmul_flops"] / inst / (2 * params), np.inf)
     df["_m"] = m
+    for c in ("m", "k", "n"):  # the GEMM's shape where the op table gives it (count's tables do)
+        df[f"_g{c}"] = df[c].astype(float) if c in df.columns else np.nan
     df["_dq_bits"] = _dequant(df, precision, df["dtype"])
     notes = [
         f"{a} ops priced at the {b} peak: the device has no {a} peak and the precision does not "
@@ -347,8 +406,14 @@ def predict_efficiency(
     device: Device,
     precision: Precision | None = None,
     launch: str = "graph",
+    causal: bool = False,
+    spread: bool = True,
 ) -> EffPrediction:
-    """Predicted time of each op on `device` with published efficiencies, and its range.
+    """Predicted time of each op on `device` with published efficiencies, and its range
+    (`spread=False`: no range, the low and high equal the value; the parallel search's speed).
+
+    `causal`: the ops are a decoder's prompt (prefill, training), whose causal attention kernel
+    computes about half the score blocks the FLOP count (the MFU convention: full L x L) holds.
 
     `launch`: 'graph' (CUDA graphs / a compiled runtime, the default of serving engines and
     llama.cpp), 'eager' (one host launch per kernel) or 'kernel' (kernel time alone, as a
@@ -359,9 +424,14 @@ def predict_efficiency(
         raise MemwallError(f"unknown launch mode {launch!r}; accepted: {', '.join(LAUNCH_MODES)}")
     terms = efficiency_terms(device)
     df, peaks, notes = _prepare(ops, device, precision)
-    mid = _row_times(df, device, _params(terms, "value"), launch)
-    low, high = _spread(df, device, terms, launch, mid["time"].to_numpy())
-    out = df.drop(columns=["_peak", "_vpeak", "_m", "_dq_bits"]).join(mid)
+    cols = _columns(df, compute_units(device), CAUSAL_WORK if causal else 1.0)
+    times = _row_times(cols, device, _params(terms, "value"), launch)
+    if spread:
+        low, high = _spread(cols, device, terms, launch, times["time"])
+    else:
+        low = high = times["time"]
+    mid = pd.DataFrame(times, index=df.index)
+    out = df.drop(columns=["_peak", "_vpeak", "_m", "_dq_bits", "_gm", "_gk", "_gn"]).join(mid)
     out["time_low"], out["time_high"] = low, high
     out["bound"] = np.where(
         mid["t_launch"] > np.maximum(mid["t_memory"], mid["t_compute"]),
@@ -395,10 +465,11 @@ def device_prediction(
     device: Device,
     precision: Precision | None,
     launch: str = "graph",
+    causal: bool = False,
 ) -> EffPrediction:
     """`predict_efficiency` with the spec-sheet roofline of the same ops kept as `.roofline`
     (what the datasheet alone says; the roofline plot draws it)."""
-    eff = predict_efficiency(ops, device, precision, launch)
+    eff = predict_efficiency(ops, device, precision, launch, causal)
     df = ops.copy()
     df["dtype"] = [compute_dtype(device, d, precision) for d in df["dtype"]]
     return dataclasses.replace(eff, roofline=predict_roofline(df, device))

@@ -1,0 +1,47 @@
+"""The work of a training step that is not in the model's forward and backward op table.
+
+Realistic pricing only (the roofline leaves these out, as upper bounds do); each is
+memory-bound and priced at the device's achievable bandwidth (`bw_frac` of
+`data/efficiency.json`):
+- cross-entropy over the vocabulary, per micro-batch on the last stage: the logits are read
+  in 16 bits, turned into fp32 probabilities (softmax, log, loss) and the gradient written back
+  in 16 bits (Megatron's vocab-parallel cross-entropy reads and writes each about 12 bytes
+  per logit over forward and backward);
+- fp32 gradient accumulation, per micro-batch: each weight-gradient GEMM adds its result into
+  the fp32 main gradient (Megatron's gradient-accumulation fusion), reading and writing 4 bytes
+  per parameter;
+- gradient norm and clipping, per step: every fp32 gradient on the device read twice (the norm,
+  then the scaling).
+Sources: Megatron-LM `core/tensor_parallel/cross_entropy.py` (vocab-parallel cross-entropy in
+fp32) and `--gradient-accumulation-fusion` (fp32 main_grad accumulated in the wgrad GEMM);
+Adam with gradient clipping (Megatron's `clip_grad_norm_fp32`).
+"""
+
+from __future__ import annotations
+
+from memwall.hardware import Device
+from memwall.predict.efficiency import efficiency_terms
+
+CE_BYTES_PER_LOGIT = 12.0  # 2 read + 4 + 4 fp32 working values + 2 gradient written
+ACCUM_BYTES_PER_PARAM = 8.0  # fp32 main gradient read and written once per micro-batch
+CLIP_BYTES_PER_PARAM = 8.0  # fp32 gradient read for the norm, read again to scale
+
+
+def _bandwidth(device: Device) -> float:
+    return device.memory_bandwidth() * efficiency_terms(device)["bw_frac"].value
+
+
+def cross_entropy_time(tokens: int, vocab_shard: int, device: Device) -> float:
+    """Seconds of the loss over `tokens` tokens and this device's slice of the vocabulary
+    (forward and backward together)."""
+    return tokens * vocab_shard * CE_BYTES_PER_LOGIT / _bandwidth(device)
+
+
+def accumulation_time(params: float, device: Device) -> float:
+    """Seconds per micro-batch to add the weight gradients into fp32 main gradients."""
+    return params * ACCUM_BYTES_PER_PARAM / _bandwidth(device)
+
+
+def clipping_time(params: float, device: Device) -> float:
+    """Seconds per step for the gradient norm and clipping over the device's gradients."""
+    return params * CLIP_BYTES_PER_PARAM / _bandwidth(device)

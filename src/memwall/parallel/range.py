@@ -1,0 +1,61 @@
+"""The range of a realistic parallel prediction, and what limits the step, in words.
+
+The range moves every kernel-efficiency term of `data/efficiency.json` to its fast and slow
+end (as `memwall.predict.efficiency` does per op) and scales the step's kernel time by the
+shard's forward at those ends; communication stays at its value. It is computed for the
+layout shown, not for every layout a search prices (that would multiply its cost by 26).
+"""
+
+from __future__ import annotations
+
+from memwall.count import op_table
+from memwall.hardware import Device
+from memwall.parallel.plan import Plan
+from memwall.parallel.shard import phase_of, shard_spec
+from memwall.predict.efficiency import predict_efficiency
+from memwall.spec import ModelSpec, Workload
+
+# Parts of the step that are kernel time (they scale with the kernels' efficiency).
+KERNEL_PARTS = ("forward", "backward", "recompute", "bubble", "loss_and_grad_accumulation",
+                "grad_clipping", "optimizer", "cp_attention", "prefill_compute",
+                "decode_compute")  # fmt: skip
+_WORDS = {
+    "tp_comm": "exposed tensor-parallel communication",
+    "ep_comm": "expert-parallel all-to-alls",
+    "pp_comm": "pipeline hand-offs",
+    "dp_comm": "exposed gradient synchronisation",
+    "cp_comm": "exposed context-parallel K/V transfers",
+    "bubble": "the pipeline bubble",
+    "recompute": "activation recomputation",
+    "loss_and_grad_accumulation": "the loss and fp32 gradient accumulation",
+}
+
+
+def step_range(spec: ModelSpec, device: Device, p: Plan) -> tuple[float, float]:
+    """(fast, slow) step time of plan `p` with the kernel terms at their ends."""
+    o, lay = p.options, p.layout
+    phase = "prefill" if o.mode == "train" else p.extra.get("phase", "prefill")
+    seq = o.seq_len // lay.cp if o.mode == "train" else o.seq_len
+    shard = shard_spec(spec, lay)
+    wl = Workload(phase_of(shard, phase), o.micro_batch, seq)
+    launch = "eager" if o.mode == "train" else "graph"
+    causal = shard.is_decoder and phase == "prefill"
+    e = predict_efficiency(op_table(shard, wl, o.precision, "full"), device, o.precision,
+                           launch, causal)  # fmt: skip
+    t = e.totals["time"]
+    lo, hi = e.totals["time_low"] / t, e.totals["time_high"] / t
+    kernel = sum(v for k, v in p.breakdown.items() if k in KERNEL_PARTS)
+    return p.step_time - kernel * (1 - lo), p.step_time + kernel * (hi - 1)
+
+
+def limits(p: Plan) -> str:
+    """One phrase: how fast the kernels run against the peak, and the largest losses."""
+    kernel = sum(v for k, v in p.breakdown.items() if k in KERNEL_PARTS and k != "bubble")
+    rate = p.hardware_flops / (p.devices * p.peak_flops * kernel) if kernel else 0.0
+    parts = [f"kernels at {100 * rate:.0f}% of the dense peak on average"]
+    losses = sorted(
+        ((v, k) for k, v in p.breakdown.items() if k in _WORDS and v > 0.01 * p.step_time),
+        reverse=True,
+    )
+    parts += [f"{_WORDS[k]} ({100 * v / p.step_time:.0f}% of the step)" for v, k in losses[:3]]
+    return ", ".join(parts)
