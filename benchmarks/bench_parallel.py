@@ -41,7 +41,8 @@ def published() -> None:
           "and datasheet bandwidth, links at line rate (an upper bound); fit: row used to "
           "choose a value")  # fmt: skip
     print(f"{'id':36} {'device':14} {'metric':6} {'published':>9} {'default':>8} {'error':>8} "
-          f"{'roofline':>8} {'error':>8} {'fit':>3} {'fits':>5} {'comm':>6} {'bubble':>6}")  # fmt: skip
+          f"{'roofline':>8} {'error':>8} {'fit':>3} {'fits':>5} {'comm':>6} "
+          f"{'bubble':>6}")  # fmt: skip
     errs: dict[str, list[float]] = {"default": [], "roofline": [], "default, out of sample": []}
     for r in published_rows():
         d, e = predict_row(r), predict_row(r, efficiency=False)

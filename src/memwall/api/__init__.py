@@ -14,7 +14,8 @@ the CLI and the report only parse, call and render. Functions are loaded on firs
 Names: `analyze`, `profile`, `casestudy` and `devices` are also re-exported at the top level
 (`memwall.analyze`). `memory`, `parallel`, `compress`, `trends`, `measure` and `report` are
 implementation packages of memwall (`memwall.memory` ...), so those functions are reached as
-`memwall.api.memory(...)`: a function may not shadow the package it is built on.
+`memwall.api.memory(...)`: a function may not shadow the package it is built on (so is
+`serve`, built on `memwall.serve`).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ FUNCTIONS = {
     "casestudy": "_casestudy",
     "measure": "_measure",
     "compress": "_compress",
+    "serve": "_serve",
     "count_ops": "_counter",
     "Result": "_result",
 }

@@ -21,6 +21,7 @@ COMMANDS = [
     "parallel",
     "report",
     "compress",
+    "serve",
 ]
 
 

@@ -10,8 +10,8 @@ from memwall.hardware import get_device
 from memwall.parallel.layout import Layout, complete_layout, validate_layout
 from memwall.parallel.links import links_for, with_topology
 from memwall.parallel.plan import Options, Plan, check_mode, plan
-from memwall.parallel.search import SearchResult, search
 from memwall.parallel.range import limits, step_range
+from memwall.parallel.search import SearchResult, search
 from memwall.parallel.wall import compute_time, crossover
 from memwall.precision import FP8_NAMES, training_precision
 from memwall.spec import ModelSpec, load_model, parse_precision

@@ -1,0 +1,234 @@
+"""`memwall.api.serve`: a discrete-event simulation of an LLM server with continuous batching
+(`memwall.serve`), each step priced by memwall's predictor. `memwall serve` parses its flags
+and calls this; every default and refusal is decided here."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from memwall.api._common import choice, model_text, plain, si
+from memwall.api._result import Result
+
+SCHEDULERS = ("vllm", "prefill-first", "static")
+REQUESTS_DEFAULT = 1000  # vLLM benchmark_serving --num-prompts
+INPUT_LEN_DEFAULT = "1024"  # vLLM benchmark_serving random dataset --random-input-len
+OUTPUT_LEN_DEFAULT = "128"  # --random-output-len
+REQUEST_COLUMNS = [
+    "request", "arrival", "sent", "input_len", "output_len", "ttft", "tpot", "e2e",
+    "preemptions",
+]  # fmt: skip
+UNITS = {
+    "ttft/tpot/itl/e2e/duration/time": "s",
+    "requests_per_s": "request/s",
+    "*_tokens_per_s": "token/s",
+    "kv_utilization": "fraction of KV blocks",
+    "queue_growth_per_s": "request/s",
+}
+
+
+def serve(
+    model: str,
+    device: str,
+    tp: int = 1,
+    precision: str = "bf16",
+    scheduler: str = "vllm",
+    rate: float | None = None,
+    burstiness: float = 1.0,
+    concurrency: int | None = None,
+    requests: int | None = None,
+    input_len: str | int | None = None,
+    output_len: str | int | None = None,
+    lengths: str | Path | None = None,
+    seed: int = 0,
+    max_batch_tokens: int | None = None,
+    max_seqs: int | None = None,
+    block_size: int = 16,
+    kv_blocks: int | None = None,
+    gpu_memory_utilization: float = 0.9,
+    slo: str | dict[str, float] | None = None,
+    predictor: str | None = None,
+    launch: str | None = None,
+    step_overhead: float = 0.0,
+    plot: str | Path | None = None,
+) -> Result:
+    """Simulate serving `model` on `device` (x `tp` with tensor parallelism): requests arrive,
+    a scheduler batches them step by step, a paged KV cache holds them, and each step's time
+    comes from memwall's predictor. Reports vLLM benchmark_serving's metrics.
+
+    Args:
+        model: a decoder preset or config.json (e.g. llama-3-8b).
+        device: a catalog device (h100-sxm), a what-if NAME@KEY=F, or a measured one.
+        tp: tensor-parallel degree (the model's heads and FFN split over tp devices).
+        precision: bf16 (default), fp16, fp8, int8, int4 or W/A/KV bits like 16/16/8.
+        scheduler: vllm (V1: token budget, chunked prefill, decodes first; default),
+            prefill-first (V0 without chunked prefill) or static (padded batches run to end).
+        rate: requests per second (gamma arrivals; inf: every request at t = 0, vLLM's
+            default). Default inf, or with `concurrency` a pure closed loop.
+        burstiness: gamma shape of the gaps (1: Poisson; lower: burstier).
+        concurrency: at most this many requests in flight (a closed loop).
+        requests: how many (default 1000, or the rows of `lengths`).
+        input_len, output_len: tokens, fixed (128) or a uniform range (64:256). Defaults
+            1024 and 128 (vLLM's random dataset).
+        lengths: a CSV with columns input_len and output_len, one row per request.
+        seed: seed of the lengths and arrivals.
+        max_batch_tokens, max_seqs: vLLM's max_num_batched_tokens and max_num_seqs. Default:
+            vLLM's for `vllm serve` on this device (8192 and 1024 on GPUs of 70 GiB or more
+            that are not A100s, else 2048 and 256); prefill-first: max(2048, the model's
+            context), as vLLM V0 without chunked prefill.
+        block_size: KV block size in tokens (vLLM's 16).
+        kv_blocks: KV blocks per device (default: from the device's memory, as vLLM sizes it).
+        gpu_memory_utilization: share of device memory the server may use (vLLM's 0.9).
+        slo: targets in seconds, e.g. "ttft=0.5,tpot=0.05" (keys ttft, tpot, e2e): goodput.
+        predictor: efficiency (spec-sheet roofs x published efficiencies; default for catalog
+            and what-if devices) or roofline (the plain roofline; measured devices' own).
+        launch: with efficiency: graph (CUDA graphs, default) or eager.
+        step_overhead: seconds of host work per step (scheduling, sampling) added to each
+            step; default 0 (not modelled).
+        plot: write the timeline (batch size, KV use, queue) to this .png/.svg/.pdf.
+
+    Returns a `Result`: `.to_dict()` is `memwall serve ... --format json`; `.to_frame()` one
+    row per request; `.extra["timeline"]` every step. Bad input raises `MemwallError`.
+    """
+    from memwall.api._serve_setup import prepare
+
+    model = model_text(model)
+    scheduler = choice("--scheduler", scheduler, SCHEDULERS)
+    if plot is not None:
+        from memwall.io import check_output_path
+
+        check_output_path(plot, ("png", "svg", "pdf"), "--plot file")
+    cfg = prepare(
+        model, device, tp, precision, scheduler, rate, burstiness, concurrency, requests,
+        input_len, output_len, lengths, seed, max_batch_tokens, max_seqs, block_size,
+        kv_blocks, gpu_memory_utilization, slo, predictor, launch, step_overhead,
+    )  # fmt: skip
+    from memwall.serve import simulate
+    from memwall.serve.metrics import metrics
+
+    trace = simulate(
+        cfg.requests, cfg.step_model, scheduler, cfg.max_batch_tokens, cfg.max_seqs,
+        cfg.kv.block_size, cfg.kv.blocks,
+    )  # fmt: skip
+    m = metrics(trace, cfg.rate, cfg.slo)
+    req = m.pop("_requests")
+    payload = _payload(cfg, m)
+    rows = [
+        {"request": i, **{k: plain(float(req[k][i])) for k in REQUEST_COLUMNS[1:]}}
+        for i in range(len(req["e2e"]))
+    ]
+    for r in rows:
+        r["input_len"], r["output_len"] = int(r["input_len"]), int(r["output_len"])
+        r["preemptions"] = int(r["preemptions"])
+    plotter = _plotter(trace, cfg)
+    if plot is not None:
+        plotter(Path(plot))
+        payload["plot"] = str(plot)
+    title = (
+        f"{cfg.spec.name} on {cfg.device.display_name}"
+        + (f" x{cfg.tp} (tp)" if cfg.tp > 1 else "")
+        + f" | {payload['precision']} | scheduler={scheduler} | {cfg.arrivals_label}"
+    )
+    return Result(
+        command="serve",
+        payload=plain(payload),
+        rows=rows,
+        columns=REQUEST_COLUMNS,
+        title=title,
+        notes=_notes(payload),
+        extra={"timeline": trace.arrays(), "step_model": cfg.step_model, "trace": trace},
+        plotter=plotter,
+    )
+
+
+def _payload(cfg: Any, m: dict[str, Any]) -> dict[str, Any]:
+    p: dict[str, Any] = {
+        "model": cfg.spec.name,
+        "device": cfg.device.name,
+        "display_name": cfg.device.display_name,
+        "tp": cfg.tp,
+        "precision": cfg.precision.label,
+        "scheduler": cfg.scheduler,
+        "predictor": cfg.predictor_info,
+        "workload": cfg.workload_info,
+        "limits": cfg.limits_info,
+        "kv_cache": cfg.kv.to_dict(),
+        "prefix_caching": False,
+    }
+    stable = m.pop("stable")
+    p["stable"] = stable
+    p.update(m)
+    if not stable:
+        g = m["queue_growth_per_s"]
+        p["message"] = (
+            f"unstable: {cfg.rate:g} requests/s is above what this server sustains; requests "
+            f"in the server grow by {g:.3g}/s (it serves about {cfg.rate - g:.3g}/s), so "
+            "latency percentiles would only measure the run's length and are withheld"
+        )
+        for k in ("ttft", "tpot", "itl", "e2e"):
+            p[k] = None
+        if p.get("goodput"):
+            p["goodput"] = {**p["goodput"], "fraction": None, "requests_per_s": None}
+    p["notes"] = cfg.notes
+    p["units"] = dict(UNITS)
+    return p
+
+
+def _notes(p: dict[str, Any]) -> list[str]:
+    lines = []
+    if not p["stable"]:
+        lines.append(p["message"])
+    lines.append(
+        f"{p['completed']} requests in {si(p['duration'], 's')}: {p['requests_per_s']:.3g} "
+        f"req/s, {p['output_tokens_per_s']:.4g} output tok/s; mean batch "
+        f"{p['mean_batch_size']:.3g}, busy {100 * p['busy_fraction']:.0f} %"
+    )
+    kv = p["kv_cache"]
+    lines.append(
+        f"KV cache: {kv['blocks']:,} blocks of {kv['block_size']} tokens ({kv['source']}); "
+        f"use mean {100 * p['kv_utilization']['mean']:.1f} %, max "
+        f"{100 * p['kv_utilization']['max']:.1f} %; preemptions {p['preemptions']}"
+    )
+    g = p.get("goodput")
+    if g and g.get("fraction") is not None:
+        slo = ", ".join(f"{k} <= {si(v, 's')}" for k, v in g["slo"].items())
+        lines.append(
+            f"goodput ({slo}): {g['requests_per_s']:.3g} req/s, {100 * g['fraction']:.1f} % "
+            "of requests"
+        )
+    pr = p["predictor"]
+    lines.append(
+        f"steps priced by {pr['description']}; closed-form step model within "
+        f"{100 * pr['max_error_vs_full']:.2g} % of the full predictor on {len(pr['check'])} "
+        "shapes"
+    )
+    lines += [f"note: {n}" for n in p["notes"]]
+    return lines
+
+
+def _plotter(trace: Any, cfg: Any):
+    def draw(path: Path) -> None:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        from matplotlib.figure import Figure
+
+        from memwall.plots.save import save_figure
+
+        tl = trace.arrays()
+        fig = Figure(figsize=(9, 6.5))
+        axes = fig.subplots(3, 1, sharex=True)
+        series = (
+            (tl["batch"], "sequences per step"),
+            (tl["kv_used"] / trace.kv_blocks, "share of KV blocks used"),
+            (tl["waiting"], "requests waiting"),
+        )
+        for ax, (y, label) in zip(axes, series, strict=True):
+            ax.step(tl["t_start"], y, where="post", lw=0.8)
+            ax.set_ylabel(label)
+        axes[-1].set_xlabel("time (s)")
+        axes[0].set_title(f"{cfg.spec.name}, {cfg.device.display_name}: {cfg.arrivals_label}")
+        fig.tight_layout()
+        save_figure(fig, path)
+
+    return draw

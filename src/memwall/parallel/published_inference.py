@@ -1,0 +1,292 @@
+"""Published measurements on named hardware, and memwall's prediction beside each.
+
+`data/published_inference.csv` holds decode and prefill speeds, times to first token, per-token
+and end-to-end latencies of static batches, and matmul times measured by others (llama.cpp
+tables, TensorRT-LLM and vLLM performance pages, gpt-fast, kernel tuning logs), each with its
+source, software and what was assumed. This module validates the file and prices every row twice:
+with the default model (the efficiency model of `memwall.predict.efficiency`; rows split over
+`tp` > 1 GPUs through `memwall.parallel.plan` with published efficiencies) and with the plain
+roofline (dense spec-sheet peaks, no overheads; `plan` without efficiencies for tp > 1). It
+summarises the error of both per device class and per metric, so the README's statement of how
+far predictions are from measurements comes from a run anyone can repeat
+(`python benchmarks/bench_published.py`).
+
+How a metric is made from predicted times (prefill = one forward over the batch's prompts,
+gen = gen_len decode steps after a prompt of seq_len, both of the whole batch):
+decode_tok_s = batch x gen_len / gen; prefill_tok_s = batch x seq_len / prefill; ttft_s =
+prefill; tpot_s = gen / gen_len; latency_s = prefill + gen x (gen_len - 1) / gen_len;
+throughput_tok_s = batch x gen_len / latency_s. With tp > 1, prefill is the plan's
+`prefill_time` and gen is gen_len x its `decode_step_time` over a KV cache of seq_len +
+gen_len / 2 tokens (the mean context); the plan prices kernel time alone (no launch gaps) and
+gives no range, so such rows have low = high = the prediction and no in-range verdict.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import re
+import statistics
+from dataclasses import dataclass
+from importlib import resources
+from typing import Literal
+
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from memwall.count import op_table
+from memwall.errors import MemwallError
+from memwall.hardware import Device, get_device
+from memwall.precision import Precision, parse_precision
+from memwall.predict.efficiency import compute_dtype, device_class, predict_efficiency
+from memwall.predict.roofline import predict_roofline
+from memwall.spec import Workload, load_model_config
+
+MetricName = Literal[
+    "decode_tok_s", "prefill_tok_s", "ttft_s", "tpot_s", "latency_s", "throughput_tok_s",
+    "matmul_time_s",
+]  # fmt: skip
+METRICS: tuple[str, ...] = MetricName.__args__  # type: ignore[attr-defined]
+SPEEDS = ("decode_tok_s", "prefill_tok_s", "throughput_tok_s")
+PHASE_OF = {
+    "decode_tok_s": "generate", "prefill_tok_s": "prefill", "ttft_s": "prefill",
+    "tpot_s": "decode", "latency_s": "generate", "throughput_tok_s": "generate",
+    "matmul_time_s": "matmul",
+}  # fmt: skip
+MODELS = ("efficiency", "roofline")
+_NEEDS = {
+    "decode_tok_s": ("gen",), "prefill_tok_s": ("prefill",), "ttft_s": ("prefill",),
+    "tpot_s": ("gen",), "latency_s": ("prefill", "gen"), "throughput_tok_s": ("prefill", "gen"),
+}  # fmt: skip
+_GEMM = re.compile(r"gemm:m=(\d+),n=(\d+),k=(\d+)")
+
+
+class PublishedRow(BaseModel):
+    """One published measurement (a row of the CSV), validated."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    id: int = Field(ge=1)
+    device: str = Field(min_length=2)
+    model: str = Field(min_length=2)
+    precision: str
+    group_size: int = Field(ge=1)
+    quantize_head: Literal["yes", "no"] = "no"
+    phase: Literal["generate", "prefill", "decode", "matmul"]
+    batch: int = Field(ge=1)
+    tp: int = Field(default=1, ge=1, le=64)
+    seq_len: int = Field(ge=0)
+    gen_len: int = Field(ge=0)
+    metric: MetricName
+    value: float = Field(gt=0, allow_inf_nan=False)
+    unit: Literal["tokens/s", "s"]
+    software: str = Field(min_length=3)
+    launch: Literal["eager", "graph", "kernel"]
+    fitted: Literal["yes", "no"]
+    source: str = Field(min_length=20)
+    notes: str = ""
+
+    @field_validator("precision")
+    @classmethod
+    def _precision(cls, v: str) -> str:
+        parse_precision(v)
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> PublishedRow:
+        m = self.metric
+        unit = "tokens/s" if m in SPEEDS else "s"
+        if self.unit != unit:
+            raise ValueError(f"metric {m} is in {unit}, not {self.unit}")
+        if self.phase != PHASE_OF[m]:
+            raise ValueError(f"metric {m} needs phase {PHASE_OF[m]}, not {self.phase}")
+        if "gen" in _NEEDS.get(m, ()) and self.gen_len < 1:
+            raise ValueError(f"metric {m} needs gen_len >= 1")
+        if "prefill" in _NEEDS.get(m, ()) and self.seq_len < 1:
+            raise ValueError(f"metric {m} needs seq_len >= 1")
+        if m == "matmul_time_s" and self.tp != 1:
+            raise ValueError("a matmul row runs on one device (tp 1)")
+        return self
+
+
+def parse_published(text: str) -> list[PublishedRow]:
+    """Rows of the published-measurements CSV ('#' lines are comments); MemwallError if bad."""
+    lines = [ln for ln in text.splitlines() if not ln.lstrip().startswith("#")]
+    out = []
+    for r in csv.DictReader(io.StringIO("\n".join(lines))):
+        try:
+            row = PublishedRow.model_validate(r)
+        except (ValidationError, MemwallError) as e:
+            if isinstance(e, ValidationError):
+                err = e.errors()[0]
+                where = ".".join(str(x) for x in err["loc"])
+                msg = f"{where}: {err['msg']}" if where else err["msg"]
+            else:
+                msg = str(e)
+            raise MemwallError(f"published_inference.csv row {r.get('id')!r}: {msg}") from None
+        out.append(row)
+    ids = [r.id for r in out]
+    if len(set(ids)) != len(ids):
+        raise MemwallError("published_inference.csv: duplicate ids")
+    return out
+
+
+def load_published() -> list[PublishedRow]:
+    text = resources.files("memwall.data").joinpath("published_inference.csv").read_text("utf-8")
+    return parse_published(text)
+
+
+def _gemm_table(row: PublishedRow, prec: Precision) -> pd.DataFrame:
+    m = _GEMM.fullmatch(row.model)
+    if not m:
+        raise MemwallError(f"published row {row.id}: matmul model must be gemm:m=,n=,k=")
+    mm, n, k = (int(x) for x in m.groups())
+    w = n * k * prec.weight_bytes
+    act = mm * k * prec.act_bytes + mm * n * 2.0  # inputs in, 16-bit outputs out
+    return pd.DataFrame(
+        [
+            {
+                "name": "gemm", "kind": "matmul", "count": 1, "steps": 1,
+                "flops": 2.0 * mm * n * k, "matmul_flops": 2.0 * mm * n * k,
+                "bytes": w + act, "bytes_weight": w, "dtype": prec.compute_dtype,
+            }
+        ]
+    )  # fmt: skip
+
+
+Times = tuple[float, float, float]  # seconds: (predicted, low, high)
+
+
+def _one_device(ops: pd.DataFrame, dev: Device, prec: Precision, launch: str, model: str) -> Times:
+    if model == "roofline":  # at the dtype the efficiency model prices (a peak the device has)
+        ops = ops.assign(dtype=[compute_dtype(dev, d, prec) for d in ops["dtype"]])
+        t = predict_roofline(ops, dev, overhead=False).totals["time"]
+        return t, t, t
+    p = predict_efficiency(ops, dev, prec, launch).totals
+    return p["time"], p["time_low"], p["time_high"]
+
+
+def _parts_one(row: PublishedRow, prec: Precision, dev: Device, model: str) -> dict[str, Times]:
+    spec, _ = load_model_config(row.model)
+    out = {}
+    for part in _NEEDS[row.metric]:
+        if part == "prefill":
+            wl = Workload("prefill", row.batch, row.seq_len)
+        else:
+            wl = Workload("generate", row.batch, row.seq_len, row.gen_len)
+        ops = op_table(spec, wl, prec, "full", True)
+        out[part] = _one_device(ops, dev, prec, row.launch, model)
+    return out
+
+
+def _parts_tp(row: PublishedRow, prec: Precision, dev: Device, model: str) -> dict[str, Times]:
+    """Prefill and generation times of a row split over `tp` GPUs (memwall.parallel.plan)."""
+    from memwall.parallel.layout import Layout  # parallel imports predict: import on use
+    from memwall.parallel.links import links_for
+    from memwall.parallel.plan import Options, plan
+
+    spec, _ = load_model_config(row.model)
+    links, lay = links_for(row.device), Layout(tp=row.tp)
+    out = {}
+    for part in _NEEDS[row.metric]:
+        ctx = row.seq_len if part == "prefill" else row.seq_len + row.gen_len // 2
+        o = Options("infer", row.batch, row.batch, ctx, prec, efficiency=model == "efficiency")
+        x = plan(spec, dev, links, lay, o).extra
+        t = x["prefill_time"] if part == "prefill" else row.gen_len * x["decode_step_time"]
+        out[part] = (t, t, t)
+    return out
+
+
+def _combine(row: PublishedRow, parts: dict[str, Times]) -> Times:
+    """The row's metric (value, low, high) from predicted times (see the module docstring)."""
+    m, b, g = row.metric, row.batch, row.gen_len
+    if m == "prefill_tok_s":
+        tok, t = b * row.seq_len, parts["prefill"]
+    elif m == "decode_tok_s":
+        tok, t = b * g, parts["gen"]
+    elif m == "tpot_s":
+        return tuple(x / g for x in parts["gen"])  # type: ignore[return-value]
+    elif m == "ttft_s":
+        return parts["prefill"]
+    else:
+        pre, gen = parts["prefill"], parts["gen"]
+        lat = tuple(p + x * (g - 1) / g for p, x in zip(pre, gen, strict=True))
+        if m == "latency_s":
+            return lat  # type: ignore[return-value]
+        tok, t = b * g, lat
+    return tok / t[0], tok / t[2], tok / t[1]
+
+
+def predict_row(row: PublishedRow, model: str = "efficiency") -> Times:
+    """memwall's (value, low, high) for a published row, in the row's unit. `model`:
+    'efficiency' (the default predictor) or 'roofline' (plain roofline; low = high = value)."""
+    if model not in MODELS:
+        raise MemwallError(f"unknown prediction model {model!r}; accepted: {', '.join(MODELS)}")
+    prec = parse_precision(row.precision, row.group_size, row.quantize_head == "yes")
+    dev = get_device(row.device)
+    if row.metric == "matmul_time_s":
+        return _one_device(_gemm_table(row, prec), dev, prec, row.launch, model)
+    if row.tp > 1:
+        return _combine(row, _parts_tp(row, prec, dev, model))
+    return _combine(row, _parts_one(row, prec, dev, model))
+
+
+def _summary(g: pd.DataFrame) -> dict[str, float | int]:
+    err, roof = g["error"].abs(), g["roofline_error"].abs()
+    return {
+        "rows": len(g),
+        "median_abs_error": float(statistics.median(err)),
+        "worst_abs_error": float(err.max()),
+        "worst_row": int(g.loc[err.idxmax(), "id"]),
+        "in_range": float(g["in_range"].mean()),  # NaN rows (no range) are skipped
+        "roofline_median_abs_error": float(statistics.median(roof)),
+        "roofline_worst_abs_error": float(roof.max()),
+        "roofline_worst_row": int(g.loc[roof.idxmax(), "id"]),
+    }
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Every row with both predictions and their signed relative errors (predicted / measured -
+    1): `predicted`/`error` for the default (efficiency) model, `roofline`/`roofline_error` for
+    the plain roofline."""
+
+    table: pd.DataFrame
+
+    def _by(self, col: str) -> pd.DataFrame:
+        groups = [*self.table.groupby(col), ("all", self.table)]
+        return pd.DataFrame([{col: key, **_summary(g)} for key, g in groups])
+
+    def by_class(self) -> pd.DataFrame:
+        """Median and worst absolute error of both models per device class (and overall)."""
+        return self._by("device_class")
+
+    def by_metric(self) -> pd.DataFrame:
+        """Median and worst absolute error of both models per metric (and overall)."""
+        return self._by("metric")
+
+
+def _class_of(dev: Device) -> str:
+    return device_class(dev)
+
+
+def compare(rows: list[PublishedRow] | None = None) -> Comparison:
+    """Predict every published row with both models; errors are signed (positive = predicted
+    value above the measured one: too optimistic for speeds, too slow for times)."""
+    out = []
+    for r in rows if rows is not None else load_published():
+        pred, low, high = predict_row(r)
+        roof = predict_row(r, "roofline")[0]
+        dev = get_device(r.device)
+        in_range = math.nan if low == high else float(low <= r.value <= high)
+        out.append(
+            {
+                "id": r.id, "device": r.device, "device_class": _class_of(dev),
+                "vendor": dev.vendor, "model": r.model, "precision": r.precision, "tp": r.tp,
+                "batch": r.batch, "metric": r.metric, "measured": r.value, "predicted": pred,
+                "low": low, "high": high, "error": pred / r.value - 1.0, "in_range": in_range,
+                "roofline": roof, "roofline_error": roof / r.value - 1.0, "fitted": r.fitted,
+                "software": r.software,
+            }
+        )  # fmt: skip
+    return Comparison(pd.DataFrame(out))
