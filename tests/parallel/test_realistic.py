@@ -1,0 +1,35 @@
+"""The parallel prediction is realistic by default; the roofline is an upper bound (issue 23)."""
+
+import memwall.api
+from memwall.hardware import get_device
+from memwall.parallel import Layout
+from memwall.parallel.links import links_for
+from memwall.parallel.plan import Options, plan
+from memwall.spec import load_model, parse_precision
+
+
+def test_default_is_realistic_and_slower_than_the_roofline():
+    spec, dev = load_model("llama-3-8b"), get_device("h100-sxm")
+    lay = Layout(tp=2, dp=4, sequence_parallel=True, zero=1)
+    o = Options("train", 32, 1, 2048, parse_precision("bf16"))
+    real = plan(spec, dev, links_for("h100-sxm"), lay, o)
+    roof = plan(
+        spec, dev, links_for("h100-sxm"), lay, Options(**{**o.__dict__, "efficiency": False})
+    )
+    assert o.efficiency
+    assert real.step_time > 1.2 * roof.step_time
+    assert real.breakdown["loss_and_grad_accumulation"] > 0
+    assert real.breakdown["backward"] > 2 * real.breakdown["forward"]  # attention bwd 2.5x
+    assert roof.breakdown["backward"] == 2 * roof.breakdown["forward"]
+
+
+def test_api_names_the_model_and_gives_a_range():
+    r = memwall.api.parallel("llama-3-8b", devices=8, tp=2, seq_len=1024)
+    d = r.to_dict()
+    assert "realistic" in d["compute_model"]
+    lo, hi = d["mfu_range"]
+    assert lo < d["mfu"] < hi
+    assert d["limits"].startswith("kernels at")
+    roof = memwall.api.parallel("llama-3-8b", devices=8, tp=2, seq_len=1024, roofline=True)
+    assert "upper bound" in roof.to_dict()["compute_model"]
+    assert roof.to_dict()["mfu"] > d["mfu"]
