@@ -56,9 +56,8 @@ TERMS = (
     "attn_bwd_frac",
     "coll_frac",
     "net_frac",
-    "overlap_slow",
 )
-# The terms that set a kernel's time (the rest price collectives and overlap in the parallel path).
+# The terms that set a kernel's time (the rest: attention backward and collectives, parallel path).
 KERNEL_TERMS = TERMS[:12] + ("mm_k_half",)
 CAUSAL_WORK = 0.5  # share of the L x L score blocks a causal flash-attention kernel computes
 MATMUL_KINDS = ("matmul", "moe")  # expert GEMMs and routers run on the matrix units too
