@@ -33,3 +33,12 @@ def test_api_names_the_model_and_gives_a_range():
     roof = memwall.api.parallel("llama-3-8b", devices=8, tp=2, seq_len=1024, roofline=True)
     assert "upper bound" in roof.to_dict()["compute_model"]
     assert roof.to_dict()["mfu"] > d["mfu"]
+
+
+def test_context_parallel_rank_computes_the_loss_over_its_share_of_the_sequence():
+    spec, dev = load_model("llama-3-8b"), get_device("h100-sxm")
+    o = Options("train", 4, 1, 4096, parse_precision("bf16"))
+    one = plan(spec, dev, links_for("h100-sxm"), Layout(), o)
+    two = plan(spec, dev, links_for("h100-sxm"), Layout(cp=2), o)
+    assert one.micro_batches == two.micro_batches
+    assert two.breakdown["loss_and_grad_accumulation"] < one.breakdown["loss_and_grad_accumulation"]

@@ -250,7 +250,7 @@ def _plan_train(spec, device, links, lay: Layout, o: Options) -> Plan:
     t_cp, cpc, t_cp_comm, cp_info = cp_costs(
         spec, shard, lay, o, device, links, span["cp"], fwd_passes
     )
-    t_x = _extras_per_micro_batch(shard, fp, o, device) if o.efficiency else 0.0
+    t_x = _extras_per_micro_batch(shard, fp, o.micro_batch * seq, device) if o.efficiency else 0.0
     t_mb = t_f + t_b + t_r + t_x + _per_micro_batch_comm(mb) + _per_micro_batch_comm(p2p)
     t_mb += t_cp + t_cp_comm  # context parallelism: ring attention's extra blocks and transfers
     bubble = (lay.pp - 1) / lay.interleave * t_mb
@@ -307,9 +307,9 @@ def _plan_train(spec, device, links, lay: Layout, o: Options) -> Plan:
     )
 
 
-def _extras_per_micro_batch(shard: ModelSpec, fp, o: Options, device: Device) -> float:
-    """Cross-entropy over the device's vocabulary slice and fp32 gradient accumulation."""
-    tokens = o.micro_batch * o.seq_len
+def _extras_per_micro_batch(shard: ModelSpec, fp, tokens: int, device: Device) -> float:
+    """Cross-entropy over the device's vocabulary slice for its `tokens` (a context-parallel
+    rank holds seq / cp of each sequence) and fp32 gradient accumulation."""
     ce = cross_entropy_time(tokens, shard.vocab_size, device) if shard.is_decoder else 0.0
     return ce + accumulation_time(fp.n_params, device)
 
