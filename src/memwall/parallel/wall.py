@@ -71,7 +71,8 @@ def interconnect_wall(
 ) -> pd.DataFrame:
     """Step time split into compute, memory, communication and other, per accelerator and N.
 
-    Predicted (roofline + alpha-beta); seconds per training step at a fixed global batch.
+    Predicted (the realistic model, alpha-beta links at bus bandwidth); seconds per training
+    step at a fixed global batch.
     `precision` falls back to fp16 on devices without bf16 (V100). Rows where no layout fits or
     the batch does not divide are left out.
     """

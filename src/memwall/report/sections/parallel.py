@@ -1,6 +1,7 @@
 """Beyond one device (memwall.parallel): a training step of GPT-2 XL split over 8 to 512
 accelerators, its time divided into compute, memory, communication and the rest: the
-interconnect wall the paper warns of, predicted (roofline + alpha-beta links)."""
+interconnect wall the paper warns of, predicted (realistic: published kernel efficiencies,
+links at NCCL bus bandwidth)."""
 
 from __future__ import annotations
 
@@ -50,7 +51,7 @@ class ParallelSection:
             _figure(rows),
             "Per training step: compute- and memory-bound kernel time, "
             "exposed communication, pipeline bubbles and the rest, for the best "
-            "standard layout at each N (memwall.parallel, predicted).",
+            "standard layout at each N (memwall.parallel, predicted by its realistic model).",
             "parallel",
         )
         worst = max(rows, key=lambda r: r["communication_fraction"]) if rows else None
