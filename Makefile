@@ -3,16 +3,24 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# guidellm, the load generator that drives the real engine, in a virtual environment of its own.
+GL_VENV := .venv-guidellm
+GL_STAMP := $(GL_VENV)/.installed
 
 .PHONY: test test-fast demo lint format clean bench report screenshot
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -c constraints.txt -e '.[torch,test]'
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[torch,test,serve]'
 	touch $(STAMP)
 
-test: $(STAMP)
+$(GL_STAMP): constraints-guidellm.txt
+	test -x $(GL_VENV)/bin/python || $(PY) -m venv $(GL_VENV)
+	$(GL_VENV)/bin/python -m pip install -q -c constraints-guidellm.txt guidellm
+	touch $(GL_STAMP)
+
+test: $(STAMP) $(GL_STAMP)
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q
@@ -47,4 +55,4 @@ bench: $(STAMP)
 	for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) build dist .pytest_cache
+	rm -rf $(VENV) $(GL_VENV) build dist .pytest_cache

@@ -215,6 +215,29 @@ def _stop(proc: subprocess.Popen, grace_s: float = 15.0) -> None:
             continue
 
 
+# Put first on the engine's PYTHONPATH: a torchvision built for another torch (the CUDA wheel
+# beside a CPU torch) must not stop transformers, which imports it, from serving.
+_SITE = """try:
+    from memwall.sources import install_torchvision_fallback
+except ImportError:
+    pass
+else:
+    install_torchvision_fallback()
+"""
+
+
+def _engine_env(config: EngineConfig, folder: Path) -> dict[str, str]:
+    """The server's environment: offline, its threads, and `_SITE` run at its start."""
+    site = folder / "engine-site"
+    site.mkdir(exist_ok=True)
+    (site / "sitecustomize.py").write_text(_SITE)
+    package_root = Path(__file__).resolve().parents[2]  # the folder holding memwall/
+    env = _quiet_env(config.threads)
+    paths = [str(site), str(package_root), env.get("PYTHONPATH", "")]
+    env["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
+    return env
+
+
 @contextmanager
 def serve(
     model: str | Path, config: EngineConfig = EngineConfig(), log: str | Path | None = None
@@ -229,8 +252,8 @@ def serve(
     url = f"http://127.0.0.1:{port}"
     log_path = Path(log) if log else Path(model) / f"serve-{port}.log"
     cmd = [exe, "serve", model, *config.flags(), "--host=127.0.0.1", f"--port={port}"]
+    env = _engine_env(config, log_path.parent)
     with open(log_path, "w") as log_file:
-        env = _quiet_env(config.threads)
         proc = subprocess.Popen(cmd, stdout=log_file, env=env, start_new_session=True, **_PIPES)
     try:
         deadline = time.monotonic() + config.startup_timeout_s
