@@ -181,6 +181,19 @@ FP8_TRAINING = Precision(16, 16, 16, name="fp8", float_kind="bf16", gemm_dtype="
 FP8_NAMES = ("fp8", "fp8-mixed", "fp8-te")
 
 
+# FP8 inference as TensorRT-LLM and vLLM serve it (`--quantization fp8`): FP8 weights and
+# activations with per-tensor scales (no group scales), the Linear GEMMs at the FP8 dense peak,
+# an FP8 KV cache; embeddings and the LM head stay 16-bit.
+FP8_SERVING = Precision(8, 8, 8, group_size=1 << 20, name="fp8", gemm_dtype="fp8")
+
+
+def serving_precision(text: str) -> Precision:
+    """An inference precision: `fp8` (= `FP8_SERVING`) or any precision `parse_precision` reads."""
+    if isinstance(text, str) and text.strip().lower() in FP8_NAMES:
+        return FP8_SERVING
+    return parse_precision(text)
+
+
 def training_precision(text: str) -> Precision:
     """A training precision: `fp8` (= `FP8_TRAINING`, Transformer Engine mixed FP8) or any
     precision `parse_precision` reads."""

@@ -99,6 +99,7 @@ def test_table_renders(serve_cli):
         (["--burstiness", "0"], "--burstiness"),
         (["--scheduler", "fifo"], "scheduler"),
         (["--predictor", "roofline", "--launch", "eager"], "--launch"),
+        (["--precision", "fp8", "--device", "a100-sxm-80gb"], "no fp8 peak"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(serve_cli, args, needle):
@@ -153,3 +154,12 @@ def test_rate_inf_sends_everything_at_once(serve_json):
     d = serve_json("serve", "gpt2", "--device", "h100-sxm", "--rate", "inf", "--requests", "20",
                    "--input-len", "100")  # fmt: skip
     assert d["workload"]["rate"] is None and d["stable"]
+
+
+def test_fp8_serves_with_fp8_gemms_and_kv():
+    """`--precision fp8` (as --help lists it): 8-bit weights, activations and KV cache, the
+    Linear GEMMs at the FP8 peak; twice the KV blocks of bf16 in the same memory, or more."""
+    fp8 = api.serve("llama-3-8b", device="h100-sxm", precision="fp8", requests=20).to_dict()
+    bf16 = api.serve("llama-3-8b", device="h100-sxm", requests=20).to_dict()
+    assert fp8["precision"] == "fp8"
+    assert fp8["kv_cache"]["blocks"] >= 2 * bf16["kv_cache"]["blocks"]

@@ -118,7 +118,8 @@ def prepare(
     n, il, ol, il_label, ol_label = _lengths(requests, input_len, output_len, lengths)
     reqs = generate(n, r, b, il, ol, seed, conc)
     from memwall.hardware import get_device
-    from memwall.spec import load_model_config, parse_precision
+    from memwall.precision import serving_precision
+    from memwall.spec import load_model_config
 
     spec, _ = load_model_config(model)
     if not spec.is_decoder or spec.is_encoder_decoder:
@@ -127,7 +128,9 @@ def prepare(
             "servers (e.g. llama-3-8b)"
         )
     dev = get_device(device)
-    prec = parse_precision(precision)
+    prec = serving_precision(precision)
+    if prec.gemm_dtype and not dev.has_peak(prec.gemm_dtype):
+        dev.peak(prec.gemm_dtype)  # its one-line error naming the dtypes the device has
     longest = int((reqs.input_len + reqs.output_len).max())
     ctx = int(spec.max_positions)
     if longest > ctx:

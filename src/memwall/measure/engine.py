@@ -71,8 +71,10 @@ class EngineConfig:
 @dataclass(frozen=True)
 class Workload:
     """One load: `requests` requests arriving at `rate` per second (Poisson, or evenly spaced with
-    profile="constant"); prompts of `prompt_tokens` (normal with `prompt_stdev`, clipped to
-    [prompt_min, prompt_max] when given), each answered with exactly `output_tokens` tokens."""
+    profile="constant"), or sent one at a time (profile="synchronous"), or by `streams` clients
+    each sending its next request when its last one ends (profile="concurrent"); prompts of
+    `prompt_tokens` (normal with `prompt_stdev`, clipped to [prompt_min, prompt_max] when
+    given), each answered with exactly `output_tokens` tokens."""
 
     rate: float
     requests: int
@@ -83,6 +85,7 @@ class Workload:
     prompt_max: int | None = None
     seed: int = 0
     profile: str = "poisson"
+    streams: int = 0
     timeout_s: float = 600.0
 
 
@@ -269,6 +272,17 @@ def serve(
         _stop(proc)
 
 
+def _profile(workload: Workload) -> dict[str, Any]:
+    """guidellm's profile of the workload's arrival process."""
+    if workload.profile in ("poisson", "constant"):
+        return {"kind": workload.profile, "rate": [workload.rate]}
+    if workload.profile == "synchronous":
+        return {"kind": "synchronous"}
+    if workload.profile == "concurrent" and workload.streams >= 1:
+        return {"kind": "concurrent", "streams": [workload.streams]}
+    raise MemwallError(f"unknown load profile {workload.profile!r} (streams {workload.streams})")
+
+
 def scenario(url: str, model: str | Path, workload: Workload, out: str | Path) -> dict:
     """guidellm's scenario (its `run --scenario` file) for one workload."""
     model = str(Path(model).resolve())
@@ -289,7 +303,7 @@ def scenario(url: str, model: str | Path, workload: Workload, out: str | Path) -
                 "max_tokens": workload.output_tokens,
                 "timeout": workload.timeout_s,
             },
-            "profile": {"kind": workload.profile, "rate": [workload.rate]},
+            "profile": _profile(workload),
             "tokenizer": {"kind": "hf_auto", "model": model},
             "data": [data],
             "constraints": [{"kind": "max_requests", "count": workload.requests}],
