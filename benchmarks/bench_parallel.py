@@ -2,8 +2,10 @@
 
     .venv/bin/python benchmarks/bench_parallel.py [--no-measure] [--batch 4] [--seq 128]
 
-1. Every row of `memwall/data/published_training.csv` (Megatron-LM, Korthikanti et al., Llama 3):
-   memwall's predicted MFU/HFU beside the published one, the relative error, then the median
+1. Every row of `memwall/data/published_training.csv` (Megatron-LM, Korthikanti et al., Llama 3,
+   NeMo, llm-foundry, torchtitan), priced with the attention kernel the row's software ran (its
+   `attention` column): memwall's predicted MFU/HFU beside the published one, the relative
+   error, then the median
    and the worst error, for the default (realistic) prediction and the plain roofline (an
    upper bound, `--roofline`); the default's error is also given over the rows not used to
    choose any value (out of sample).
@@ -42,7 +44,7 @@ def published() -> None:
           "choose a value")  # fmt: skip
     print(f"{'id':36} {'device':14} {'metric':6} {'published':>9} {'default':>8} {'error':>8} "
           f"{'roofline':>8} {'error':>8} {'fit':>3} {'fits':>5} {'comm':>6} "
-          f"{'bubble':>6}")  # fmt: skip
+          f"{'bubble':>6} {'attn':>6}")  # fmt: skip
     errs: dict[str, list[float]] = {"default": [], "roofline": [], "default, out of sample": []}
     for r in published_rows():
         d, e = predict_row(r), predict_row(r, efficiency=False)
@@ -53,7 +55,8 @@ def published() -> None:
         print(f"{d['id']:36} {d['device']:14} {d['metric']:6} {d['published']:9.3f} "
               f"{d['predicted']:8.3f} {d['error']:+8.1%} {e['predicted']:8.3f} {e['error']:+8.1%} "
               f"{'yes' if d['fitted'] else 'no':>3} {str(d['fits']):>5} "
-              f"{d['communication_fraction']:6.1%} {d['bubble']:6.1%}")  # fmt: skip
+              f"{d['communication_fraction']:6.1%} {d['bubble']:6.1%} "
+              f"{d['attention']:>6}")  # fmt: skip
     for name, es in errs.items():
         print(_summary(name, es))
 

@@ -51,6 +51,7 @@ def parallel(
     roofline: bool = False,
     node_size: int | None = None,
     intra: str | None = None,
+    attention: str | None = None,
 ) -> Result:
     """Split MODEL over N devices: per-device memory and work, every collective (alpha-beta
     model over the catalog's links), step time and MFU, all predicted; with `search`, every
@@ -96,6 +97,11 @@ def parallel(
         intra: switch (default: every pair at full bandwidth) or ring (point-to-point links
             in a full mesh, no switch: ring collectives at one link's bandwidth, the scale-up
             bandwidth / (node size - 1); all-to-alls over every link).
+        attention: the attention kernel family of data/efficiency.json: auto (default; in
+            training the kernel the frameworks run on the device: cuDNN on Hopper,
+            FlashAttention-2 on Ampere, the class default elsewhere; in inference the class
+            default), cudnn, fa3, fa2, triton (the 2022-23 Triton FlashAttention) or torch
+            (unfused); refused with `roofline`, which prices attention at the dense peak.
 
     Returns a `Result`: `.to_dict()` is `memwall parallel ... --format json`, `.to_frame()`
     the collectives per step (the CSV), `extra["result"]` the plan (and search) objects.
@@ -113,11 +119,18 @@ def parallel(
         checkpointing = choice("--checkpointing", checkpointing, CHECKPOINTING)
     if intra is not None:
         intra = choice("--intra", intra, INTRA)
+    if attention is not None:
+        from memwall.predict.efficiency import attention_names
+
+        attention = choice("--attention", str(attention).strip().lower(), attention_names())
     values = locals()
 
     def given(names: tuple[str, ...]) -> list[str]:
         return ["--" + n.replace("_", "-") for n in names if values[n] is not None]
 
+    if roofline:
+        not_applicable(given(("attention",)), "--roofline prices every kernel at the dense "
+                       "peak")  # fmt: skip
     if search:
         not_applicable(given(SEARCHED), "--search chooses the layout (degrees, ZeRO, "
                        "checkpointing, interleaving, sequence parallelism) itself")  # fmt: skip
@@ -133,6 +146,7 @@ def parallel(
         1 if interleave is None else interleave, checkpointing or "none", batch, micro_batch,
         seq_len, precision, search, not no_overlap, algorithm, not roofline,
         cp=1 if cp is None else cp, node_size=node_size, intra=intra,
+        attention=attention or "auto",
     )  # fmt: skip
     d = r.to_dict()
     from memwall.spec import load_model
@@ -175,6 +189,9 @@ def _summary(d: dict[str, Any]) -> str:
     )
     if d.get("limits"):
         out += f"; limited by {d['limits']}"
+    att = d.get("attention") or {}
+    if att.get("note") and d.get("compute_model", "").startswith("memwall's realistic"):
+        out += f"; {att['note']}"
     if d["mode"] == "train":
         cross = d["communication_exceeds_compute_at"]
         out += "; exposed communication exceeds compute from " + (

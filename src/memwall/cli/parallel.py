@@ -122,6 +122,17 @@ def parallel(
             "scale-up bandwidth / (node size - 1)). Default: the catalog's switch."
         ),
     ] = None,
+    attention: Annotated[
+        str | None,
+        typer.Option(
+            "--attention",
+            metavar="KERNEL",
+            help="Attention kernel family (data/efficiency.json): auto (default: in training "
+            "what the frameworks run on the device, cuDNN on Hopper, FlashAttention-2 on "
+            "Ampere), cudnn, fa3, fa2, triton (2022-23 Triton FlashAttention, llm-foundry), "
+            "torch (unfused).",
+        ),
+    ] = None,
     fmt: FormatOpt = "table",  # type: ignore[assignment]
 ) -> None:
     """Split MODEL over N devices: per-device memory and work, every collective, step time, MFU."""
@@ -139,6 +150,7 @@ def parallel(
         micro_batch=micro_batch, seq_len=seq_len, precision=precision, search=do_search,
         no_overlap=given("--no-overlap", no_overlap), algorithm=algorithm.value,
         roofline=roofline, node_size=node_size, intra=intra.value if intra else None,
+        attention=attention,
     )  # fmt: skip
     emit(fmt, result.payload, result.rows, lambda: _tables(result), result.columns)
 

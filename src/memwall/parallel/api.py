@@ -14,6 +14,7 @@ from memwall.parallel.range import limits, step_range
 from memwall.parallel.search import SearchResult, search
 from memwall.parallel.wall import compute_time, crossover
 from memwall.precision import FP8_NAMES, training_precision
+from memwall.predict.efficiency import check_attention
 from memwall.spec import ModelSpec, load_model, parse_precision
 
 ASSUMPTIONS = (
@@ -24,6 +25,9 @@ ASSUMPTIONS = (
     "line rate (an upper bound)",
     "backward: two matmuls per forward matmul, element-wise ops twice, fused attention 2.5x "
     "its forward FLOPs at its backward efficiency (roofline: 2 x forward)",
+    "attention at the published figures of the kernel family --attention names (auto: in "
+    "training the one the frameworks run on the device, cuDNN on Hopper and FlashAttention-2 "
+    "on Ampere; the class default elsewhere and in inference), scaled for head dims under 128",
     "tensor, expert and pipeline communication not overlapped with compute",
     "tensor-parallel ranks innermost: a group inside one node uses the node's link",
     "links: per-direction bandwidth and per-step latency of data/interconnect.csv",
@@ -96,9 +100,11 @@ def parallel_analysis(
     cp: int = 1,
     node_size: int | None = None,
     intra: str | None = None,
+    attention: str = "auto",
 ) -> ParallelResult:
     """Price one layout (or search all) of `model` on `devices` x `device`; `cp`: context
-    parallelism; `node_size` / `intra`: another node (`links.with_topology`)."""
+    parallelism; `node_size` / `intra`: another node (`links.with_topology`); `attention`:
+    the attention kernel family (`Options.attention`)."""
     check_mode(mode)
     spec = load_model(model)
     if spec.is_encoder_decoder:  # sharding splits one stack of n_layers; T5 has two
@@ -120,7 +126,7 @@ def parallel_analysis(
     gb = batch if batch is not None else (8 * devices if mode == "train" else 8)
     mb = micro_batch if micro_batch is not None else _default_micro(mode, gb, lay)
     opts = Options(mode, gb, mb, seq_len, prec, overlap=overlap, algorithm=algorithm,
-                   efficiency=efficiency)  # fmt: skip
+                   efficiency=efficiency, attention=check_attention(attention))  # fmt: skip
     found = None
     if do_search:
         found = search(spec, dev, links, devices, opts)

@@ -18,7 +18,9 @@ Training (one iteration of `batch` sequences; m = batch / (micro_batch x dp) mic
   one gather and one reduce-scatter a step); without `overlap` all of it adds;
 - context parallelism (cp ranks split each sequence): ring attention's extra block steps and
   its K/V transfers past each block's attention (`memwall.parallel.comm.cp_costs`);
-- optimizer step: memory-bound, reads and writes the device's weights, gradients and states.
+- optimizer step: memory-bound, reads and writes the device's weights, gradients and states;
+- attention at the published figures of the kernel family `Options.attention` names
+  (`memwall.predict.efficiency.attention_terms`; auto: what the frameworks run on the device).
 Tensor, expert and pipeline communication is on the critical path (no overlap assumed).
 MFU = model FLOPs (3 x forward, no recomputation) / (devices x dense peak x step time); HFU adds
 the recomputed FLOPs.
@@ -50,6 +52,13 @@ from memwall.parallel.shard import (
     sequence_parallel_ratio,
     shard_spec,
 )
+from memwall.predict.efficiency import (
+    ATTENTION_AUTO,
+    attention_terms,
+    check_attention,
+    efficiency_terms,
+    resolve_attention,
+)
 from memwall.spec import ModelSpec, Precision, Workload
 
 MODES = ("train", "infer")
@@ -70,6 +79,10 @@ class Options:
     overlap: bool = True  # data-parallel gradient sync hidden behind backward
     algorithm: str = "auto"
     efficiency: bool = True  # realistic (published efficiencies); False: the plain roofline
+    # attention kernel family of data/efficiency.json (cudnn, fa3, fa2, triton, torch) or auto:
+    # in training the one the frameworks pick on the device (cuDNN on Hopper, FlashAttention-2
+    # on Ampere, the class default elsewhere); in inference auto keeps the class default
+    attention: str = "auto"
 
 
 @dataclass(frozen=True)
@@ -209,6 +222,8 @@ def plan(spec: ModelSpec, device: Device, links: Links, layout: Layout, options:
     if o.precision is None:
         raise MemwallError("a precision is required")
     validate_layout(spec, layout, layout.devices, o.batch, o.micro_batch, o.mode, o.seq_len)
+    if check_attention(o.attention) != o.attention:
+        o = replace(o, attention=check_attention(o.attention))
     if o.efficiency:  # collectives at the bus bandwidth NCCL reaches, not the line rate
         links = realistic_links(links, device)
     if o.mode == "train":
@@ -230,7 +245,9 @@ def _plan_train(spec, device, links, lay: Layout, o: Options) -> Plan:
     m = o.batch // (o.micro_batch * lay.dp)
     span = _placement(lay, links.node_size)
     seq = o.seq_len // lay.cp  # each context-parallel rank's share of a sequence
-    fwd = forward(shard, "prefill", o.micro_batch, seq, prec, device, o.efficiency, "eager")
+    fwd = forward(
+        shard, "prefill", o.micro_batch, seq, prec, device, o.efficiency, "eager", o.attention
+    )
     t_f, t_b = fwd["time"], fwd["backward"]
     fp = _training_memory(
         shard, o.micro_batch, seq, prec, o.optimizer, lay.checkpointing, memory_zero(lay),
@@ -300,11 +317,37 @@ def _plan_train(spec, device, links, lay: Layout, o: Options) -> Plan:
         peak_flops=device.peak(prec.compute_dtype),
         tokens=float(o.batch * o.seq_len),
         extra={
+            "attention": _attention_info(shard, device, o, o.attention),
             "bubble_fraction": bubble_fraction(lay.pp, m, lay.interleave),
             "compute_bound_fraction": fwd["frac_compute_bound"],
             **cp_info,
         },
     )
+
+
+def _infer_attention(o: Options) -> str | None:
+    """Inference: auto keeps the class's attention terms (serving engines' prefill kernels are
+    not the training frameworks'); a named kernel family prices prefill and decode."""
+    return None if o.attention == ATTENTION_AUTO else o.attention
+
+
+def _attention_info(shard: ModelSpec, device: Device, o: Options, used: str | None) -> dict:
+    """What priced attention: the kernel family asked for, the one used, its fractions."""
+    if not o.efficiency:
+        return {"requested": o.attention, "kernel": None, "note": "roofline: the dense peak"}
+    terms, kernel = efficiency_terms(device), None
+    note = "attention at the class default of the device (inference with auto)"
+    if used is not None:
+        terms, note = attention_terms(terms, device, used, shard.head_dim)
+        kernel = resolve_attention(device, used)
+    return {
+        "requested": o.attention,
+        "kernel": kernel,
+        "head_dim": shard.head_dim,
+        "attn_frac": terms["attn_frac"].value,
+        "attn_bwd_frac": terms["attn_bwd_frac"].value,
+        "note": note,
+    }
 
 
 def _extras_per_micro_batch(shard: ModelSpec, fp, tokens: int, device: Device) -> float:
@@ -371,7 +414,10 @@ def _plan_infer(spec, device, links, lay: Layout, o: Options) -> Plan:
     for phase, q_tokens in (("prefill", o.seq_len), ("decode", 1)):
         if phase == "decode" and not spec.is_decoder:
             continue
-        t = forward(shard, phase, o.micro_batch, o.seq_len, prec, device, o.efficiency)
+        t = forward(
+            shard, phase, o.micro_batch, o.seq_len, prec, device, o.efficiency, "kernel",
+            _infer_attention(o),
+        )  # fmt: skip
         act = o.micro_batch * q_tokens * spec.d_model * prec.act_bytes
         mb = _tp_collectives(spec, lay, act, 2, 1, phase, links, span["tp"], o)
         mb += _ep_collectives(
@@ -423,6 +469,7 @@ def _plan_infer(spec, device, links, lay: Layout, o: Options) -> Plan:
         peak_flops=device.peak(prec.compute_dtype),
         tokens=float(s["tokens"]),
         extra={
+            "attention": _attention_info(shard, device, o, _infer_attention(o)),
             "phase": main,
             "prefill_time": stages["prefill"]["time"],
             "decode_step_time": stages["decode"]["time"] if "decode" in stages else None,

@@ -14,6 +14,7 @@ from memwall.parallel.layout import Layout
 from memwall.parallel.links import links_for
 from memwall.parallel.plan import Options, plan
 from memwall.precision import training_precision
+from memwall.predict.efficiency import check_attention
 from memwall.spec import ModelSpec, spec_from_config
 
 INTS = ("n_layers", "d_model", "n_heads", "n_kv_heads", "d_ff", "vocab_size", "seq_len", "gpus",
@@ -38,6 +39,10 @@ def published_rows() -> list[dict[str, Any]]:
             raise MemwallError(
                 f"published_training.csv: row {r['id']!r}: gpus != tp x cp x pp x dp"
             )
+        try:
+            row["attention"] = check_attention(r.get("attention") or "")
+        except MemwallError as e:
+            raise MemwallError(f"published_training.csv: row {r['id']!r}: {e}") from None
         if r.get("fitted") not in ("yes", "no"):
             raise MemwallError(f"published_training.csv: row {r['id']!r}: fitted must be yes or no")
         if not r["source"].strip() or row["metric"] not in ("mfu", "hfu"):
@@ -61,14 +66,15 @@ def row_spec(r: dict[str, Any]) -> ModelSpec:
 
 def predict_row(r: dict[str, Any], efficiency: bool = True) -> dict[str, Any]:
     """memwall's prediction of the row's metric, with the step time and memory fit: by default
-    the realistic model (published kernel efficiencies, NCCL bus bandwidth, the training work
-    outside the op table); `efficiency=False` the plain roofline (an upper bound). An fp8 row's
+    the realistic model (published kernel efficiencies, the attention kernel the row ran, NCCL
+    bus bandwidth, the training work outside the op table); `efficiency=False` the plain
+    roofline (an upper bound). An fp8 row's
     MFU is of the fp8 peak, as its source states it."""
     lay = Layout(r["tp"], r["pp"], r["dp"], 1, r["sequence_parallel"], r["zero"],
                  r["interleave"], r["checkpointing"], r["cp"])  # fmt: skip
     prec = training_precision(r["precision"])
     o = Options("train", r["global_batch"], r["micro_batch"], r["seq_len"], prec,
-                efficiency=efficiency)  # fmt: skip
+                efficiency=efficiency, attention=r["attention"])  # fmt: skip
     dev = get_device(r["device"])
     p = plan(row_spec(r), dev, links_for(r["device"]), lay, o)
     pred = p.mfu if r["metric"] == "mfu" else p.hfu
@@ -79,6 +85,7 @@ def predict_row(r: dict[str, Any], efficiency: bool = True) -> dict[str, Any]:
         "metric": r["metric"],
         "device": r["device"],
         "fitted": r["fitted"] == "yes",
+        "attention": r["attention"],
         "published": r["value"],
         "predicted": pred,
         "error": pred / r["value"] - 1,

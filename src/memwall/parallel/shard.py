@@ -72,6 +72,7 @@ def forward(
     device: Device,
     efficiency: bool = False,
     launch: str = "kernel",
+    attention: str | None = None,
 ) -> dict[str, float]:
     """Predicted time of one forward (or decode step) of `spec` on `device` (cached), and of
     its backward: the dense-peak roofline (backward = 2 x forward), or with `efficiency` the
@@ -80,14 +81,19 @@ def forward(
     there is priced per op: two matmuls per forward matmul (input and weight gradients),
     element-wise ops twice their forward, and fused attention at 2.5x the forward's FLOPs at
     its own (lower) backward efficiency. A decoder's prompt is causal: its attention kernels
-    skip the masked half. Keys: time, backward, flops, frac_compute_bound, attention."""
+    skip the masked half. `attention`: the attention kernel family (`memwall.predict.efficiency
+    .attention_terms`, at the shard's head dim; None: the class's terms). Keys: time,
+    backward, flops, frac_compute_bound, attention."""
     ops = op_table(spec, Workload(phase_of(spec, phase), batch, seq_len), precision, "full")
     if not efficiency:
         t = predict_roofline(ops, device, overhead=False).totals
         out = {k: t[k] for k in ("time", "flops", "frac_compute_bound")}
         return {**out, "backward": 2 * out["time"], "attention": 0.0}
     causal = spec.is_decoder and phase == "prefill"
-    e = predict_efficiency(ops, device, precision, launch=launch, causal=causal, spread=False)
+    e = predict_efficiency(
+        ops, device, precision, launch=launch, causal=causal, spread=False, attention=attention,
+        head_dim=spec.head_dim,
+    )  # fmt: skip
     df = e.ops
     total = e.totals["time"]
     compute = float(df.loc[df["bound"] == "compute", "time"].sum())

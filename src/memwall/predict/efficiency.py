@@ -16,6 +16,11 @@ M is the tokens a matmul instance multiplies (rows of its activation matrix); dq
 weight-only low-bit matmuls (dequantization). Every term comes from `data/efficiency.json`, from
 the device's own published measurement where there is one, else its class default; the same
 formula evaluated at each term's optimistic and pessimistic end gives the range.
+
+Attention kernels (`attention=`): the class's attn_frac / attn_bwd_frac describe the best fused
+attention of today's software; a named kernel family (cuDNN, FlashAttention-3, FlashAttention-2,
+the 2022-23 Triton FlashAttention, unfused PyTorch attention) replaces them with its published
+figures for the device's architecture, scaled for head dims under 128 (`attention_terms`).
 """
 
 from __future__ import annotations
@@ -64,6 +69,8 @@ MATMUL_KINDS = ("matmul", "moe")  # expert GEMMs and routers run on the matrix u
 # Which end of each term's range makes a prediction fast (the other makes it slow).
 _FAST_IS_LOW = {"ws_half", "mm_m_half", "launch_eager", "launch_graph", "mm_k_half"}
 _HEAD_OPS = HEAD_OPS  # vocabulary matrices: read at the head width
+ATTENTION_AUTO = "auto"  # the kernel the frameworks pick on the device (data file's defaults)
+KERNEL_FIGURES = ("attn_frac", "attn_bwd_frac", "hd64", "bwd_hd64")
 
 
 class _Value(BaseModel):
@@ -96,6 +103,29 @@ class _Tiles(BaseModel):
     what: str = ""
 
 
+class _Figures(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    attn_frac: _Value
+    attn_bwd_frac: _Value
+    hd64: _Value
+    bwd_hd64: _Value
+
+
+class _Kernel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    what: str = Field(min_length=3)
+    archs: dict[str, _Figures] = Field(min_length=1)
+
+
+class _Attention(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    what: str
+    architectures: dict[str, list[str]]
+    defaults: dict[str, str]
+    defaults_source: str
+    kernels: dict[str, _Kernel] = Field(min_length=1)
+
+
 class _Table(BaseModel):
     model_config = ConfigDict(extra="ignore")
     format: str
@@ -106,6 +136,7 @@ class _Table(BaseModel):
     devices: dict[str, dict[str, _Value]]
     gemm_tiles: _Tiles
     compute_units: dict[str, _Units]
+    attention_kernels: _Attention
 
 
 @dataclass(frozen=True)
@@ -141,7 +172,34 @@ def _check_table(t: _Table) -> _Table:
     for c, terms in t.classes.items():
         if set(terms) != set(TERMS):
             raise MemwallError(f"efficiency.json class {c}: needs every term {', '.join(TERMS)}")
+    _check_attention(t)
     return t
+
+
+def _check_attention(t: _Table) -> None:
+    a = t.attention_kernels
+    seen: dict[str, str] = {}
+    for arch, names in a.architectures.items():
+        for n in names:
+            if n in seen:
+                raise MemwallError(f"efficiency.json attention_kernels: {n} in two archs")
+            seen[n] = arch
+    if ATTENTION_AUTO in a.kernels or a.defaults_source not in t.sources:
+        raise MemwallError("efficiency.json attention_kernels: bad kernel name or defaults source")
+    for arch, k in a.defaults.items():
+        if arch not in a.architectures or k not in a.kernels or arch not in a.kernels[k].archs:
+            raise MemwallError(f"efficiency.json attention_kernels: default {k!r} for {arch!r}")
+    for name, k in a.kernels.items():
+        for arch, figs in k.archs.items():
+            if arch not in a.architectures:
+                raise MemwallError(f"efficiency.json attention kernel {name}: unknown arch {arch}")
+            for term in KERNEL_FIGURES:
+                v = getattr(figs, term)
+                if v.source not in t.sources or not v.low <= v.value <= v.high:
+                    raise MemwallError(
+                        f"efficiency.json attention kernel {name} ({arch}): {term} has an "
+                        "unknown source or lies outside its range"
+                    )
 
 
 def parse_table(obj: Any) -> _Table:
@@ -198,6 +256,95 @@ def compute_units(device: Device, table: _Table | None = None) -> float | None:
     t = table or load_table()
     u = t.compute_units.get(device.derived_from or device.name)
     return float(u.value) if u else None
+
+
+def attention_names(table: _Table | None = None) -> tuple[str, ...]:
+    """Accepted `attention` values: auto, then every kernel family of the data file."""
+    t = table or load_table()
+    return (ATTENTION_AUTO, *t.attention_kernels.kernels)
+
+
+def check_attention(name: str, table: _Table | None = None) -> str:
+    """`name` lower-cased when it is a known kernel family or auto; MemwallError otherwise."""
+    names = attention_names(table)
+    key = str(name).strip().lower()
+    if key not in names:
+        raise MemwallError(f"unknown attention kernel {name!r}; accepted: {', '.join(names)}")
+    return key
+
+
+def _arch(device: Device, t: _Table) -> str | None:
+    real = device.derived_from or device.name  # a what-if device keeps its base's kernels
+    for arch, names in t.attention_kernels.architectures.items():
+        if real in names:
+            return arch
+    return None
+
+
+def resolve_attention(device: Device, attention: str, table: _Table | None = None) -> str | None:
+    """The kernel family `attention` means on `device` (auto: the data file's default for the
+    device's architecture); None where the class default terms price it."""
+    t = table or load_table()
+    name = check_attention(attention, t)
+    if name != ATTENTION_AUTO:
+        return name
+    arch = _arch(device, t)
+    return t.attention_kernels.defaults.get(arch) if arch else None
+
+
+def _hd_mix(factor: float, head_dim: int | None) -> float:
+    """Head-dim multiplier: `factor` at 64 and under, 1 at 128 and over, linear between."""
+    if head_dim is None or head_dim >= 128:
+        return 1.0
+    if head_dim <= 64:
+        return factor
+    return factor + (head_dim - 64) / 64 * (1.0 - factor)
+
+
+def attention_terms(
+    terms: dict[str, Term],
+    device: Device,
+    attention: str,
+    head_dim: int | None = None,
+    table: _Table | None = None,
+) -> tuple[dict[str, Term], str]:
+    """`terms` with attn_frac and attn_bwd_frac of the kernel family `attention` on `device`
+    (its architecture's published figures at `head_dim`), and one line saying what priced
+    attention. A family with no figures for the device leaves the class terms, and says so."""
+    t = table or load_table()
+    name = resolve_attention(device, attention, t)
+    real = device.derived_from or device.name
+    if name is None:
+        return terms, f"attention ({attention}): no kernel figures for {real}; {_class(terms)}"
+    arch = _arch(device, t)
+    figs = t.attention_kernels.kernels[name].archs.get(arch) if arch else None
+    if figs is None:
+        return terms, f"attention {name}: no published figures for {real}; {_class(terms)}"
+    out = dict(terms)
+    for term, hd in (("attn_frac", figs.hd64), ("attn_bwd_frac", figs.bwd_hd64)):
+        v = getattr(figs, term)
+        src = t.sources[v.source]
+        if hd.source != v.source:
+            src += "; head dim: " + t.sources[hd.source]
+        old = terms[term]
+        out[term] = Term(
+            term, v.value * _hd_mix(hd.value, head_dim), v.low * _hd_mix(hd.low, head_dim),
+            v.high * _hd_mix(hd.high, head_dim), old.unit, old.what, src,
+            f"attention kernel {name} ({arch} figures{_hd_words(head_dim)})",
+        )  # fmt: skip
+    return out, (
+        f"attention {name} ({arch} figures{_hd_words(head_dim)}): attn_frac "
+        f"{out['attn_frac'].value:.3g}, attn_bwd_frac {out['attn_bwd_frac'].value:.3g}"
+    )
+
+
+def _class(terms: dict[str, Term]) -> str:
+    a, b = terms["attn_frac"].value, terms["attn_bwd_frac"].value
+    return f"priced at the class default attn_frac {a:g}, attn_bwd_frac {b:g}"
+
+
+def _hd_words(head_dim: int | None) -> str:
+    return f", head dim {head_dim}" if head_dim is not None else ""
 
 
 def _tiles() -> tuple[tuple[int, int, float], ...]:
@@ -407,6 +554,8 @@ def predict_efficiency(
     launch: str = "graph",
     causal: bool = False,
     spread: bool = True,
+    attention: str | None = None,
+    head_dim: int | None = None,
 ) -> EffPrediction:
     """Predicted time of each op on `device` with published efficiencies, and its range
     (`spread=False`: no range, the low and high equal the value; the parallel search's speed).
@@ -416,13 +565,20 @@ def predict_efficiency(
 
     `launch`: 'graph' (CUDA graphs / a compiled runtime, the default of serving engines and
     llama.cpp), 'eager' (one host launch per kernel) or 'kernel' (kernel time alone, as a
-    profiler reports it). Raises MemwallError on an op dtype the
-    device has no peak for, or an unknown launch mode.
+    profiler reports it). `attention`: a kernel family of the data file, or auto (the one the
+    frameworks pick on the device), at the model's `head_dim`; None keeps the class's
+    attention terms. Raises MemwallError on an op dtype the device has no peak for, or an
+    unknown launch mode or attention kernel.
     """
     if launch not in LAUNCH_MODES:
         raise MemwallError(f"unknown launch mode {launch!r}; accepted: {', '.join(LAUNCH_MODES)}")
     terms = efficiency_terms(device)
+    attention_note = None
+    if attention is not None:
+        terms, attention_note = attention_terms(terms, device, attention, head_dim)
     df, peaks, notes = _prepare(ops, device, precision)
+    if attention_note:
+        notes.append(attention_note)
     cols = _columns(df, compute_units(device), CAUSAL_WORK if causal else 1.0)
     times = _row_times(cols, device, _params(terms, "value"), launch)
     if spread:

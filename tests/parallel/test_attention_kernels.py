@@ -1,0 +1,182 @@
+"""Attention kernel families (data/efficiency.json attention_kernels) and the knob that picks
+one: Options.attention, memwall.api.parallel(attention=...), `memwall parallel --attention`."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import json
+from dataclasses import replace
+from importlib import resources
+
+import pytest
+
+import memwall.api
+from memwall.errors import MemwallError
+from memwall.hardware import get_device
+from memwall.parallel import Layout, Options, links_for, plan
+from memwall.parallel.published import predict_row, published_rows
+from memwall.parallel.shard import forward
+from memwall.predict.efficiency import (
+    attention_names,
+    attention_terms,
+    efficiency_terms,
+    load_table,
+    parse_table,
+    resolve_attention,
+)
+from memwall.spec import load_model, parse_precision
+
+BF16 = parse_precision("bf16")
+H100, A100 = get_device("h100-sxm"), get_device("a100-sxm-80gb")
+
+
+def _figures(kernel: str, arch: str):
+    return load_table().attention_kernels.kernels[kernel].archs[arch]
+
+
+def test_auto_is_what_the_frameworks_run_on_the_device():
+    assert resolve_attention(H100, "auto") == "cudnn"  # Transformer Engine on Hopper
+    assert resolve_attention(get_device("h200-sxm"), "auto") == "cudnn"
+    assert resolve_attention(A100, "auto") == "fa2"
+    assert resolve_attention(get_device("b200"), "auto") is None  # no figures: class default
+    assert resolve_attention(get_device("h100-sxm@clock=0.8"), "auto") == "cudnn"  # what-if
+    assert {"auto", "cudnn", "fa3", "fa2", "triton", "torch"} <= set(attention_names())
+
+
+def test_kernel_figures_replace_the_class_terms_and_scale_for_head_dim_64():
+    base = efficiency_terms(H100)
+    fa2 = _figures("fa2", "hopper")
+    t128, _ = attention_terms(base, H100, "fa2", 128)
+    assert t128["attn_frac"].value == fa2.attn_frac.value
+    assert t128["attn_bwd_frac"].value == fa2.attn_bwd_frac.value
+    assert "fa2" in t128["attn_frac"].origin and "FlashAttention-3" in t128["attn_frac"].source
+    t64, note = attention_terms(base, H100, "fa2", 64)
+    assert t64["attn_frac"].value == pytest.approx(fa2.attn_frac.value * fa2.hd64.value)
+    assert t64["attn_bwd_frac"].value == pytest.approx(fa2.attn_bwd_frac.value * fa2.bwd_hd64.value)
+    t96, _ = attention_terms(base, H100, "fa2", 96)  # halfway: the linear mix
+    mix = (1 + fa2.hd64.value) / 2
+    assert t96["attn_frac"].value == pytest.approx(fa2.attn_frac.value * mix)
+    assert "head dim 64" in note
+    for t in (t64["attn_frac"], t96["attn_bwd_frac"]):
+        assert t.low <= t.value <= t.high
+    # no figures for the device: the class terms, said in the note
+    b200 = get_device("b200")
+    same, note = attention_terms(efficiency_terms(b200), b200, "fa2", 128)
+    assert same["attn_frac"].value == efficiency_terms(b200)["attn_frac"].value
+    assert "no published figures for b200" in note
+
+
+def test_fa2_makes_a_long_sequence_h100_step_slower_by_its_published_ratio():
+    """At 32k tokens attention is compute-bound: its forward time scales as 1 / attn_frac and
+    its backward as 1 / attn_bwd_frac, the fractions of the FlashAttention-3 paper's figures."""
+    spec = load_model("llama-3-8b")  # head dim 128
+    fa2 = forward(spec, "prefill", 1, 32768, BF16, H100, True, "eager", "fa2")
+    cud = forward(spec, "prefill", 1, 32768, BF16, H100, True, "eager", "cudnn")
+    f2, fc = _figures("fa2", "hopper"), _figures("cudnn", "hopper")
+    assert fa2["attention"] / cud["attention"] == pytest.approx(
+        fc.attn_frac.value / f2.attn_frac.value, rel=0.02
+    )
+    assert fa2["attention"] > 1.5 * cud["attention"]
+    assert fa2["backward"] > cud["backward"] and fa2["time"] > cud["time"]
+    # the class terms (attention=None) are what callers outside parallel still get
+    none = forward(spec, "prefill", 1, 32768, BF16, H100, True, "eager", None)
+    cls = efficiency_terms(H100)["attn_frac"].value
+    assert none["attention"] / cud["attention"] == pytest.approx(fc.attn_frac.value / cls, rel=0.02)
+
+
+def test_the_knob_reaches_the_step_time_and_says_what_priced_attention():
+    spec, links = load_model("llama-3-8b"), links_for("h100-sxm")
+    lay = Layout(tp=1, dp=8, zero=1)
+    o = Options("train", 16, 1, 16384, BF16)
+    assert o.attention == "auto"
+    steps = {}
+    for k in ("auto", "cudnn", "fa3", "fa2", "triton"):
+        p = plan(spec, H100, links, lay, replace(o, attention=k))
+        steps[k] = p.step_time
+        assert p.extra["attention"]["requested"] == k
+        assert p.extra["attention"]["kernel"] == ("cudnn" if k == "auto" else k)
+    assert steps["auto"] == steps["cudnn"]
+    assert steps["fa3"] < steps["cudnn"] < steps["fa2"] < steps["triton"]
+    with pytest.raises(MemwallError, match="unknown attention kernel 'fa9'"):
+        plan(spec, H100, links, lay, replace(o, attention="fa9"))
+    # inference: auto keeps the class terms; a named family prices prefill
+    inf = Options("infer", 8, 1, 8192, BF16)
+    auto = plan(spec, H100, links, Layout(tp=8), inf)
+    tri = plan(spec, H100, links, Layout(tp=8), replace(inf, attention="triton"))
+    assert auto.extra["attention"]["kernel"] is None
+    assert tri.extra["prefill_time"] > auto.extra["prefill_time"]
+
+
+def test_api_and_cli_take_attention_and_refuse_it_with_the_roofline():
+    kw = dict(devices=8, tp=1, seq_len=8192)
+    cud = memwall.api.parallel("llama-3-8b", **kw).to_dict()
+    tri = memwall.api.parallel("llama-3-8b", attention="triton", **kw).to_dict()
+    assert cud["attention"]["kernel"] == "cudnn" and tri["attention"]["kernel"] == "triton"
+    assert tri["step_time"] > cud["step_time"]
+    with pytest.raises(MemwallError, match="--attention"):
+        memwall.api.parallel("llama-3-8b", attention="triton", roofline=True, **kw)
+    with pytest.raises(MemwallError, match="--attention must be one of auto"):
+        memwall.api.parallel("llama-3-8b", attention="flash", **kw)
+    from memwall.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            main(["parallel", "llama-3-8b", "--devices", "8", "--seq-len", "8192",
+                  "--attention", "fa2", "--format", "json"])  # fmt: skip
+        except SystemExit as e:
+            assert not e.code, err.getvalue()
+    d = json.loads(out.getvalue())
+    assert d["attention"]["kernel"] == "fa2"
+    assert cud["step_time"] < d["step_time"] < tri["step_time"]
+
+
+def test_default_headline_search_still_runs():
+    """`memwall parallel llama-3-70b --mode train --devices 64 --device h100-sxm --search`:
+    the default (auto = cuDNN on Hopper) is no slower than the class terms it replaced."""
+    r = memwall.api.parallel("llama-3-70b", mode="train", devices=64, device="h100-sxm",
+                             search=True).to_dict()  # fmt: skip
+    assert r["attention"]["kernel"] == "cudnn"
+    assert r["search"]["ranked"] and r["fits"]
+    assert 0.45 < r["mfu"] < 0.62
+    fa2 = memwall.api.parallel("llama-3-70b", mode="train", devices=64, device="h100-sxm",
+                               search=True, attention="fa2").to_dict()  # fmt: skip
+    assert fa2["mfu"] < r["mfu"]
+
+
+def test_every_published_row_names_the_attention_it_ran():
+    rows = published_rows()
+    assert all(r["attention"] in attention_names() for r in rows)
+    mpt = [r for r in rows if r["id"].startswith("mpt-")]
+    assert mpt and all(r["attention"] == "triton" for r in mpt)  # llm-foundry attn_impl triton
+    assert all(r["attention"] == "cudnn" for r in rows if r["id"].startswith(("dgxc-", "mcore-")))
+    row = next(r for r in rows if r["id"] == "mpt-7b-h100-8g-64k")
+    tri = predict_row(row)
+    assert tri["attention"] == "triton"
+    assert predict_row({**row, "attention": "cudnn"})["predicted"] > 1.5 * tri["predicted"]
+
+
+def _data():
+    text = resources.files("memwall.data").joinpath("efficiency.json").read_text("utf-8")
+    return json.loads(text)
+
+
+@pytest.mark.parametrize(
+    ("edit", "needle"),
+    [
+        (lambda d: d["attention_kernels"]["kernels"]["fa2"]["archs"]["hopper"]["attn_frac"]
+         .update(value=0.9), "outside its range"),
+        (lambda d: d["attention_kernels"]["kernels"]["fa3"]["archs"]["hopper"]["hd64"]
+         .update(source="nowhere"), "unknown source"),
+        (lambda d: d["attention_kernels"]["defaults"].update(ampere="fa3"), "default 'fa3'"),
+        (lambda d: d["attention_kernels"]["kernels"]["fa2"]["archs"].update(
+            volta=d["attention_kernels"]["kernels"]["fa2"]["archs"]["hopper"]), "unknown arch"),
+    ],
+)  # fmt: skip
+def test_bad_attention_data_is_refused(edit, needle):
+    d = copy.deepcopy(_data())
+    edit(d)
+    with pytest.raises(MemwallError, match=needle):
+        parse_table(d)
