@@ -1,0 +1,186 @@
+"""memwall serve against a real engine on this machine, request by request.
+
+The engine is `transformers serve --continuous-batching` (transformers' own server: FIFO
+continuous batching, decodes first, chunked prefill within a token budget, paged KV cache),
+serving a small random-weight Llama-style model on this CPU; guidellm drives it
+(`memwall.measure.engine`). Installed by `make test` (.venv's `serve` extra, .venv-guidellm).
+
+1. Calibration: closed loops (one client at three prompt lengths, then 4 and 8 clients) give
+   the engine's per-step costs on this machine (`memwall.serve.calibrate.fit`).
+2. Prediction: open-loop Poisson loads at three rates (the last past the engine's capacity)
+   x two length mixes, none of them used in the fit, each run twice (the engine's own
+   repeatability). Every run is simulated with the requests guidellm actually sent (send
+   times, prompt lengths) and compared: p50 and p90 of TTFT, TPOT and E2E, and throughput.
+
+Prints one table row per run and, last, the summary line over the workloads (errors of the
+two runs averaged per workload, then the median over workloads). Takes 3-6 minutes.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+import memwall.measure.engine as engine
+from memwall.serve.calibrate import Scheduler, compare, fit, simulate_requests
+from memwall.serve.workload import Requests
+
+MODEL = dict(
+    hidden_size=256, intermediate_size=512, num_hidden_layers=4, num_attention_heads=8,
+    num_key_value_heads=4,
+)  # fmt: skip
+# 32-token blocks: transformers' decode fast path serves requests of up to 32 blocks (its
+# max_blocks_per_request), 1,024 tokens here, longer than any request below; past it a batch
+# decodes far slower, a path the simulation does not model.
+CONFIG = engine.EngineConfig(block_size=32, num_blocks=512, max_batch_tokens=256, threads=1)
+# the engine's scheduler as the simulation copies it (max_requests_per_batch: its default)
+SCHED = Scheduler(max_tokens=256, max_seqs=1024, block_size=32, blocks=512)
+W = engine.Workload
+CALIBRATION = [
+    W(0, 10, 32, 32, profile="synchronous", seed=1),
+    W(0, 8, 192, 16, profile="synchronous", seed=2),
+    W(0, 6, 480, 16, profile="synchronous", seed=3),
+    W(0, 16, 64, 48, profile="concurrent", streams=4, seed=4),
+    W(0, 24, 64, 48, profile="concurrent", streams=8, seed=5),
+    W(0, 24, 320, 24, profile="concurrent", streams=8, seed=6),
+]
+MIXES = {  # name: (prompt mean, stdev, min, max, output tokens)
+    "short": (64, 16, 16, 128, 48),
+    "long": (320, 64, 128, 512, 24),
+}
+LOADS = (0.3, 0.7, 1.6)  # x the capacity the calibrated model predicts
+REQUESTS = 60
+REPEATS = 2
+METRICS = ("ttft_p50", "tpot_p50", "e2e_p50", "ttft_p90", "tpot_p90", "e2e_p90", "throughput")
+
+
+def measured_arrays(bench: dict) -> dict:
+    """A guidellm run's completed requests as arrays, in seconds."""
+    done = [r for r in bench["requests"] if r["status"] == "completed"]
+    arr = {k: np.array([r[k] for r in done], dtype=float) for k in ("ttft", "tpot", "e2e")}
+    arr["sent"] = np.array([r["start"] for r in done])
+    arr["input_len"] = np.array([r["prompt_tokens"] for r in done])
+    arr["output_len"] = np.array([r["output_tokens"] for r in done])
+    arr["duration"] = bench["summary"]["duration"]
+    arr["output_tokens"] = float(arr["output_len"].sum())
+    return arr
+
+
+def as_requests(arr: dict, concurrency: int = 0) -> Requests:
+    sent = arr["sent"] - arr["sent"].min() if not concurrency else np.zeros(len(arr["sent"]))
+    order = np.argsort(sent, kind="stable")
+    return Requests(sent[order], arr["input_len"][order], arr["output_len"][order], concurrency)
+
+
+def row_text(err: dict) -> str:
+    """measured/simulated (error) per metric: latencies in ms, throughput in tokens/s."""
+    parts = []
+    for k in METRICS:
+        scale = 1.0 if k == "throughput" else 1e3
+        m, s = err[k]["measured"] * scale, err[k]["simulated"] * scale
+        parts.append(f"{k} {m:.4g}/{s:.4g} ({err[k]['error']:+.0%})")
+    return "  ".join(parts)
+
+
+def capacity(costs, mix) -> float:
+    """Requests/s the calibrated model completes with every request queued at once."""
+    n, (p, _, _, _, o) = 64, mix
+    reqs = Requests(np.zeros(n), np.full(n, p), np.full(n, o), 0)
+    sim = simulate_requests(costs, reqs, SCHED)
+    return n / float(np.nanmax(sim["e2e"]))
+
+
+def main() -> int:
+    reason = engine.missing()
+    if reason:
+        print(f"skipped: {reason} (make test installs the engine and guidellm)")
+        return 0
+    t0 = time.monotonic()
+    load0 = os.getloadavg()[0]
+    if load0 > 0.5:
+        print(f"warning: load average {load0:.2f} before starting: the machine is busy")
+    with tempfile.TemporaryDirectory() as tmp:
+        model = engine.build_tiny_model(Path(tmp) / "model", **MODEL)
+        with engine.serve(model, CONFIG, log=Path(tmp) / "serve.log") as url:
+            # warm-up: the first requests after start-up run slower (allocation, caches)
+            engine.run_load(url, model, W(0, 12, 128, 16, profile="synchronous"), Path(tmp) / "w")
+            calib = []
+            for i, w in enumerate(CALIBRATION):
+                arr = measured_arrays(
+                    engine.run_load(url, model, w, Path(tmp) / f"c{i}")["benchmarks"][0]
+                )
+                conc = 1 if w.profile == "synchronous" else w.streams
+                calib.append(
+                    (as_requests(arr, conc), np.median(arr["ttft"]), np.median(arr["tpot"]))
+                )
+                print(
+                    f"calibration {w.profile} x{conc} prompt {w.prompt_tokens}: "
+                    f"TTFT p50 {calib[-1][1] * 1e3:.1f} ms, TPOT p50 {calib[-1][2] * 1e3:.2f} ms"
+                )
+            costs = fit(calib, SCHED)
+            print(
+                "fitted engine costs: "
+                + ", ".join(f"{k} {v * 1e3:.4g} ms" for k, v in costs.to_dict().items())
+            )
+            rows = []
+            for name, mix in MIXES.items():
+                cap = capacity(costs, mix)
+                for load in LOADS:
+                    rate = round(load * cap, 2)
+                    errs, runs = [], []
+                    for rep in range(REPEATS):
+                        w = W(rate, REQUESTS, mix[0], mix[4], mix[1], mix[2], mix[3], seed=10 + rep)
+                        out = Path(tmp) / f"{name}-{load}-{rep}"
+                        arr = measured_arrays(engine.run_load(url, model, w, out)["benchmarks"][0])
+                        sim = simulate_requests(costs, as_requests(arr), SCHED)
+                        errs.append(compare(arr, sim))
+                        runs.append(arr)
+                        done = len(arr["e2e"]) / arr["duration"]
+                        kept = "kept up" if done >= 0.9 * rate else "fell behind"
+                        per_req = np.median(np.abs(np.sort(sim["e2e"]) / np.sort(arr["e2e"]) - 1))
+                        print(
+                            f"{name:5} {rate:6.2f}/s run {rep}: {row_text(errs[-1])}"
+                            f"  per-request E2E |err| median {per_req:.0%}"
+                            f"  (measured {done:.1f} req/s: {kept})"
+                        )
+                    spread = {
+                        k: abs(errs[1][k]["measured"] / errs[0][k]["measured"] - 1) for k in METRICS
+                    }
+                    mean_err = {
+                        k: statistics.mean(abs(e[k]["error"]) for e in errs) for k in METRICS
+                    }
+                    rows.append((name, rate, load, mean_err, spread))
+    took = time.monotonic() - t0
+    print(f"\n(latencies ms measured/simulated, throughput tokens/s; took {took:.0f} s)")
+    print("workload         |err| per metric (mean of runs); engine repeatability in brackets")
+    for name, rate, load, err, spread in rows:
+        print(
+            f"{name:5} {rate:6.2f}/s ({load:.1f}x cap): "
+            + "  ".join(f"{k} {err[k]:.0%} [{spread[k]:.0%}]" for k in METRICS)
+        )
+    load1 = os.getloadavg()[0]
+    print(f"load average: {load0:.2f} at the start, {load1:.2f} at the end (the engine and")
+    print("guidellm use about 1.5 of this machine's cores; more means other work ran)")
+    med = {k: statistics.median(r[3][k] for r in rows) for k in METRICS}
+    rep = {k: statistics.median(r[4][k] for r in rows) for k in METRICS}
+    print(
+        "engine repeatability (median run-to-run difference): "
+        + ", ".join(f"{k} {rep[k]:.0%}" for k in METRICS)
+    )
+    print(f"p90s: TTFT {med['ttft_p90']:.0%}, TPOT {med['tpot_p90']:.0%}, E2E {med['e2e_p90']:.0%}")
+    print(
+        f"summary: TTFT p50 {med['ttft_p50']:.0%}, TPOT p50 {med['tpot_p50']:.0%}, "
+        f"E2E p50 {med['e2e_p50']:.0%}, throughput {med['throughput']:.0%} "
+        f"(median errors over {len(rows)} workloads)"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
