@@ -5,7 +5,7 @@ continuous batching, decodes first, chunked prefill within a token budget, paged
 serving a small random-weight Llama-style model on this CPU; guidellm drives it
 (`memwall.measure.engine`). Installed by `make test` (.venv's `serve` extra, .venv-guidellm).
 
-1. Calibration: closed loops (one client at three prompt lengths, then 4 and 8 clients) give
+1. Calibration: closed loops (one client at three prompt lengths, then 4, 8 and 16) give
    the engine's per-step costs on this machine (`memwall.serve.calibrate.fit`).
 2. Prediction: open-loop Poisson loads at three rates (the last past the engine's capacity)
    x two length mixes, none of them used in the fit, each run twice (the engine's own
@@ -49,6 +49,7 @@ CALIBRATION = [
     W(0, 16, 64, 48, profile="concurrent", streams=4, seed=4),
     W(0, 24, 64, 48, profile="concurrent", streams=8, seed=5),
     W(0, 24, 320, 24, profile="concurrent", streams=8, seed=6),
+    W(0, 48, 96, 32, profile="concurrent", streams=16, seed=7),
 ]
 MIXES = {  # name: (prompt mean, stdev, min, max, output tokens)
     "short": (64, 16, 16, 128, 48),

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import math
 
+import numpy as np
 import pytest
 
 import memwall.api as api
@@ -163,3 +165,57 @@ def test_fp8_serves_with_fp8_gemms_and_kv():
     bf16 = api.serve("llama-3-8b", device="h100-sxm", requests=20).to_dict()
     assert fp8["precision"] == "fp8"
     assert fp8["kv_cache"]["blocks"] >= 2 * bf16["kv_cache"]["blocks"]
+
+
+def test_search_finds_the_highest_rate_within_the_slo():
+    """Just below the found rate the SLO holds for 90% of requests; 10% above it does not."""
+    from memwall.api._serve_search import meets
+
+    kw = dict(device="h100-sxm", input_len=512, output_len=64, requests=300)
+    r = api.serve("llama-3-8b", slo="ttft=0.3,tpot=0.03", search=True, **kw).to_dict()
+    best = r["search"]["best"]
+    assert best["tp"] == 1 and best["max_rate"] > 0
+    assert r["workload"]["rate"] == pytest.approx(best["max_rate"])
+    assert best["at_max_rate"]["attainment"] >= 0.9 and best["at_max_rate"]["stable"]
+    from memwall.api._serve_setup import prepare
+
+    base = dict(model="llama-3-8b", tp=1, precision="bf16", scheduler="vllm", rate=None,
+                burstiness=1.0, concurrency=None, lengths=None, seed=0, max_batch_tokens=None,
+                max_seqs=None, block_size=16, kv_blocks=None, gpu_memory_utilization=0.9,
+                slo="ttft=0.3,tpot=0.03", predictor=None, launch=None, step_overhead=0.0,
+                **kw)  # fmt: skip
+    cfg = prepare(**base)
+    gaps = np.random.default_rng(0).exponential(1.0, size=299)
+    assert not meets(cfg, best["max_rate"] * 1.1, gaps, 0.9)["ok"]
+
+
+def test_search_for_a_target_rate_counts_copies_of_each_tp():
+    r = api.serve(
+        "llama-3-70b", device="h100-sxm", slo="ttft=2,tpot=0.1", search=True, target_rate=15,
+        input_len=512, output_len=64, requests=200,
+    ).to_dict()  # fmt: skip
+    s = r["search"]
+    assert "1" in s["refused"]  # 70B in bf16 does not fit one H100
+    for row in s["rows"]:
+        assert row["copies"] == math.ceil(15 / row["max_rate"])
+        assert row["devices"] == row["copies"] * row["tp"]
+    assert s["best"]["devices"] == min(row["devices"] for row in s["rows"])
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--search"], "--slo"),
+        (["--search", "--slo", "ttft=1", "--rate", "3"], "drop --rate"),
+        (["--target-rate", "5"], "add --search"),
+        (["--search", "--slo", "ttft=1", "--target-rate", "-1"], "--target-rate"),
+        (["--search", "--slo", "ttft=1", "--attainment", "1.5"], "--attainment"),
+    ],
+)
+def test_search_bad_input_is_one_line_and_exit_2(serve_cli, args, needle):
+    code, out, err = serve_cli(
+        "serve", "gpt2", "--device", "h100-sxm", "--requests", "20", "--input-len", "128",
+        "--output-len", "16", *args,
+    )  # fmt: skip
+    assert code == 2 and out == "" and len(err.strip().splitlines()) == 1, err
+    assert needle in err

@@ -73,3 +73,14 @@ def test_fit_refuses_no_runs_or_bad_measurements():
     reqs = Requests(np.zeros(1), np.array([10]), np.array([4]), 1)
     with pytest.raises(MemwallError, match="positive"):
         fit([(reqs, 0.0, 0.01)], SCHED)
+
+
+def test_free_tokens_price_small_steps_alike():
+    costs = EngineCosts(
+        per_step=4e-3, per_token=1e-4, per_seq=0.0, per_key=0.0, per_qk=0.0, entry=0.0,
+        free_tokens=64,
+    )  # fmt: skip
+    model = costs.step_model()
+    assert model.fixed(1, 1) == pytest.approx(4e-3)
+    assert model.fixed(64, 1) == pytest.approx(4e-3)
+    assert model.fixed(164, 1) == pytest.approx(4e-3 + 100 * 1e-4)

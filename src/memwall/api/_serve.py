@@ -9,6 +9,7 @@ from typing import Any
 
 from memwall.api._common import choice, model_text, plain, si
 from memwall.api._result import Result
+from memwall.errors import MemwallError
 
 SCHEDULERS = ("vllm", "prefill-first", "static")
 REQUESTS_DEFAULT = 1000  # vLLM benchmark_serving --num-prompts
@@ -51,6 +52,9 @@ def serve(
     launch: str | None = None,
     step_overhead: float = 0.0,
     plot: str | Path | None = None,
+    search: bool = False,
+    target_rate: float | None = None,
+    attainment: float = 0.9,
 ) -> Result:
     """Simulate serving `model` on `device` (x `tp` with tensor parallelism): requests arrive,
     a scheduler batches them step by step, a paged KV cache holds them, and each step's time
@@ -86,6 +90,10 @@ def serve(
         step_overhead: seconds of host work per step (scheduling, sampling) added to each
             step; default 0 (not modelled).
         plot: write the timeline (batch size, KV use, queue) to this .png/.svg/.pdf.
+        search: find the highest rate that meets `slo` (at least `attainment` of requests
+            within every target, the server stable) and simulate there; with `target_rate`,
+            over tensor-parallel degrees 1, 2, 4, 8, the fewest devices (copies x tp) that
+            serve that rate (`_serve_search`). `payload["search"]` holds every degree's answer.
 
     Returns a `Result`: `.to_dict()` is `memwall serve ... --format json`; `.to_frame()` one
     row per request; `.extra["timeline"]` every step. Bad input raises `MemwallError`.
@@ -98,11 +106,21 @@ def serve(
         from memwall.io import check_output_path
 
         check_output_path(plot, ("png", "svg", "pdf"), "--plot file")
-    cfg = prepare(
-        model, device, tp, precision, scheduler, rate, burstiness, concurrency, requests,
-        input_len, output_len, lengths, seed, max_batch_tokens, max_seqs, block_size,
-        kv_blocks, gpu_memory_utilization, slo, predictor, launch, step_overhead,
+    base = dict(
+        model=model, device=device, tp=tp, precision=precision, scheduler=scheduler, rate=rate,
+        burstiness=burstiness, concurrency=concurrency, requests=requests, input_len=input_len,
+        output_len=output_len, lengths=lengths, seed=seed, max_batch_tokens=max_batch_tokens,
+        max_seqs=max_seqs, block_size=block_size, kv_blocks=kv_blocks,
+        gpu_memory_utilization=gpu_memory_utilization, slo=slo, predictor=predictor,
+        launch=launch, step_overhead=step_overhead,
     )  # fmt: skip
+    found = None
+    if search:
+        found = _search(base, target_rate, attainment)
+        base.update(tp=found["best"]["tp"], rate=found["best"]["max_rate"])
+    elif target_rate is not None:
+        raise MemwallError("--target-rate is a --search target: add --search")
+    cfg = prepare(**base)
     from memwall.serve import simulate
     from memwall.serve.metrics import metrics
 
@@ -113,6 +131,8 @@ def serve(
     m = metrics(trace, cfg.rate, cfg.slo)
     req = m.pop("_requests")
     payload = _payload(cfg, m)
+    if found is not None:
+        payload["search"] = found
     rows = [
         {"request": i, **{k: plain(float(req[k][i])) for k in REQUEST_COLUMNS[1:]}}
         for i in range(len(req["e2e"]))
@@ -139,6 +159,24 @@ def serve(
         extra={"timeline": trace.arrays(), "step_model": cfg.step_model, "trace": trace},
         plotter=plotter,
     )
+
+
+def _search(base: dict[str, Any], target_rate: float | None, attainment: float) -> dict:
+    """`_serve_search.search` over the given tp, or over 1, 2, 4, 8 for a target rate."""
+    from memwall.api._serve_search import TP_CANDIDATES, search
+
+    if base["rate"] is not None or base["concurrency"] is not None:
+        raise MemwallError("--search finds the rate itself: drop --rate and --concurrency")
+    if base["scheduler"] == "static":
+        raise MemwallError("--search needs a continuous scheduler (vllm or prefill-first)")
+    tps = TP_CANDIDATES if target_rate is not None else (base["tp"],)
+    found = search(base, target_rate, attainment, tps)
+    if found["best"] is None:
+        raise MemwallError(
+            f"no request rate meets --slo {base['slo']} for {attainment:.0%} of requests on "
+            "this server, even a trickle: relax the targets or use a faster device"
+        )
+    return found
 
 
 def _payload(cfg: Any, m: dict[str, Any]) -> dict[str, Any]:
@@ -176,6 +214,23 @@ def _payload(cfg: Any, m: dict[str, Any]) -> dict[str, Any]:
 
 def _notes(p: dict[str, Any]) -> list[str]:
     lines = []
+    s = p.get("search")
+    if s:
+        att = f"{100 * s['attainment']:.0f} %"
+        for r in s["rows"]:
+            rate = "none" if r["max_rate"] is None else f"{r['max_rate']:.3g} req/s"
+            need = f", {r['copies']} copies = {r['devices']} devices" if "devices" in r else ""
+            lines.append(f"search: tp {r['tp']}: highest rate within the SLO for {att} of "
+                         f"requests {rate}{need}")  # fmt: skip
+        for tp, why in s["refused"].items():
+            lines.append(f"search: tp {tp} refused: {why}")
+        b = s["best"]
+        if s["target_rate"] is not None:
+            what = f"fewest devices for {s['target_rate']:g} req/s: {b['devices']} (tp {b['tp']})"
+        else:
+            what = f"highest rate {b['max_rate']:.3g} req/s"
+        at = f"{b['max_rate']:.3g} req/s, tp {b['tp']}"
+        lines.append(f"search: {what}; the run below is at {at}")
     if not p["stable"]:
         lines.append(p["message"])
     lines.append(

@@ -82,6 +82,16 @@ def serve(
     launch: Annotated[Launch | None, _opt("With efficiency: graph (default) or eager.")] = None,
     step_overhead: Annotated[float, _opt("Host seconds added to every step.")] = 0.0,
     plot: Annotated[Path | None, _opt("Write the timeline (.png, .svg, .pdf).")] = None,
+    search: Annotated[
+        bool, _opt("Find the highest rate (requests/s) within --slo, and run there.")
+    ] = False,
+    target_rate: Annotated[
+        float | None,
+        _opt("With --search: requests/s to serve; finds the fewest devices (copies x tp)."),
+    ] = None,
+    attainment: Annotated[
+        float, _opt("With --search: share of requests that must meet every SLO target.")
+    ] = 0.9,
     fmt: FormatOpt = "table",  # type: ignore[assignment]
 ) -> None:
     """Simulate serving a model: TTFT, TPOT, ITL, E2E, throughput, goodput, KV use."""
@@ -108,6 +118,9 @@ def serve(
         kv_blocks=kv_blocks,
         gpu_memory_utilization=gpu_memory_utilization,
         slo=slo,
+        search=search,
+        target_rate=target_rate,
+        attainment=attainment,
         predictor=predictor.value if predictor is not None else None,
         launch=launch.value if "--launch" in typed and launch is not None else None,
         step_overhead=step_overhead,

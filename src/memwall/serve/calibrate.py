@@ -5,11 +5,14 @@ A real server's step costs are not memwall's predictor's: on a CPU with a tiny m
 overhead per step and per sequence dominates. `EngineCosts` prices a step like `StepModel`
 does, with six measured constants:
 
-    step(T, S, K, F) = per_step + per_token * T + per_seq * S + max(per_key * K, per_qk * F)
+    step(T, S, K, F) = per_step + per_token * max(T - free_tokens, 0) + per_seq * S
+                       + max(per_key * K, per_qk * F)
     and every request reaches the scheduler entry + entry_per_token * prompt seconds after
     it was sent
 
-- T: tokens in the step; S: sequences; K: keys read, summed over the step's sequences (the
+- T: tokens in the step (the first `free_tokens` cost no more than one: an engine that pads
+  a step's tokens, or whose fixed costs hide small matmuls, prices small steps alike);
+  S: sequences; K: keys read, summed over the step's sequences (the
   attention's memory side: a paged cache gathers every cached key of every sequence each
   step, which dominates decode); F: sum over sequences of new tokens x keys attended (the
   attention's compute side, which dominates long prefills);
@@ -37,7 +40,10 @@ from memwall.serve.costmodel import Curve, StepModel
 from memwall.serve.metrics import request_table
 from memwall.serve.workload import Requests
 
-NAMES = ("per_step", "per_token", "per_seq", "per_key", "per_qk", "entry", "entry_per_token")
+NAMES = (
+    "per_step", "per_token", "per_seq", "per_key", "per_qk", "entry", "entry_per_token",
+    "free_tokens",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -52,12 +58,13 @@ class EngineCosts:
     per_qk: float
     entry: float
     entry_per_token: float = 0.0
+    free_tokens: float = 0.0  # tokens, not seconds
 
     def step_model(self) -> StepModel:
         """The costs as a `StepModel` (straight lines: two points each extrapolate exactly)."""
         line = lambda k: Curve((0.0, 1.0), (0.0, k))  # noqa: E731
         return StepModel(
-            dense=Curve((0.0, 1.0), (self.per_step, self.per_step + self.per_token)),
+            dense=self._dense(),
             head=line(self.per_seq),
             attn_memory=line(self.per_key),
             attn_compute=line(self.per_qk),
@@ -70,6 +77,13 @@ class EngineCosts:
             predictor="measured engine",
             launch=None,
             about={"costs": asdict(self)},
+        )
+
+    def _dense(self) -> Curve:
+        """per_step, flat up to free_tokens, then rising per_token per token."""
+        knee = max(self.free_tokens, 1e-6)
+        return Curve(
+            (0.0, knee, knee + 1.0), (self.per_step,) * 2 + (self.per_step + self.per_token,)
         )
 
     def to_dict(self) -> dict[str, float]:
@@ -135,7 +149,9 @@ def fit(runs: list[tuple[Requests, float, float]], engine: Scheduler) -> EngineC
 
     # a start of the right order: one decode step is the TPOT of a lone request
     tpot = min(p for _, _, p in runs)
-    x0 = np.log([tpot * 0.8, tpot * 0.01, tpot * 0.05, tpot * 1e-3, tpot * 1e-5, tpot, tpot * 0.01])
+    x0 = np.log(
+        [tpot * 0.8, tpot * 0.01, tpot * 0.05, tpot * 1e-3, tpot * 1e-5, tpot, tpot * 0.01, 8]
+    )
     best = least_squares(residuals, x0, method="trf", x_scale=1.0, diff_step=0.05)
     costs = EngineCosts(*np.exp(best.x))
     if not all(math.isfinite(v) for v in asdict(costs).values()):
