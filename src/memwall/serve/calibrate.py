@@ -46,6 +46,20 @@ NAMES = (
 )  # fmt: skip
 
 
+# What each cost may be (seconds; free_tokens in tokens): wide physical ranges that keep the
+# fit from trading one term for another beyond sense (a tokeniser costs microseconds a token).
+BOUNDS = {
+    "per_step": (1e-5, 1.0),
+    "per_token": (1e-8, 0.1),
+    "per_seq": (1e-9, 0.1),
+    "per_key": (1e-10, 0.01),
+    "per_qk": (1e-13, 0.001),
+    "entry": (1e-5, 1.0),
+    "entry_per_token": (1e-10, 1e-5),
+    "free_tokens": (0.5, 512.0),
+}
+
+
 @dataclass(frozen=True)
 class EngineCosts:
     """Seconds: per step, per token, per sequence, per key read, per unit of attention work,
@@ -147,12 +161,19 @@ def fit(runs: list[tuple[Requests, float, float]], engine: Scheduler) -> EngineC
         sim = [_medians(simulate_requests(costs, r, engine)) for r, _, _ in runs]
         return (np.log(sim) - measured).ravel()
 
-    # a start of the right order: one decode step is the TPOT of a lone request
+    # a start of the right order (one decode step is the TPOT of a lone request), inside
+    # BOUNDS; soft_l1: a run the engine served badly (a stall) weighs less
     tpot = min(p for _, _, p in runs)
-    x0 = np.log(
-        [tpot * 0.8, tpot * 0.01, tpot * 0.05, tpot * 1e-3, tpot * 1e-5, tpot, tpot * 0.01, 8]
+    lo, hi = (np.log([b[i] for b in BOUNDS.values()]) for i in (0, 1))
+    x0 = np.clip(
+        np.log([tpot * 0.8, tpot * 0.01, tpot * 0.05, tpot * 1e-3, tpot * 1e-5, tpot, 1e-7, 8]),
+        lo + 1e-9,
+        hi - 1e-9,
     )
-    best = least_squares(residuals, x0, method="trf", x_scale=1.0, diff_step=0.05)
+    best = least_squares(
+        residuals, x0, bounds=(lo, hi), method="trf", loss="soft_l1", f_scale=0.2,
+        diff_step=0.05,
+    )  # fmt: skip
     costs = EngineCosts(*np.exp(best.x))
     if not all(math.isfinite(v) for v in asdict(costs).values()):
         raise MemwallError("calibration did not converge")
