@@ -5,8 +5,10 @@ continuous batching, decodes first, chunked prefill within a token budget, paged
 serving a small random-weight Llama-style model on this CPU; guidellm drives it
 (`memwall.measure.engine`). Installed by `make test` (.venv's `serve` extra, .venv-guidellm).
 
-1. Calibration: closed loops (one client at three prompt lengths, then 4, 8 and 16) give
-   the engine's per-step costs on this machine (`memwall.serve.calibrate.fit`).
+1. Calibration: closed loops (one client at three prompt lengths, then 4, 8 and 16) while
+   the engine times each of its steps from inside (`memwall.measure.engine_steps`); the
+   step costs are fitted to those steps, the per-request entry cost to the lone requests
+   (`memwall.serve.calibrate`).
 2. Prediction: open-loop Poisson loads at three rates (the last past the engine's capacity)
    x two length mixes, none of them used in the fit, each run twice (the engine's own
    repeatability). Every run is simulated with the requests guidellm actually sent (send
@@ -18,6 +20,8 @@ two runs averaged per workload, then the median over workloads). Takes 3-6 minut
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import os
 import statistics
 import sys
@@ -28,7 +32,8 @@ from pathlib import Path
 import numpy as np
 
 import memwall.measure.engine as engine
-from memwall.serve.calibrate import Scheduler, compare, fit, simulate_requests
+from memwall.measure.engine_steps import read
+from memwall.serve.calibrate import Scheduler, compare, fit_entry, fit_steps, simulate_requests
 from memwall.serve.workload import Requests
 
 MODEL = dict(
@@ -38,9 +43,11 @@ MODEL = dict(
 # 32-token blocks: transformers' decode fast path serves requests of up to 32 blocks (its
 # max_blocks_per_request), 1,024 tokens here, longer than any request below; past it a batch
 # decodes far slower, a path the simulation does not model.
-CONFIG = engine.EngineConfig(block_size=32, num_blocks=512, max_batch_tokens=256, threads=1)
+# 2,048 blocks (65,536 tokens): more than any load here holds at once, so the KV cache never
+# binds (when it does, this engine offloads to the CPU, a policy the simulation lacks).
+CONFIG = engine.EngineConfig(block_size=32, num_blocks=2048, max_batch_tokens=256, threads=1)
 # the engine's scheduler as the simulation copies it (max_requests_per_batch: its default)
-SCHED = Scheduler(max_tokens=256, max_seqs=1024, block_size=32, blocks=512)
+SCHED = Scheduler(max_tokens=256, max_seqs=1024, block_size=32, blocks=2048)
 W = engine.Workload
 CALIBRATION = [
     W(0, 10, 32, 32, profile="synchronous", seed=1),
@@ -79,6 +86,25 @@ def as_requests(arr: dict, concurrency: int = 0) -> Requests:
     return Requests(sent[order], arr["input_len"][order], arr["output_len"][order], concurrency)
 
 
+def step_drift(costs, steps: dict) -> float:
+    """Median measured / fitted time of a run's own steps: how far the engine's speed moved
+    since calibration (the machine is shared), apart from what the simulation gets wrong."""
+    pred = [
+        costs.step(t, s, k)
+        for t, s, k in zip(steps["tokens"], steps["seqs"], steps["keys"], strict=True)
+    ]
+    return float(np.median(np.asarray(steps["seconds"]) / np.asarray(pred))) if pred else math.nan
+
+
+def scaled(costs, factor: float):
+    """The step costs times `factor` (the entry cost, outside the loop, unchanged)."""
+    if not math.isfinite(factor):
+        return costs
+    d = costs.to_dict()
+    d.update({k: v * factor for k, v in d.items() if k != "entry"})
+    return type(costs)(**d)
+
+
 def row_text(err: dict) -> str:
     """measured/simulated (error) per metric: latencies in ms, throughput in tokens/s."""
     parts = []
@@ -90,11 +116,15 @@ def row_text(err: dict) -> str:
 
 
 def capacity(costs, mix) -> float:
-    """Requests/s the calibrated model completes with every request queued at once."""
-    n, (p, _, _, _, o) = 64, mix
-    reqs = Requests(np.zeros(n), np.full(n, p), np.full(n, o), 0)
-    sim = simulate_requests(costs, reqs, SCHED)
-    return n / float(np.nanmax(sim["e2e"]))
+    """Requests/s the calibrated model sustains: the best closed loop of 4 to 32 clients (its
+    masked attention grows with the batch, so more clients can serve fewer requests)."""
+    n, (p, _, _, _, o) = 96, mix
+    best = 0.0
+    for clients in (4, 8, 16, 32):
+        reqs = Requests(np.zeros(n), np.full(n, p), np.full(n, o), clients)
+        sim = simulate_requests(costs, reqs, SCHED)
+        best = max(best, n / float(np.nanmax(sim["e2e"] + sim["sent"])))
+    return best
 
 
 def main() -> int:
@@ -108,39 +138,51 @@ def main() -> int:
         print(f"warning: load average {load0:.2f} before starting: the machine is busy")
     with tempfile.TemporaryDirectory() as tmp:
         model = engine.build_tiny_model(Path(tmp) / "model", **MODEL)
-        with engine.serve(model, CONFIG, log=Path(tmp) / "serve.log") as url:
+        steps_log = Path(tmp) / "steps.log"
+        # prefix sharing off: guidellm's synthetic prompts share prefixes the engine would
+        # reuse (TTFT far below a full prefill at high rates); the simulation prefills in full
+        config = dataclasses.replace(CONFIG, steps_log=str(steps_log), prefix_sharing=False)
+        with engine.serve(model, config, log=Path(tmp) / "serve.log") as url:
             # warm-up: the first requests after start-up run slower (allocation, caches)
             engine.run_load(url, model, W(0, 12, 128, 16, profile="synchronous"), Path(tmp) / "w")
-            calib = []
+            calib, lone = [], []
+            since = time.time()
             for i, w in enumerate(CALIBRATION):
                 arr = measured_arrays(
                     engine.run_load(url, model, w, Path(tmp) / f"c{i}")["benchmarks"][0]
                 )
                 conc = 1 if w.profile == "synchronous" else w.streams
-                calib.append(
-                    (as_requests(arr, conc), np.median(arr["ttft"]), np.median(arr["tpot"]))
-                )
+                calib.append((np.median(arr["ttft"]), np.median(arr["tpot"])))
+                if conc == 1:
+                    lone.append(arr)
                 print(
                     f"calibration {w.profile} x{conc} prompt {w.prompt_tokens}: "
-                    f"TTFT p50 {calib[-1][1] * 1e3:.1f} ms, TPOT p50 {calib[-1][2] * 1e3:.2f} ms"
+                    f"TTFT p50 {calib[-1][0] * 1e3:.1f} ms, TPOT p50 {calib[-1][1] * 1e3:.2f} ms"
                 )
-            costs = fit(calib, SCHED)
+            costs, quality = fit_steps(read(str(steps_log), since, time.time()))
+            prompts = np.concatenate([a["input_len"] for a in lone])
+            costs = fit_entry(costs, prompts, np.concatenate([a["ttft"] for a in lone]))
             print(
-                "fitted engine costs: "
-                + ", ".join(f"{k} {v * 1e3:.4g} ms" for k, v in costs.to_dict().items())
+                f"engine costs from {quality['steps']} timed steps (step |error| median "
+                f"{quality['median']:.0%}, p90 {quality['p90']:.0%}): "
+                + ", ".join(f"{k} {v:.3g} s" for k, v in costs.to_dict().items())
             )
             rows = []
             for name, mix in MIXES.items():
                 cap = capacity(costs, mix)
                 for load in LOADS:
                     rate = round(load * cap, 2)
-                    errs, runs = [], []
+                    errs, errs_speed, runs = [], [], []
                     for rep in range(REPEATS):
                         w = W(rate, REQUESTS, mix[0], mix[4], mix[1], mix[2], mix[3], seed=10 + rep)
                         out = Path(tmp) / f"{name}-{load}-{rep}"
+                        t_run = time.time()
                         arr = measured_arrays(engine.run_load(url, model, w, out)["benchmarks"][0])
+                        drift = step_drift(costs, read(str(steps_log), t_run, time.time()))
                         sim = simulate_requests(costs, as_requests(arr), SCHED)
                         errs.append(compare(arr, sim))
+                        at_speed = simulate_requests(scaled(costs, drift), as_requests(arr), SCHED)
+                        errs_speed.append(compare(arr, at_speed))
                         runs.append(arr)
                         done = len(arr["e2e"]) / arr["duration"]
                         kept = "kept up" if done >= 0.9 * rate else "fell behind"
@@ -148,7 +190,8 @@ def main() -> int:
                         print(
                             f"{name:5} {rate:6.2f}/s run {rep}: {row_text(errs[-1])}"
                             f"  per-request E2E |err| median {per_req:.0%}"
-                            f"  (measured {done:.1f} req/s: {kept})"
+                            f"  (measured {done:.1f} req/s: {kept}; its steps took {drift:.2f}x"
+                            " the fitted cost)"
                         )
                     spread = {
                         k: abs(errs[1][k]["measured"] / errs[0][k]["measured"] - 1) for k in METRICS
@@ -156,11 +199,14 @@ def main() -> int:
                     mean_err = {
                         k: statistics.mean(abs(e[k]["error"]) for e in errs) for k in METRICS
                     }
-                    rows.append((name, rate, load, mean_err, spread))
+                    speed_err = {
+                        k: statistics.mean(abs(e[k]["error"]) for e in errs_speed) for k in METRICS
+                    }
+                    rows.append((name, rate, load, mean_err, spread, speed_err))
     took = time.monotonic() - t0
     print(f"\n(latencies ms measured/simulated, throughput tokens/s; took {took:.0f} s)")
     print("workload         |err| per metric (mean of runs); engine repeatability in brackets")
-    for name, rate, load, err, spread in rows:
+    for name, rate, load, err, spread, _ in rows:
         print(
             f"{name:5} {rate:6.2f}/s ({load:.1f}x cap): "
             + "  ".join(f"{k} {err[k]:.0%} [{spread[k]:.0%}]" for k in METRICS)
@@ -173,6 +219,12 @@ def main() -> int:
     print(
         "engine repeatability (median run-to-run difference): "
         + ", ".join(f"{k} {rep[k]:.0%}" for k in METRICS)
+    )
+    fast = {k: statistics.median(r[5][k] for r in rows) for k in METRICS}
+    print(
+        "with each run's own measured step speed (the fitted costs scaled by its steps' median "
+        "measured/fitted ratio, which isolates the scheduling model from the machine's drift): "
+        + ", ".join(f"{k} {fast[k]:.0%}" for k in METRICS)
     )
     print(f"p90s: TTFT {med['ttft_p90']:.0%}, TPOT {med['tpot_p90']:.0%}, E2E {med['e2e_p90']:.0%}")
     print(

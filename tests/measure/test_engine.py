@@ -11,6 +11,7 @@ import os
 import pytest
 
 import memwall.measure.engine as engine
+from memwall.measure.engine_steps import read
 
 pytestmark = pytest.mark.slow
 
@@ -40,7 +41,10 @@ def test_engine_under_load(tiny, tmp_path):
     if reason:
         pytest.skip(f"engine packages not installed: {reason}")
     workload = engine.Workload(rate=4.0, requests=4, prompt_tokens=24, output_tokens=8, seed=3)
-    config = engine.EngineConfig(block_size=16, num_blocks=32, max_batch_tokens=64)
+    steps_log = tmp_path / "steps.log"
+    config = engine.EngineConfig(
+        block_size=16, num_blocks=32, max_batch_tokens=64, steps_log=str(steps_log)
+    )
     result = engine.measure(tiny, [workload], config, folder=tmp_path)
     json.dumps(result)  # plain data
     (bench,) = result["runs"][0]["benchmarks"]
@@ -57,3 +61,19 @@ def test_engine_under_load(tiny, tmp_path):
     assert summary["output_throughput"] > 0
     for name in engine.METRICS:
         assert summary[name]["mean"] > 0
+    # the engine timed its own steps: at least 4 prompts of 24 tokens and 7 decodes each
+    # (besides the warm-up request), never more keys than 4 requests of 32 tokens hold
+    steps = read(str(steps_log))
+    assert len(steps["start"]) >= 8 and min(steps["seconds"]) > 0
+    assert sum(steps["tokens"]) >= 4 * 24 + 4 * 7
+    assert max(steps["keys"]) <= 4 * 32 and min(steps["tokens"]) >= 1
+
+
+def test_step_records_are_read_by_time(tmp_path):
+    log = tmp_path / "steps.log"
+    log.write_text(
+        "100.0 0.004 1 1 50 50\n101.0 0.009 64 1 64 4096\n102.0 0.0\n103.5 0.005 8 8 900 7200\n"
+    )
+    steps = read(str(log), since=100.5)
+    assert steps["start"] == [101.0, 103.5]  # the cut line is skipped
+    assert steps["token_keys"] == [4096.0, 7200.0]

@@ -1,5 +1,5 @@
-"""The measured-engine step model: hand-checked steps, and a fit that recovers known costs
-from runs simulated with them (what the real-engine benchmark relies on)."""
+"""The measured-engine step model: hand-checked steps, step costs recovered from timed steps,
+the entry cost from lone requests (what the real-engine benchmark relies on)."""
 
 from __future__ import annotations
 
@@ -7,17 +7,18 @@ import numpy as np
 import pytest
 
 from memwall.errors import MemwallError
-from memwall.serve.calibrate import EngineCosts, Scheduler, compare, fit, simulate_requests
+from memwall.serve.calibrate import (
+    EngineCosts,
+    Scheduler,
+    compare,
+    fit_entry,
+    fit_steps,
+    simulate_requests,
+)
 from memwall.serve.workload import Requests
 
 COSTS = EngineCosts(
-    per_step=4e-3,
-    per_token=1.5e-4,
-    per_seq=2e-4,
-    per_key=6e-6,
-    per_qk=2e-8,
-    entry=3e-3,
-    entry_per_token=2e-5,
+    per_step=4e-3, per_token=1.5e-4, per_seq=2e-4, per_key=2e-6, per_token_key=3e-8, entry=3e-3
 )
 SCHED = Scheduler(max_tokens=256, max_seqs=64, block_size=16, blocks=1024)
 
@@ -26,33 +27,41 @@ def test_one_request_alone_is_entry_plus_prefill_then_decode_steps():
     prompt, out = 100, 5
     reqs = Requests(np.zeros(1), np.array([prompt]), np.array([out]), 0)
     t = simulate_requests(COSTS, reqs, SCHED)
-    keys = prompt  # the prefill reads its own keys; its work is sum q x (keys attended)
-    qk = prompt * (prompt + 1) / 2
-    prefill = 4e-3 + 1.5e-4 * prompt + 2e-4 + max(6e-6 * keys, 2e-8 * qk)
-    entry = 3e-3 + 2e-5 * prompt
-    assert t["ttft"][0] == pytest.approx(entry + prefill, rel=1e-6)
-    decodes = [4e-3 + 1.5e-4 + 2e-4 + 6e-6 * (prompt + i + 1) for i in range(out - 1)]
-    assert t["e2e"][0] == pytest.approx(entry + prefill + sum(decodes), rel=1e-6)
+    # the prefill: 100 tokens, one sequence, 100 keys read, 100 x 100 masked attention
+    prefill = 4e-3 + 1.5e-4 * 100 + 2e-4 + 2e-6 * 100 + 3e-8 * 100 * 100
+    assert t["ttft"][0] == pytest.approx(3e-3 + prefill, rel=1e-9)
+    decodes = [4e-3 + 1.5e-4 + 2e-4 + (2e-6 + 3e-8) * (prompt + i + 1) for i in range(out - 1)]
+    assert t["e2e"][0] == pytest.approx(3e-3 + prefill + sum(decodes), rel=1e-9)
 
 
-def _runs(costs: EngineCosts) -> list[tuple[Requests, float, float]]:
-    runs = []
-    for prompt, out, conc, n in ((32, 32, 1, 6), (192, 16, 1, 6), (480, 16, 1, 4),
-                                 (64, 48, 4, 16), (64, 48, 8, 24), (320, 24, 8, 24)):  # fmt: skip
-        reqs = Requests(np.zeros(n), np.full(n, prompt), np.full(n, out), conc)
-        t = simulate_requests(costs, reqs, SCHED)
-        runs.append((reqs, float(np.median(t["ttft"])), float(np.median(t["tpot"]))))
-    return runs
+def test_a_batch_pays_its_attention_over_all_its_keys():
+    """One step of two decodes saves a per-step cost on two lone steps but pays the masked
+    attention of both queries against both sequences' keys (T x K: 2 x 1000, not 2 x 500)."""
+    one, two = COSTS.step(1, 1, 500), COSTS.step(2, 2, 1000)
+    assert two - 2 * one == pytest.approx(-4e-3 + 3e-8 * (2 * 1000 - 2 * 500))
 
 
-def test_fit_recovers_the_costs_that_made_the_runs():
-    fitted = fit(_runs(COSTS), SCHED)
-    # what the runs pin down: a lone decode step, a long prefill, a batched long decode
-    for prompt, out, conc in ((32, 16, 1), (480, 8, 1), (320, 16, 8)):
-        reqs = Requests(np.zeros(conc), np.full(conc, prompt), np.full(conc, out), conc)
-        want, got = (simulate_requests(c, reqs, SCHED) for c in (COSTS, fitted))
-        for k in ("ttft", "tpot"):
-            assert np.median(got[k]) == pytest.approx(np.median(want[k]), rel=0.05)
+def test_fit_steps_recovers_the_costs_that_timed_the_steps():
+    rng = np.random.default_rng(0)
+    tokens = rng.integers(1, 257, 400).astype(float)
+    seqs = np.minimum(tokens, rng.integers(1, 33, 400))
+    keys = tokens + rng.integers(0, 4000, 400)
+    seconds = np.array([COSTS.step(t, s, k) for t, s, k in zip(tokens, seqs, keys, strict=True)])
+    steps = dict(seconds=seconds * rng.normal(1, 0.01, 400), tokens=tokens, seqs=seqs, keys=keys,
+                 token_keys=tokens * keys)  # fmt: skip
+    fitted, quality = fit_steps(steps)
+    assert quality["steps"] == 400 and quality["median"] < 0.02
+    for t, s, k in ((1, 1, 100), (8, 8, 2000), (256, 4, 1500)):
+        assert fitted.step(t, s, k) == pytest.approx(COSTS.step(t, s, k), rel=0.03)
+
+
+def test_fit_entry_is_ttft_less_the_prefill():
+    costs = EngineCosts(**{**COSTS.to_dict(), "entry": 0.0})
+    prompts = np.array([32, 192, 480])
+    ttft = np.array([costs.step(p, 1, p) for p in prompts]) + 5e-3
+    assert fit_entry(costs, prompts, ttft).entry == pytest.approx(5e-3)
+    with pytest.raises(MemwallError, match="lone requests"):
+        fit_entry(costs, np.array([]), np.array([]))
 
 
 def test_compare_reports_relative_errors():
@@ -67,20 +76,7 @@ def test_compare_reports_relative_errors():
     assert err["throughput"]["error"] == pytest.approx(200 / 100 - 1)
 
 
-def test_fit_refuses_no_runs_or_bad_measurements():
-    with pytest.raises(MemwallError, match="at least one"):
-        fit([], SCHED)
-    reqs = Requests(np.zeros(1), np.array([10]), np.array([4]), 1)
-    with pytest.raises(MemwallError, match="positive"):
-        fit([(reqs, 0.0, 0.01)], SCHED)
-
-
-def test_free_tokens_price_small_steps_alike():
-    costs = EngineCosts(
-        per_step=4e-3, per_token=1e-4, per_seq=0.0, per_key=0.0, per_qk=0.0, entry=0.0,
-        free_tokens=64,
-    )  # fmt: skip
-    model = costs.step_model()
-    assert model.fixed(1, 1) == pytest.approx(4e-3)
-    assert model.fixed(64, 1) == pytest.approx(4e-3)
-    assert model.fixed(164, 1) == pytest.approx(4e-3 + 100 * 1e-4)
+def test_fit_steps_refuses_too_few_steps():
+    steps = dict(seconds=[0.01, 0.02], tokens=[1, 2], seqs=[1, 1], keys=[5, 6], token_keys=[5, 12])
+    with pytest.raises(MemwallError, match="timed steps"):
+        fit_steps(steps)

@@ -57,6 +57,8 @@ class EngineConfig:
     threads: int | None = 1  # OMP/MKL threads of the server (None: torch's default)
     device: str = "cpu"
     startup_timeout_s: float = 120.0
+    steps_log: str | None = None  # a file: time every engine step into it (`engine_steps`)
+    prefix_sharing: bool = True  # False (with steps_log): prompts prefilled in full
 
     def flags(self) -> list[str]:
         return [
@@ -220,12 +222,18 @@ def _stop(proc: subprocess.Popen, grace_s: float = 15.0) -> None:
 
 # Put first on the engine's PYTHONPATH: a torchvision built for another torch (the CUDA wheel
 # beside a CPU torch) must not stop transformers, which imports it, from serving.
-_SITE = """try:
+# With MEMWALL_ENGINE_STEPS set, every engine step is timed into that file (`engine_steps`).
+_SITE = """import os
+try:
     from memwall.sources import install_torchvision_fallback
 except ImportError:
     pass
 else:
     install_torchvision_fallback()
+    if os.environ.get("MEMWALL_ENGINE_STEPS"):
+        from memwall.measure.engine_steps import install
+        share = not os.environ.get("MEMWALL_ENGINE_NO_PREFIX_SHARING")
+        install(os.environ["MEMWALL_ENGINE_STEPS"], share)
 """
 
 
@@ -236,6 +244,10 @@ def _engine_env(config: EngineConfig, folder: Path) -> dict[str, str]:
     (site / "sitecustomize.py").write_text(_SITE)
     package_root = Path(__file__).resolve().parents[2]  # the folder holding memwall/
     env = _quiet_env(config.threads)
+    if config.steps_log:
+        env["MEMWALL_ENGINE_STEPS"] = str(Path(config.steps_log).resolve())
+        if not config.prefix_sharing:
+            env["MEMWALL_ENGINE_NO_PREFIX_SHARING"] = "1"
     paths = [str(site), str(package_root), env.get("PYTHONPATH", "")]
     env["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
     return env

@@ -1,35 +1,27 @@
 """A step model measured on a real engine: the per-step costs of a server this machine runs,
-fitted to what a load generator saw, so that `simulate` can be checked request by request.
+fitted to its own timed steps, so that `simulate` can be checked request by request.
 
 A real server's step costs are not memwall's predictor's: on a CPU with a tiny model, Python
-overhead per step and per sequence dominates. `EngineCosts` prices a step like `StepModel`
-does, with six measured constants:
+overhead per step dominates, and transformers' paged attention on a CPU (SDPA with a mask)
+computes one masked attention over the whole batch, every query token against every key read
+in the step. `EngineCosts` prices a step with five constants:
 
-    step(T, S, K, F) = per_step + per_token * max(T - free_tokens, 0) + per_seq * S
-                       + max(per_key * K, per_qk * F)
-    and every request reaches the scheduler entry + entry_per_token * prompt seconds after
-    it was sent
+    step(T, S, K) = per_step + per_token * T + per_seq * S + per_key * K + per_token_key * T * K
+    and every request reaches the scheduler `entry` seconds after it was sent
 
-- T: tokens in the step (the first `free_tokens` cost no more than one: an engine that pads
-  a step's tokens, or whose fixed costs hide small matmuls, prices small steps alike);
-  S: sequences; K: keys read, summed over the step's sequences (the
-  attention's memory side: a paged cache gathers every cached key of every sequence each
-  step, which dominates decode); F: sum over sequences of new tokens x keys attended (the
-  attention's compute side, which dominates long prefills);
-- entry, entry_per_token: HTTP, tokenisation and streaming, paid once per request (the
-  tokeniser's share grows with the prompt) outside the batching loop, so they delay that
-  request alone; added to its TTFT and E2E.
+- T: tokens in the step; S: sequences; K: keys read, summed over the step's sequences (the
+  cache gather), T x K: the masked attention over the batch;
+- entry: HTTP, tokenisation and streaming, paid once per request outside the batching loop,
+  so it delays that request alone; added to its TTFT and E2E.
 
-`fit` chooses them by least squares in log space: each calibration run (closed loops of 1 and
-more clients, at prompt lengths that separate the token and the attention terms) is simulated
-with the engine's scheduler settings, and the medians of TTFT and TPOT are compared with the
-measured ones. The runs that are then predicted must not be the ones fitted (the benchmark
-keeps them apart).
+`fit_steps` takes them from the engine's steps timed from inside it (`measure.engine_steps`:
+one record per pass of its batching loop) by non-negative least squares; `fit_entry` takes
+the entry cost from lone requests, TTFT minus their prefill step. The runs that are then
+predicted must not be the ones fitted (the benchmark keeps them apart).
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -40,48 +32,42 @@ from memwall.serve.costmodel import Curve, StepModel
 from memwall.serve.metrics import request_table
 from memwall.serve.workload import Requests
 
-NAMES = (
-    "per_step", "per_token", "per_seq", "per_key", "per_qk", "entry", "entry_per_token",
-    "free_tokens",
-)  # fmt: skip
+STEP_TERMS = ("per_step", "per_token", "per_seq", "per_key", "per_token_key")
 
 
-# What each cost may be (seconds; free_tokens in tokens): wide physical ranges that keep the
-# fit from trading one term for another beyond sense (a tokeniser costs microseconds a token).
-BOUNDS = {
-    "per_step": (1e-5, 1.0),
-    "per_token": (1e-8, 0.1),
-    "per_seq": (1e-9, 0.1),
-    "per_key": (1e-10, 0.01),
-    "per_qk": (1e-13, 0.001),
-    "entry": (1e-5, 1.0),
-    "entry_per_token": (1e-10, 1e-5),
-    "free_tokens": (0.5, 512.0),
-}
+class EngineStepModel(StepModel):
+    """`StepModel` whose attention is per_key * K + per_token_key * T * K (one masked
+    attention over the batch) instead of max(memory, compute) of fused per-sequence kernels."""
+
+    per_key: float = 0.0
+    per_token_key: float = 0.0
+
+    def attention(self, tokens: float, qk: float, keys: float) -> float:
+        return keys * (self.per_key + self.per_token_key * tokens)
+
+    def decode_many(self, batch: int, keys: np.ndarray) -> np.ndarray:
+        return self.fixed(batch, batch) + keys * (self.per_key + self.per_token_key * batch)
 
 
 @dataclass(frozen=True)
 class EngineCosts:
-    """Seconds: per step, per token, per sequence, per key read, per unit of attention work,
-    per request and per prompt token of a request."""
+    """Seconds per step, per token, per sequence, per key read, per (token x key), per request."""
 
     per_step: float
     per_token: float
     per_seq: float
     per_key: float
-    per_qk: float
-    entry: float
-    entry_per_token: float = 0.0
-    free_tokens: float = 0.0  # tokens, not seconds
+    per_token_key: float
+    entry: float = 0.0
 
-    def step_model(self) -> StepModel:
-        """The costs as a `StepModel` (straight lines: two points each extrapolate exactly)."""
+    def step_model(self) -> EngineStepModel:
+        """The costs as a step model the simulator runs."""
         line = lambda k: Curve((0.0, 1.0), (0.0, k))  # noqa: E731
-        return StepModel(
-            dense=self._dense(),
+        model = EngineStepModel(
+            dense=Curve((0.0, 1.0), (self.per_step, self.per_step + self.per_token)),
             head=line(self.per_seq),
-            attn_memory=line(self.per_key),
-            attn_compute=line(self.per_qk),
+            attn_memory=line(0.0),
+            attn_compute=line(0.0),
             f_qk=1.0,
             b_key=1.0,
             b_query=0.0,
@@ -92,13 +78,14 @@ class EngineCosts:
             launch=None,
             about={"costs": asdict(self)},
         )
+        model.per_key, model.per_token_key = self.per_key, self.per_token_key
+        return model
 
-    def _dense(self) -> Curve:
-        """per_step, flat up to free_tokens, then rising per_token per token."""
-        knee = max(self.free_tokens, 1e-6)
-        return Curve(
-            (0.0, knee, knee + 1.0), (self.per_step,) * 2 + (self.per_step + self.per_token,)
-        )
+    def step(self, tokens: float, seqs: float, keys: float) -> float:
+        return (
+            self.per_step + self.per_token * tokens + self.per_seq * seqs
+            + keys * (self.per_key + self.per_token_key * tokens)
+        )  # fmt: skip
 
     def to_dict(self) -> dict[str, float]:
         return asdict(self)
@@ -115,6 +102,38 @@ class Scheduler:
     policy: str = "vllm"
 
 
+def fit_steps(steps: dict[str, Any]) -> tuple[EngineCosts, dict[str, float]]:
+    """Step costs from timed steps (`engine_steps.read`: seconds, tokens, seqs, keys,
+    token_keys) by non-negative least squares, and how well they fit (median and p90 of
+    |predicted / measured - 1| over the steps)."""
+    from scipy.optimize import nnls
+
+    y = np.asarray(steps["seconds"], dtype=float)
+    if len(y) < len(STEP_TERMS) or not (np.isfinite(y).all() and (y > 0).all()):
+        raise MemwallError(f"calibration needs at least {len(STEP_TERMS)} timed steps")
+    cols = [np.ones_like(y)] + [np.asarray(steps[k], float) for k in ("tokens", "seqs", "keys")]
+    x = np.column_stack([*cols, np.asarray(steps["token_keys"], float)])
+    coef, _ = nnls(x, y)
+    rel = np.abs(x @ coef / y - 1)
+    quality = {
+        "steps": len(y),
+        "median": float(np.median(rel)),
+        "p90": float(np.percentile(rel, 90)),
+    }
+    return EngineCosts(*map(float, coef)), quality
+
+
+def fit_entry(costs: EngineCosts, prompts: np.ndarray, ttft: np.ndarray) -> EngineCosts:
+    """The entry cost from lone requests (one client, one request at a time): the median of
+    TTFT minus the prefill step of the prompt, floored at 0."""
+    prompts, ttft = np.asarray(prompts, float), np.asarray(ttft, float)
+    if not len(ttft):
+        raise MemwallError("the entry cost needs lone requests' TTFT")
+    prefill = np.array([costs.step(p, 1, p) for p in prompts])
+    entry = max(float(np.median(ttft - prefill)), 0.0)
+    return EngineCosts(**{**asdict(costs), "entry": entry})
+
+
 def simulate_requests(
     costs: EngineCosts, requests: Requests, engine: Scheduler
 ) -> dict[str, np.ndarray]:
@@ -122,9 +141,8 @@ def simulate_requests(
     open-loop requests reach the scheduler that long after their send time."""
     from memwall.serve import simulate
 
-    entry = costs.entry + costs.entry_per_token * np.asarray(requests.input_len, dtype=float)
     shifted = Requests(
-        requests.arrival + (0.0 if requests.concurrency else entry),
+        requests.arrival + (0.0 if requests.concurrency else costs.entry),
         requests.input_len,
         requests.output_len,
         requests.concurrency,
@@ -134,50 +152,10 @@ def simulate_requests(
         engine.block_size, engine.blocks,
     )  # fmt: skip
     table = request_table(trace)
-    table["ttft"] = table["ttft"] + entry
-    table["e2e"] = table["e2e"] + entry
+    table["ttft"] = table["ttft"] + costs.entry
+    table["e2e"] = table["e2e"] + costs.entry
     table["sent"] = requests.arrival
     return table
-
-
-def _medians(table: dict[str, np.ndarray]) -> tuple[float, float]:
-    return float(np.nanmedian(table["ttft"])), float(np.nanmedian(table["tpot"]))
-
-
-def fit(runs: list[tuple[Requests, float, float]], engine: Scheduler) -> EngineCosts:
-    """Costs whose simulation best matches each run's measured (median TTFT, median TPOT):
-    `runs` holds (the requests as sent, measured median TTFT s, measured median TPOT s)."""
-    from scipy.optimize import least_squares
-
-    if not runs:
-        raise MemwallError("calibration needs at least one measured run")
-    values = np.array([[t, p] for _, t, p in runs], dtype=float)
-    if not (np.isfinite(values).all() and (values > 0).all()):
-        raise MemwallError("calibration runs need positive measured TTFT and TPOT")
-    measured = np.log(values)
-
-    def residuals(x: np.ndarray) -> np.ndarray:
-        costs = EngineCosts(*np.exp(x))
-        sim = [_medians(simulate_requests(costs, r, engine)) for r, _, _ in runs]
-        return (np.log(sim) - measured).ravel()
-
-    # a start of the right order (one decode step is the TPOT of a lone request), inside
-    # BOUNDS; soft_l1: a run the engine served badly (a stall) weighs less
-    tpot = min(p for _, _, p in runs)
-    lo, hi = (np.log([b[i] for b in BOUNDS.values()]) for i in (0, 1))
-    x0 = np.clip(
-        np.log([tpot * 0.8, tpot * 0.01, tpot * 0.05, tpot * 1e-3, tpot * 1e-5, tpot, 1e-7, 8]),
-        lo + 1e-9,
-        hi - 1e-9,
-    )
-    best = least_squares(
-        residuals, x0, bounds=(lo, hi), method="trf", loss="soft_l1", f_scale=0.2,
-        diff_step=0.05,
-    )  # fmt: skip
-    costs = EngineCosts(*np.exp(best.x))
-    if not all(math.isfinite(v) for v in asdict(costs).values()):
-        raise MemwallError("calibration did not converge")
-    return costs
 
 
 def compare(measured: dict[str, Any], simulated: dict[str, np.ndarray]) -> dict[str, Any]:
