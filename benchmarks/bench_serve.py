@@ -123,7 +123,7 @@ def capacity(costs, mix) -> float:
     for clients in (4, 8, 16, 32):
         reqs = Requests(np.zeros(n), np.full(n, p), np.full(n, o), clients)
         sim = simulate_requests(costs, reqs, SCHED)
-        best = max(best, n / float(np.nanmax(sim["e2e"] + sim["sent"])))
+        best = max(best, n / float(np.nanmax(sim["finish"])))
     return best
 
 
@@ -185,13 +185,14 @@ def main() -> int:
                         errs_speed.append(compare(arr, at_speed))
                         runs.append(arr)
                         done = len(arr["e2e"]) / arr["duration"]
-                        kept = "kept up" if done >= 0.9 * rate else "fell behind"
+                        sent = (len(arr["sent"]) - 1) / max(float(np.ptp(arr["sent"])), 1e-9)
+                        kept = "kept up" if done >= 0.9 * sent else "fell behind"
                         per_req = np.median(np.abs(np.sort(sim["e2e"]) / np.sort(arr["e2e"]) - 1))
                         print(
                             f"{name:5} {rate:6.2f}/s run {rep}: {row_text(errs[-1])}"
                             f"  per-request E2E |err| median {per_req:.0%}"
-                            f"  (measured {done:.1f} req/s: {kept}; its steps took {drift:.2f}x"
-                            " the fitted cost)"
+                            f"  (sent {sent:.1f} req/s, served {done:.1f}: {kept};"
+                            f" its steps took {drift:.2f}x the fitted cost)"
                         )
                     spread = {
                         k: abs(errs[1][k]["measured"] / errs[0][k]["measured"] - 1) for k in METRICS

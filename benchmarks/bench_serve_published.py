@@ -218,7 +218,7 @@ def _summary(label: str, errs: list[tuple[str, float]]) -> str:
     med_abs = statistics.median(abs(e) for _, e in errs)
     med = statistics.median(e for _, e in errs)
     return (
-        f"{label}: median |error| {med_abs:.0%} over {len(errs)} rows, worst {abs(worst):.0%} "
+        f"{label}: median |error| {med_abs:.1%} over {len(errs)} rows, worst {abs(worst):.0%} "
         f"({worst_id}, {worst:+.0%}); median signed error {med:+.0%}"
     )
 
