@@ -17,7 +17,8 @@ from types import ModuleType
 import pytest
 
 from memwall.hardware import get_device
-from memwall.spec import load_model_config, parse_precision
+from memwall.precision import serving_precision
+from memwall.spec import load_model_config
 
 BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_serve_published.py"
 
@@ -63,7 +64,7 @@ def test_every_model_device_and_precision_loads(bench, rows):
         total = _max_len(r.input_len) + _max_len(r.output_len)
         assert total <= spec.max_positions, f"{r.id}: {total} tokens > {r.model}'s context"
         assert get_device(r.device).name == r.device, r.id
-        parse_precision(r.precision)
+        serving_precision(r.precision)
 
 
 def test_bad_rows_are_refused(bench):

@@ -26,42 +26,36 @@ figures for the device's architecture, scaled for head dims under 128 (`attentio
 from __future__ import annotations
 
 import dataclasses
-import functools
-import json
 from dataclasses import dataclass, field
-from importlib import resources
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from memwall.count.ops import HEAD_OPS
 from memwall.errors import MemwallError
 from memwall.hardware import Device, normalize_dtype
 from memwall.precision import Precision
+from memwall.predict.efficiency_data import (  # noqa: F401 (re-exported: the module's API)
+    ATTENTION_AUTO,
+    KERNEL_FIGURES,
+    TERMS,
+    Term,
+    _tiles,
+    attention_names,
+    attention_terms,
+    check_attention,
+    compute_units,
+    device_class,
+    efficiency_terms,
+    load_table,
+    parse_table,
+    resolve_attention,
+)
 from memwall.predict.gemm_shape import shape_efficiency
 from memwall.predict.roofline import check_ops, plain_value, predict_roofline
 
 LAUNCH_MODES = ("graph", "eager", "kernel")
-TERMS = (
-    "bw_frac",
-    "ws_half",
-    "mm_frac",
-    "mm_m_half",
-    "attn_frac",
-    "vec_frac",
-    "launch_eager",
-    "launch_graph",
-    "dq_bw_8",
-    "dq_bw_4",
-    "dq_mm_8",
-    "dq_mm_4",
-    "mm_k_half",
-    "attn_bwd_frac",
-    "coll_frac",
-    "net_frac",
-)
 # The terms that set a kernel's time (the rest: attention backward and collectives, parallel path).
 KERNEL_TERMS = TERMS[:12] + ("mm_k_half",)
 CAUSAL_WORK = 0.5  # share of the L x L score blocks a causal flash-attention kernel computes
@@ -69,286 +63,6 @@ MATMUL_KINDS = ("matmul", "moe")  # expert GEMMs and routers run on the matrix u
 # Which end of each term's range makes a prediction fast (the other makes it slow).
 _FAST_IS_LOW = {"ws_half", "mm_m_half", "launch_eager", "launch_graph", "mm_k_half"}
 _HEAD_OPS = HEAD_OPS  # vocabulary matrices: read at the head width
-ATTENTION_AUTO = "auto"  # the kernel the frameworks pick on the device (data file's defaults)
-KERNEL_FIGURES = ("attn_frac", "attn_bwd_frac", "hd64", "bwd_hd64")
-
-
-class _Value(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    value: float = Field(gt=0, allow_inf_nan=False)
-    low: float = Field(gt=0, allow_inf_nan=False)
-    high: float = Field(gt=0, allow_inf_nan=False)
-    source: str = Field(min_length=3)
-
-
-class _Rule(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    cls: str = Field(alias="class")
-    vendor: str | None = None
-    kind: str | None = None
-    name_prefix: str | None = None
-    mem_type_prefix: str | None = None
-
-
-class _Units(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    value: int = Field(gt=0)
-    source: str
-
-
-class _Tiles(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    tiles: list[tuple[int, int, float]] = Field(min_length=1)
-    source: str
-    what: str = ""
-
-
-class _Figures(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    attn_frac: _Value
-    attn_bwd_frac: _Value
-    hd64: _Value
-    bwd_hd64: _Value
-
-
-class _Kernel(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    what: str = Field(min_length=3)
-    archs: dict[str, _Figures] = Field(min_length=1)
-
-
-class _Attention(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    what: str
-    architectures: dict[str, list[str]]
-    defaults: dict[str, str]
-    defaults_source: str
-    kernels: dict[str, _Kernel] = Field(min_length=1)
-
-
-class _Table(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-    format: str
-    terms: dict[str, dict[str, str]]
-    sources: dict[str, str]
-    class_rules: list[_Rule]
-    classes: dict[str, dict[str, _Value]]
-    devices: dict[str, dict[str, _Value]]
-    gemm_tiles: _Tiles
-    compute_units: dict[str, _Units]
-    attention_kernels: _Attention
-
-
-@dataclass(frozen=True)
-class Term:
-    """One efficiency term as used: value, range, unit, and where it comes from."""
-
-    name: str
-    value: float
-    low: float
-    high: float
-    unit: str
-    what: str
-    source: str
-    origin: str  # "device-measured (NAME)" or "class default (CLASS)"
-
-    def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
-
-
-def _check_table(t: _Table) -> _Table:
-    for where, group in (("class", t.classes), ("device", t.devices)):
-        for name, terms in group.items():
-            for k, v in terms.items():
-                if k not in TERMS or v.source not in t.sources:
-                    raise MemwallError(f"efficiency.json {where} {name}: bad term or source {k!r}")
-                if not v.low <= v.value <= v.high:
-                    raise MemwallError(f"efficiency.json {where} {name}: {k} outside its range")
-    for name, u in t.compute_units.items():
-        if u.source not in t.sources:
-            raise MemwallError(f"efficiency.json compute_units {name}: unknown source")
-    if t.gemm_tiles.source not in t.sources:
-        raise MemwallError("efficiency.json gemm_tiles: unknown source")
-    for c, terms in t.classes.items():
-        if set(terms) != set(TERMS):
-            raise MemwallError(f"efficiency.json class {c}: needs every term {', '.join(TERMS)}")
-    _check_attention(t)
-    return t
-
-
-def _check_attention(t: _Table) -> None:
-    a = t.attention_kernels
-    seen: dict[str, str] = {}
-    for arch, names in a.architectures.items():
-        for n in names:
-            if n in seen:
-                raise MemwallError(f"efficiency.json attention_kernels: {n} in two archs")
-            seen[n] = arch
-    if ATTENTION_AUTO in a.kernels or a.defaults_source not in t.sources:
-        raise MemwallError("efficiency.json attention_kernels: bad kernel name or defaults source")
-    for arch, k in a.defaults.items():
-        if arch not in a.architectures or k not in a.kernels or arch not in a.kernels[k].archs:
-            raise MemwallError(f"efficiency.json attention_kernels: default {k!r} for {arch!r}")
-    for name, k in a.kernels.items():
-        for arch, figs in k.archs.items():
-            if arch not in a.architectures:
-                raise MemwallError(f"efficiency.json attention kernel {name}: unknown arch {arch}")
-            for term in KERNEL_FIGURES:
-                v = getattr(figs, term)
-                if v.source not in t.sources or not v.low <= v.value <= v.high:
-                    raise MemwallError(
-                        f"efficiency.json attention kernel {name} ({arch}): {term} has an "
-                        "unknown source or lies outside its range"
-                    )
-
-
-def parse_table(obj: Any) -> _Table:
-    """Validate the efficiency data (the bundled file, or a test's variant)."""
-    try:
-        return _check_table(_Table.model_validate(obj))
-    except ValidationError as e:
-        raise MemwallError(f"efficiency.json is malformed: {e.errors()[0]['msg']}") from None
-
-
-@functools.lru_cache(maxsize=1)
-def load_table() -> _Table:
-    text = resources.files("memwall.data").joinpath("efficiency.json").read_text("utf-8")
-    return parse_table(json.loads(text))
-
-
-def device_class(device: Device, table: _Table | None = None) -> str:
-    """The class whose defaults a device uses (first matching rule in the data file)."""
-    t = table or load_table()
-    for r in t.class_rules:
-        if (
-            (r.vendor is None or device.vendor == r.vendor)
-            and (r.kind is None or device.kind == r.kind)
-            and (r.name_prefix is None or device.name.startswith(r.name_prefix))
-            and (r.mem_type_prefix is None or device.mem_type.startswith(r.mem_type_prefix))
-        ):
-            return r.cls
-    raise MemwallError(f"no efficiency class for device {device.name!r}")
-
-
-def efficiency_terms(device: Device, table: _Table | None = None) -> dict[str, Term]:
-    """Every term for `device`: its own published value where there is one, else the class's."""
-    t = table or load_table()
-    cls = device_class(device, t)
-    real = device.derived_from or device.name  # a what-if device keeps its base's efficiencies
-    own = t.devices.get(real, {})
-    out = {}
-    for k in TERMS:
-        if k in own:
-            v, origin = own[k], f"device-measured ({real})"
-        else:
-            v, origin = t.classes[cls][k], f"class default ({cls})"
-        meta = t.terms.get(k, {})
-        out[k] = Term(
-            k, v.value, v.low, v.high, meta.get("unit", ""), meta.get("what", ""),
-            t.sources[v.source], origin,
-        )  # fmt: skip
-    return out
-
-
-def compute_units(device: Device, table: _Table | None = None) -> float | None:
-    """SMs / CUs of a device with a published count (what-if devices keep their base's); None
-    where there is none, and then no tile or wave quantisation is priced."""
-    t = table or load_table()
-    u = t.compute_units.get(device.derived_from or device.name)
-    return float(u.value) if u else None
-
-
-def attention_names(table: _Table | None = None) -> tuple[str, ...]:
-    """Accepted `attention` values: auto, then every kernel family of the data file."""
-    t = table or load_table()
-    return (ATTENTION_AUTO, *t.attention_kernels.kernels)
-
-
-def check_attention(name: str, table: _Table | None = None) -> str:
-    """`name` lower-cased when it is a known kernel family or auto; MemwallError otherwise."""
-    names = attention_names(table)
-    key = str(name).strip().lower()
-    if key not in names:
-        raise MemwallError(f"unknown attention kernel {name!r}; accepted: {', '.join(names)}")
-    return key
-
-
-def _arch(device: Device, t: _Table) -> str | None:
-    real = device.derived_from or device.name  # a what-if device keeps its base's kernels
-    for arch, names in t.attention_kernels.architectures.items():
-        if real in names:
-            return arch
-    return None
-
-
-def resolve_attention(device: Device, attention: str, table: _Table | None = None) -> str | None:
-    """The kernel family `attention` means on `device` (auto: the data file's default for the
-    device's architecture); None where the class default terms price it."""
-    t = table or load_table()
-    name = check_attention(attention, t)
-    if name != ATTENTION_AUTO:
-        return name
-    arch = _arch(device, t)
-    return t.attention_kernels.defaults.get(arch) if arch else None
-
-
-def _hd_mix(factor: float, head_dim: int | None) -> float:
-    """Head-dim multiplier: `factor` at 64 and under, 1 at 128 and over, linear between."""
-    if head_dim is None or head_dim >= 128:
-        return 1.0
-    if head_dim <= 64:
-        return factor
-    return factor + (head_dim - 64) / 64 * (1.0 - factor)
-
-
-def attention_terms(
-    terms: dict[str, Term],
-    device: Device,
-    attention: str,
-    head_dim: int | None = None,
-    table: _Table | None = None,
-) -> tuple[dict[str, Term], str]:
-    """`terms` with attn_frac and attn_bwd_frac of the kernel family `attention` on `device`
-    (its architecture's published figures at `head_dim`), and one line saying what priced
-    attention. A family with no figures for the device leaves the class terms, and says so."""
-    t = table or load_table()
-    name = resolve_attention(device, attention, t)
-    real = device.derived_from or device.name
-    if name is None:
-        return terms, f"attention ({attention}): no kernel figures for {real}; {_class(terms)}"
-    arch = _arch(device, t)
-    figs = t.attention_kernels.kernels[name].archs.get(arch) if arch else None
-    if figs is None:
-        return terms, f"attention {name}: no published figures for {real}; {_class(terms)}"
-    out = dict(terms)
-    for term, hd in (("attn_frac", figs.hd64), ("attn_bwd_frac", figs.bwd_hd64)):
-        v = getattr(figs, term)
-        src = t.sources[v.source]
-        if hd.source != v.source:
-            src += "; head dim: " + t.sources[hd.source]
-        old = terms[term]
-        out[term] = Term(
-            term, v.value * _hd_mix(hd.value, head_dim), v.low * _hd_mix(hd.low, head_dim),
-            v.high * _hd_mix(hd.high, head_dim), old.unit, old.what, src,
-            f"attention kernel {name} ({arch} figures{_hd_words(head_dim)})",
-        )  # fmt: skip
-    return out, (
-        f"attention {name} ({arch} figures{_hd_words(head_dim)}): attn_frac "
-        f"{out['attn_frac'].value:.3g}, attn_bwd_frac {out['attn_bwd_frac'].value:.3g}"
-    )
-
-
-def _class(terms: dict[str, Term]) -> str:
-    a, b = terms["attn_frac"].value, terms["attn_bwd_frac"].value
-    return f"priced at the class default attn_frac {a:g}, attn_bwd_frac {b:g}"
-
-
-def _hd_words(head_dim: int | None) -> str:
-    return f", head dim {head_dim}" if head_dim is not None else ""
-
-
-def _tiles() -> tuple[tuple[int, int, float], ...]:
-    return tuple(load_table().gemm_tiles.tiles)
 
 
 def _params(terms: dict[str, Term], end: str) -> dict[str, float]:
