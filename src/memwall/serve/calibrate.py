@@ -15,9 +15,9 @@ in the step. `EngineCosts` prices a step with five constants:
   so it delays that request alone; added to its TTFT and E2E.
 
 `fit_steps` takes them from the engine's steps timed from inside it (`measure.engine_steps`:
-one record per pass of its batching loop) by non-negative least squares; `fit_entry` takes
-the entry cost from lone requests, TTFT minus their prefill step. The runs that are then
-predicted must not be the ones fitted (the benchmark keeps them apart).
+one record per pass of its batching loop) by non-negative least squares on relative errors;
+`fit_entry` takes the entry cost from lone requests, TTFT minus their prefill step. The runs
+that are then predicted must not be the ones fitted (the benchmark keeps them apart).
 """
 
 from __future__ import annotations
@@ -113,7 +113,9 @@ def fit_steps(steps: dict[str, Any]) -> tuple[EngineCosts, dict[str, float]]:
         raise MemwallError(f"calibration needs at least {len(STEP_TERMS)} timed steps")
     cols = [np.ones_like(y)] + [np.asarray(steps[k], float) for k in ("tokens", "seqs", "keys")]
     x = np.column_stack([*cols, np.asarray(steps["token_keys"], float)])
-    coef, _ = nnls(x, y)
+    # relative least squares: each step weighs alike, so the many short decode steps (which
+    # set TPOT) are fitted as well as the few long prefills (absolute errors would favour those)
+    coef, _ = nnls(x / y[:, None], np.ones_like(y))
     rel = np.abs(x @ coef / y - 1)
     quality = {
         "steps": len(y),
