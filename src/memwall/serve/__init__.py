@@ -8,12 +8,13 @@ preemption, SLOs, each step priced by memwall's own predictor.
 - `engine`: the event loop of the continuous schedulers; `static`: static batching's loop.
 - `metrics`: TTFT, TPOT, ITL, E2E, throughput, goodput, KV use, stability, timeline.
 - `setup`: tensor-parallel share and collectives, vLLM's device-dependent defaults.
+- `calibrate`: a step model fitted to a real engine's own timed steps, to check the simulation
+  against that engine request by request (`benchmarks/bench_serve.py`).
 
-`memwall.api.serve` (the `memwall serve` command) decides the defaults and checks the input;
-`simulate` here runs a prepared simulation. Not here yet (hooks: a scheduler is a function of
-the engine state in `schedulers.POLICIES`; the step model is one object): prefix caching,
-a search over configurations, prefill/decode disaggregation, speculative decoding, and the
-comparison with a real engine.
+`memwall.api.serve` (the `memwall serve` command) decides the defaults, checks the input and
+runs `--search` (`api/_serve_search.py`); `simulate` here runs a prepared simulation. Not here
+yet (hooks: a scheduler is a function of the engine state in `schedulers.POLICIES`; the step
+model is one object): prefix caching, prefill/decode disaggregation, speculative decoding.
 """
 
 from __future__ import annotations
