@@ -24,19 +24,23 @@ BISECTIONS = 12  # the bracket shrinks 4096-fold: 0.03% of the throughput bound
 TP_CANDIDATES = (1, 2, 4, 8)
 
 
-def meets(cfg: Any, rate: float, unit_gaps: np.ndarray, attainment: float) -> dict[str, Any]:
-    """Simulate `cfg`'s requests arriving at `rate`; its goodput summary and the verdict."""
+def _run(cfg: Any, arrival: np.ndarray) -> Any:
+    """`cfg`'s requests (its lengths) sent at `arrival`, through its server; the trace."""
     from memwall.serve import simulate
-    from memwall.serve.metrics import metrics
     from memwall.serve.workload import Requests
 
-    reqs = cfg.requests
-    arrival = np.concatenate([[0.0], np.cumsum(unit_gaps / rate)])
-    run = Requests(arrival, reqs.input_len, reqs.output_len, 0)
-    trace = simulate(
-        run, cfg.step_model, cfg.scheduler, cfg.max_batch_tokens, cfg.max_seqs,
+    reqs = Requests(arrival, cfg.requests.input_len, cfg.requests.output_len, 0)
+    return simulate(
+        reqs, cfg.step_model, cfg.scheduler, cfg.max_batch_tokens, cfg.max_seqs,
         cfg.kv.block_size, cfg.kv.blocks,
     )  # fmt: skip
+
+
+def meets(cfg: Any, rate: float, unit_gaps: np.ndarray, attainment: float) -> dict[str, Any]:
+    """Simulate `cfg`'s requests arriving at `rate`; its goodput summary and the verdict."""
+    from memwall.serve.metrics import metrics
+
+    trace = _run(cfg, np.concatenate([[0.0], np.cumsum(unit_gaps / rate)]))
     m = metrics(trace, rate, cfg.slo)
     fraction = m["goodput"]["fraction"]
     return {
@@ -53,17 +57,8 @@ def meets(cfg: Any, rate: float, unit_gaps: np.ndarray, attainment: float) -> di
 def highest_rate(cfg: Any, burstiness: float, seed: int, attainment: float) -> dict[str, Any]:
     """The highest rate (requests/s) whose run meets the SLO, by bisection (module docstring);
     `rate` None when even a trickle of requests misses it."""
-    from memwall.serve import simulate
-    from memwall.serve.workload import Requests
-
-    reqs = cfg.requests
-    n = len(reqs.input_len)
-    burst = Requests(np.zeros(n), reqs.input_len, reqs.output_len, 0)
-    trace = simulate(
-        burst, cfg.step_model, cfg.scheduler, cfg.max_batch_tokens, cfg.max_seqs,
-        cfg.kv.block_size, cfg.kv.blocks,
-    )  # fmt: skip
-    finish = max(r.finish for r in trace.requests)
+    n = len(cfg.requests.input_len)
+    finish = max(r.finish for r in _run(cfg, np.zeros(n)).requests)
     bound = n / finish  # requests/s with all queued at once: no stable rate is higher
     rng = np.random.default_rng(seed)
     unit_gaps = rng.gamma(shape=burstiness, scale=1.0 / burstiness, size=max(n - 1, 0))
