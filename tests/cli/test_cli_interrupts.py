@@ -165,3 +165,34 @@ def test_sigint_inside_exec_code_still_exits_130(tmp_path):
     assert (
         err == "memwall: interrupted: nothing was saved (outputs are written whole or not at all)\n"
     )
+
+
+def test_an_interrupt_native_code_reports_as_its_own_error_is_still_130(monkeypatch, capsys):
+    """pydantic-core turns a Ctrl-C that lands while it builds a schema into a SchemaError;
+    the SIGINT handler's note makes that one line and exit 130, not a traceback."""
+    import memwall.cli as cli
+    import memwall.cli._common as common
+
+    def interrupted_in_native_code(argv, commands):
+        cli._SIGINT[0] = True
+        raise RuntimeError("SchemaError: Error building serializer: KeyboardInterrupt")
+
+    import signal
+
+    monkeypatch.setattr(signal, "signal", lambda *a: None)  # leave pytest's own handler be
+    monkeypatch.setattr(common, "run", interrupted_in_native_code)
+    monkeypatch.setattr(cli, "_SIGINT", [False])
+    with pytest.raises(SystemExit) as e:
+        cli.main(["memory", "gpt2"])
+    assert e.value.code == 130
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "memwall: interrupted while starting: nothing was done"
+    ]
+
+    def plain_bug(argv, commands):
+        raise RuntimeError("a bug, no interrupt")
+
+    monkeypatch.setattr(common, "run", plain_bug)
+    monkeypatch.setattr(cli, "_SIGINT", [False])
+    with pytest.raises(RuntimeError, match="a bug"):
+        cli.main(["memory", "gpt2"])

@@ -25,18 +25,42 @@ COMMANDS = [
 ]
 
 
+_SIGINT = [False]  # set when Ctrl-C arrived, whatever exception it came back as
+
+
+def _on_sigint(signum: int, frame: Any) -> None:
+    _SIGINT[0] = True
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: bad input is one line on stderr and exit code 2, never a traceback;
-    Ctrl-C is one line saying what was kept and exit code 130."""
+    Ctrl-C is one line saying what was kept and exit code 130. A Ctrl-C that lands inside
+    native code can come back as that code's own error (pydantic-core, building a model's
+    schema while a module loads, reports a SchemaError wrapping it): the handler notes the
+    signal, so such an error still ends as an interrupt."""
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, _on_sigint)
     try:
         try:
             from memwall.cli._common import run  # the heavy part of starting up
         except KeyboardInterrupt:
-            sys.stderr.write("memwall: interrupted while starting: nothing was done\n")
-            sys.exit(130)
+            _starting_interrupted()
         run(argv, COMMANDS)
+    except Exception:
+        if not _SIGINT[0]:
+            raise
+        _starting_interrupted()
     finally:
         _forget_handled_interrupt()
+
+
+def _starting_interrupted() -> None:
+    sys.stderr.write("memwall: interrupted while starting: nothing was done\n")
+    sys.exit(130)
 
 
 def _forget_handled_interrupt() -> None:
