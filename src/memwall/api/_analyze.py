@@ -20,6 +20,7 @@ from memwall.api._common import (
     plain,
     si,
 )
+from memwall.api._energy import analyze_energy, needs_device
 from memwall.api._result import Result
 from memwall.errors import MemwallError
 
@@ -63,6 +64,7 @@ def analyze(
     plot: str | Path | None = None,
     image_size: int | None = None,
     launch: str | None = None,
+    price_per_hour: float | None = None,
 ) -> Result:
     """Per-operation FLOPs, bytes moved and arithmetic intensity (FLOPs/byte) of one workload
     of a model, counted in closed form or by tracing the real module; with `device`, each
@@ -106,6 +108,9 @@ def analyze(
             own).
         launch: with a catalog device: graph (CUDA graphs / compiled runtime; default) or
             eager (one host launch per kernel).
+        price_per_hour: with device: US dollars per device-hour; adds the predicted cost per
+            million tokens to the energy block (joules per token, average power) that every
+            prediction on a preset or config carries.
 
     Returns a `Result`: `.to_dict()` is `memwall analyze ... --format json`; `.ops` the
     operation table (with predicted time columns when `device` is given); `.plot(path)` the
@@ -116,6 +121,7 @@ def analyze(
         ...                 device="h100-sxm")["prediction"]["totals"]["time"]
     """
     model = model_text(model)
+    needs_device(price_per_hour, device)
     if phase is not None:
         phase = choice("--phase", phase, PHASES)
     convention = choice("--convention", convention, ("full", "paper"))
@@ -130,6 +136,7 @@ def analyze(
         given = {
             "engine": engine, "gen_len": gen_len, "mla": mla, "seq_len": seq_len,
             "group_size": group_size, "quantize_head": quantize_head or None, "launch": launch,
+            "price_per_hour": price_per_hour,
         }  # fmt: skip
         _check_module_flags(src, phase, convention, given)
         return _analyze_module(
@@ -138,12 +145,13 @@ def analyze(
     return _analyze_config(
         model, phase, batch, seq_len, gen_len, precision, group_size, quantize_head, convention,
         fused_attention, mla, engine or "closed", device, plot, image_size, launch,
+        price_per_hour,
     )  # fmt: skip
 
 
 def _analyze_config(
     model, phase, batch, seq_len, gen_len, precision, group_size, quantize_head, convention,
-    fused, mla, engine, device, plot, image_size, launch,
+    fused, mla, engine, device, plot, image_size, launch, price_per_hour=None,
 ) -> Result:  # fmt: skip
     from memwall.io import check_output_path
     from memwall.spec import load_model_config, parse_precision
@@ -168,6 +176,10 @@ def _analyze_config(
         causal = spec.is_decoder and wl.phase == "prefill"
         pred, plotter = _predict(df, device, prec, launch or "graph", causal)
         payload["prediction"] = pred.to_dict()
+        if convention == "full":  # the paper's 8-bit accounting is not what a device runs
+            payload["energy"] = analyze_energy(df, pred, wl, prec, price_per_hour)
+        elif price_per_hour is not None:
+            raise MemwallError("--price-per-hour prices --convention full (what the device runs)")
     title = (
         f"{spec.name} {wl.phase} batch={wl.batch} seq_len={wl.seq_len}"
         + (f" gen_len={wl.gen_len}" if wl.phase == "generate" else "")
@@ -175,6 +187,8 @@ def _analyze_config(
         + f" engine={payload['engine']}"
     )
     notes = _caption(payload, pred, launch or "graph")
+    if "energy" in payload:
+        notes.append(payload["energy"]["caption"])
     return _finish(
         payload, df, pred, plotter, plot, OP_COLUMNS, title, notes, spec=spec, kv_cache=True
     )
@@ -377,6 +391,7 @@ def _check_module_flags(src, phase: str | None, convention: str, given: dict) ->
     not_applicable(
         flags("launch"), "a traced module is priced on the plain roofline of --device (no launches)"
     )
+    not_applicable(flags("price_per_hour"), "energy and cost are predicted for presets and configs")
 
 
 def _analyze_module(src, batch, seq_len, image_size, precision, fused, device, plot) -> Result:

@@ -52,6 +52,7 @@ def parallel(
     node_size: int | None = None,
     intra: str | None = None,
     attention: str | None = None,
+    price_per_hour: float | None = None,
 ) -> Result:
     """Split MODEL over N devices: per-device memory and work, every collective (alpha-beta
     model over the catalog's links), step time and MFU, all predicted; with `search`, every
@@ -102,6 +103,10 @@ def parallel(
             FlashAttention-2 on Ampere, the class default elsewhere; in inference the class
             default), cudnn, fa3, fa2, triton (the 2022-23 Triton FlashAttention) or torch
             (unfused); refused with `roofline`, which prices attention at the dense peak.
+        price_per_hour: US dollars per device-hour: adds the predicted cost per million
+            tokens to the energy block (joules per token, average power), which every plan
+            carries (inference: per output token of the decode step, per prompt token of the
+            prefill; training: per trained token).
 
     Returns a `Result`: `.to_dict()` is `memwall parallel ... --format json`, `.to_frame()`
     the collectives per step (the CSV), `extra["result"]` the plan (and search) objects.
@@ -110,9 +115,11 @@ def parallel(
     Example:
         >>> memwall.api.parallel("llama-3-70b", mode="infer", devices=8, tp=8)["step_time"]
     """
+    from memwall.api._energy import needs_device, parallel_energy
     from memwall.parallel.api import parallel_analysis
 
     model = model_text(model)
+    needs_device(price_per_hour, device)
     mode = choice("--mode", mode, MODES)
     algorithm = choice("--algorithm", algorithm, ALGORITHMS)
     if checkpointing is not None:
@@ -149,15 +156,19 @@ def parallel(
         attention=attention or "auto",
     )  # fmt: skip
     d = r.to_dict()
+    from memwall.hardware import get_device
     from memwall.spec import load_model
 
-    if load_model(model).is_moe:  # step times read the experts each step's tokens touch
+    spec = load_model(model)
+    d["energy"] = parallel_energy(spec, get_device(device), r.plan, price_per_hour)
+    if spec.is_moe:  # step times read the experts each step's tokens touch
         from memwall.count import MOE_ROUTING
 
         d["moe_routing"] = MOE_ROUTING
     payload = plain(d)
     rows = payload["collectives"]
     notes = [_summary(payload)] + ([f"note: {d['moe_routing']}"] if "moe_routing" in d else [])
+    notes.append(payload["energy"]["caption"])
     return Result(
         command="parallel",
         payload=payload,

@@ -55,6 +55,7 @@ def serve(
     search: bool = False,
     target_rate: float | None = None,
     attainment: float = 0.9,
+    price_per_hour: float | None = None,
 ) -> Result:
     """Simulate serving `model` on `device` (x `tp` with tensor parallelism): requests arrive,
     a scheduler batches them step by step, a paged KV cache holds them, and each step's time
@@ -94,13 +95,18 @@ def serve(
             within every target, the server stable) and simulate there; with `target_rate`,
             over tensor-parallel degrees 1, 2, 4, 8, the fewest devices (copies x tp) that
             serve that rate (`_serve_search`). `payload["search"]` holds every degree's answer.
+        price_per_hour: US dollars per device-hour: adds the predicted cost per million
+            output tokens (devices paid for the whole run) to the energy block
+            (`j_per_output_token`, joules per request, average power) every run carries.
 
     Returns a `Result`: `.to_dict()` is `memwall serve ... --format json`; `.to_frame()` one
     row per request; `.extra["timeline"]` every step. Bad input raises `MemwallError`.
     """
+    from memwall.api._energy import needs_device, serve_energy
     from memwall.api._serve_setup import prepare
 
     model = model_text(model)
+    needs_device(price_per_hour, device)
     scheduler = choice("--scheduler", scheduler, SCHEDULERS)
     if plot is not None:
         from memwall.io import check_output_path
@@ -131,6 +137,7 @@ def serve(
     m = metrics(trace, cfg.rate, cfg.slo)
     req = m.pop("_requests")
     payload = _payload(cfg, m)
+    payload["energy"] = serve_energy(cfg, trace, m, req, price_per_hour)
     if found is not None:
         payload["search"] = found
     rows = [
@@ -257,6 +264,7 @@ def _notes(p: dict[str, Any]) -> list[str]:
         f"{100 * pr['max_error_vs_full']:.2g} % of the full predictor on {len(pr['check'])} "
         "shapes"
     )
+    lines.append(p["energy"]["caption"])
     lines += [f"note: {n}" for n in p["notes"]]
     return lines
 

@@ -87,6 +87,10 @@ SeqLenOpt = Annotated[
 ]
 GenLenOpt = Annotated[int, typer.Option("--gen-len", help="Tokens generated (generate).")]
 
+PRICE_HELP = (
+    "US dollars per device-hour (rental price): adds the predicted cost per million tokens "
+    "beside the predicted energy (J per token) and average power (W)."
+)
 FormatOpt = Annotated[
     Format, typer.Option("--format", "-f", help="Output: table (Rich), json (one object) or csv.")
 ]

@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 
 from memwall.cli._common import (
+    PRICE_HELP,
     BatchOpt,
     FormatOpt,
     GenLenOpt,
@@ -115,6 +116,14 @@ def analyze(
             "(one host launch per kernel)."
         ),
     ] = "graph",
+    price_per_hour: Annotated[
+        float | None,
+        typer.Option(
+            "--price-per-hour",
+            metavar="USD",
+            help="With --device: " + PRICE_HELP,
+        ),
+    ] = None,
     fmt: FormatOpt = "table",  # type: ignore[assignment]
 ) -> None:
     """Per-operation FLOPs, bytes moved and arithmetic intensity (FLOPs/byte)."""
@@ -138,6 +147,7 @@ def analyze(
         plot=plot,
         image_size=image_size,
         launch=launch if "--launch" in typed else None,
+        price_per_hour=price_per_hour,
     )
     pred = result.extra["prediction"]
 

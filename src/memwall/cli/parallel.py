@@ -13,6 +13,7 @@ import typer
 from memwall.api._parallel import parallel as api_parallel
 from memwall.api._result import Result
 from memwall.cli._common import (
+    PRICE_HELP,
     FormatOpt,
     ModelArg,
     app,
@@ -133,6 +134,9 @@ def parallel(
             "torch (unfused).",
         ),
     ] = None,
+    price_per_hour: Annotated[
+        float | None, typer.Option("--price-per-hour", metavar="USD", help=PRICE_HELP)
+    ] = None,
     fmt: FormatOpt = "table",  # type: ignore[assignment]
 ) -> None:
     """Split MODEL over N devices: per-device memory and work, every collective, step time, MFU."""
@@ -150,7 +154,7 @@ def parallel(
         micro_batch=micro_batch, seq_len=seq_len, precision=precision, search=do_search,
         no_overlap=given("--no-overlap", no_overlap), algorithm=algorithm.value,
         roofline=roofline, node_size=node_size, intra=intra.value if intra else None,
-        attention=attention,
+        attention=attention, price_per_hour=price_per_hour,
     )  # fmt: skip
     emit(fmt, result.payload, result.rows, lambda: _tables(result), result.columns)
 

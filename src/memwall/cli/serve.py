@@ -12,7 +12,16 @@ from typing import Annotated
 
 import typer
 
-from memwall.cli._common import FormatOpt, ModelArg, app, emit, rich_table, si, typed_options
+from memwall.cli._common import (
+    PRICE_HELP,
+    FormatOpt,
+    ModelArg,
+    app,
+    emit,
+    rich_table,
+    si,
+    typed_options,
+)
 
 
 class Scheduler(str, Enum):
@@ -92,6 +101,9 @@ def serve(
     attainment: Annotated[
         float, _opt("With --search: share of requests that must meet every SLO target.")
     ] = 0.9,
+    price_per_hour: Annotated[
+        float | None, typer.Option("--price-per-hour", metavar="USD", help=PRICE_HELP)
+    ] = None,
     fmt: FormatOpt = "table",  # type: ignore[assignment]
 ) -> None:
     """Simulate serving a model: TTFT, TPOT, ITL, E2E, throughput, goodput, KV use."""
@@ -125,6 +137,7 @@ def serve(
         launch=launch.value if "--launch" in typed and launch is not None else None,
         step_overhead=step_overhead,
         plot=plot,
+        price_per_hour=price_per_hour,
     )
     p = result.payload
 

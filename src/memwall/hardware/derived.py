@@ -15,7 +15,9 @@ inside a node, `net` the scale-out network between nodes. Clocks: `clock=F` scal
 peak by F (peak FLOP/s is units x FLOPs per clock x clock, so linear in the clock; memory
 bandwidth unchanged); `power=W` is a power cap in watts, turned into a clock factor by the
 relation of `data/power_scaling.json` (`power_clock_factor`): below the device's TDP the clock
-falls as (W / TDP)^(1/exponent), at or above it the spec-sheet clock stays.
+falls as (W / TDP)^(1/exponent), at or above it the spec-sheet clock stays. Energy:
+`byte_energy=F` multiplies the energy of every byte moved (DRAM, on-chip, links) by F, as HBM4
+or processing-in-memory claims would (`memwall.energy` reads it; times do not change).
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ SCALE_KEYS: dict[str, str] = {  # key: what it scales (in that order in names)
     "net": "scale-out network bandwidth (between nodes)",
     "clock": "compute clock (every peak)",
     "power": "power cap (watts)",
+    "byte_energy": "energy per byte moved (every memory level and link)",
 }
 LINK_KEYS = ("link", "nvlink", "net")
 _ALIASES = {
@@ -58,12 +61,15 @@ _ALIASES = {
     "clocks": "clock",
     "watts": "power",
     "power_cap": "power",
+    "energy_per_byte": "byte_energy",
+    "ebyte": "byte_energy",
 }
 MIN_FACTOR = 1e-6  # below this, times overflow to inf and the efficiency model to nan
 MAX_FACTOR = 1e6
 SYNTAX = (
-    "BASE@KEY=FACTOR[,KEY=FACTOR], KEY one of bw, flops, mem, link, nvlink, net, clock, or "
-    "power=WATTS (e.g. h100-sxm@bw=2, h100-sxm@nvlink=2,net=0.5, h100-sxm@power=500)"
+    "BASE@KEY=FACTOR[,KEY=FACTOR], KEY one of bw, flops, mem, link, nvlink, net, clock, "
+    "byte_energy, or power=WATTS (e.g. h100-sxm@bw=2, h100-sxm@nvlink=2,net=0.5, "
+    "h100-sxm@power=500, h100-sxm@byte_energy=0.5)"
 )
 
 
