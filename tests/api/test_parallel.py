@@ -71,7 +71,7 @@ def test_json_csv_and_html_equal_the_command_line(cli, kwargs, args):
 
 def test_moe_routing_is_a_note(cli):
     result = memwall.api.parallel("mixtral-8x7b", devices=8, ep=2, tp=2)
-    assert result.notes[-1] == f"note: {result['moe_routing']}"
+    assert f"note: {result['moe_routing']}" in result.notes
     assert "moe_routing" not in memwall.api.parallel("gpt2", devices=2).to_dict()
 
 

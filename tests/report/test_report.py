@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
+import memwall
 from memwall.count import op_table, totals
-from memwall.hardware import get_device, save_measurement
+from memwall.hardware import save_measurement
 from memwall.memory import inference_memory
-from memwall.predict import predict_roofline
 from memwall.report import ReportOptions, build_report, registered
 from memwall.report.fmt import cell
 from memwall.spec import Workload, parse_precision, spec_from_config
@@ -150,16 +150,39 @@ def _escape(s: str) -> str:
     )
 
 
-def test_sample_numbers_match_the_library(report):
+def _analyze_time(tmp_path, model: str, **kw) -> float:
+    """What `memwall analyze CONFIG --device ...` predicts by default for a tiny config."""
+    cfg = tmp_path / f"{model}.json"
+    cfg.write_text(json.dumps(TINY[model]))
+    return memwall.analyze(str(cfg), **kw).payload["prediction"]["totals"]["time"]
+
+
+def test_verdict_and_what_if_times_are_what_analyze_gives_by_default(report, tmp_path):
     _, res, _ = report
-    h100 = get_device("h100-sxm")
-    gpt2 = spec_from_config(TINY["gpt2"], name="gpt2")
+    verdicts = {
+        (v["model"], v["device"]): v for v in res["sections"]["verdict"]["data"]["verdicts"]
+    }
+    for model, phase in (("gpt2", "decode"), ("bert-base", "encode")):
+        for device in DEVICES:
+            v = verdicts[(model, device)]
+            want = _analyze_time(
+                tmp_path, model, phase=phase, seq_len=v["seq_len"], precision="bf16", device=device
+            )
+            assert v["time"] == pytest.approx(want, rel=1e-9), (model, device)
+            if device != "local":  # the spec-sheet roofline is shown as the bound it is
+                assert v["bound_time"] < v["time_low"] <= v["time"] <= v["time_high"]
     rows = res["sections"]["whatif"]["data"]["gpt2"]["batch"]
     r = next(x for x in rows if x["device"] == "h100-sxm" and x["batch"] == 8)
-    want = predict_roofline(
-        op_table(gpt2, Workload("decode", 8, r["context"]), "bf16", "full"), h100
-    ).totals["time"]
+    want = _analyze_time(
+        tmp_path, "gpt2", phase="decode", batch=8, seq_len=r["context"], precision="bf16",
+        device="h100-sxm",
+    )  # fmt: skip
     assert r["time"] == pytest.approx(want, rel=1e-9)
+
+
+def test_sample_numbers_match_the_library(report):
+    _, res, _ = report
+    gpt2 = spec_from_config(TINY["gpt2"], name="gpt2")
     bert = spec_from_config(TINY["bert-base"], name="bert-base")
     cs = res["sections"]["casestudy"]["data"]["rows"]
     row = next(x for x in cs if x["model"] == "bert-base" and x["length"] == 32)
@@ -230,29 +253,10 @@ def test_a_failing_section_is_reported_and_the_others_are_built(env, tmp_path, m
 # ---------------------------------------------------------------- in a real browser
 
 
-@pytest.fixture(scope="module")
-def browser():
-    pytest.importorskip("selenium")
-    from memwall.report.screenshot import chrome
-
-    d = chrome(1280, 900)
-    yield d
-    d.quit()
-
-
-def _open(browser, index: Path) -> None:
-    browser.get_log("browser"), browser.get_log("performance")  # drop earlier entries
-    browser.get(index.resolve().as_uri())
-    for _ in range(100):
-        if browser.execute_script("return document.readyState") == "complete":
-            break
-        time.sleep(0.1)
-
-
-def test_page_in_chromium(report, browser):
+def test_page_in_chromium(report, browser, open_page):
     done, res, _ = report
     index = done.out / "index.html"
-    _open(browser, index)
+    open_page(browser, index)
     severe = [e for e in browser.get_log("browser") if e["level"] in ("SEVERE", "ERROR")]
     assert severe == []
     urls = []
@@ -276,11 +280,11 @@ def test_page_in_chromium(report, browser):
     browser.save_screenshot("build/test_report.png")
 
 
-def test_hovering_a_roofline_point_shows_its_numbers(report, browser):
+def test_hovering_a_roofline_point_shows_its_numbers(report, browser, open_page):
     from selenium.webdriver.common.action_chains import ActionChains
 
     done, _, _ = report
-    _open(browser, done.out / "index.html")
+    open_page(browser, done.out / "index.html")
     fig = browser.find_element("id", "fig-roofline-local")
     browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", fig)
     point = fig.find_elements("css selector", ".scatterlayer .trace .points path")[0]
@@ -295,7 +299,7 @@ def test_hovering_a_roofline_point_shows_its_numbers(report, browser):
         assert word in text, text
 
 
-def test_interrupted_report_opens_and_says_so(env, tmp_path, monkeypatch, browser):
+def test_interrupted_report_opens_and_says_so(env, tmp_path, monkeypatch, browser, open_page):
     whatif = next(s for s in registered() if s.name == "whatif")
     monkeypatch.setattr(whatif, "build", lambda ctx: (_ for _ in ()).throw(KeyboardInterrupt()))
     opts = ReportOptions(
@@ -307,6 +311,67 @@ def test_interrupted_report_opens_and_says_so(env, tmp_path, monkeypatch, browse
         measure=False,
     )
     build_report(opts, show_progress=False)
-    _open(browser, tmp_path / "index.html")
+    open_page(browser, tmp_path / "index.html")
     assert "Incomplete report" in browser.find_element("id", "incomplete").text
     assert [e for e in browser.get_log("browser") if e["level"] == "SEVERE"] == []
+
+
+def test_first_screen_holds_the_verdict_figure_and_its_sentences(report, browser, open_page):
+    """At 1280 x 900, before any scrolling: the verdict's figure and its three sentences."""
+    done, res, _ = report
+    open_page(browser, done.out / "index.html")
+    assert browser.execute_script("return window.innerHeight") <= 900
+    fig = browser.find_element("css selector", "#verdict #fig-verdict")
+    leads = browser.find_elements("css selector", "#verdict p.lead")
+    assert len(leads) == 3
+    assert leads[0].text.startswith("Memory-bound in their headline workload")
+    assert leads[2].text.startswith("What helps most")
+    for el in (fig, *leads):
+        top, bottom = browser.execute_script(
+            "const r = arguments[0].getBoundingClientRect(); return [r.top, r.bottom]", el
+        )
+        assert 0 <= top and bottom <= 900, (el.tag_name, top, bottom)
+    assert fig.size["height"] > 150
+    v = res["sections"]["verdict"]["data"]["verdicts"][0]  # the cells are the predictions
+    assert cell(v["time"], "seconds") in fig.text
+
+
+def _paragraphs(html: str) -> list[str]:
+    texts = re.findall(r"<p[^>]*>(.*?)</p>", html, flags=re.S)
+    return [re.sub(r"<[^>]+>", "", t).strip() for t in texts if t.strip()]
+
+
+def test_no_two_paragraphs_differ_only_in_numbers(report):
+    _, _, html = report
+    seen: dict[str, str] = {}
+    for p in _paragraphs(html):
+        shape = re.sub(r"[-+]?\d[\d.,]*(e[-+]?\d+)?", "#", p)
+        assert shape not in seen, f"{seen.get(shape)!r} and {p!r} differ only in numbers"
+        seen[shape] = p
+    assert len(seen) > 10
+
+
+def test_every_figure_has_a_caption_and_a_text_alternative(report, browser, open_page):
+    done, res, _ = report
+    open_page(browser, done.out / "index.html")
+    figures = browser.find_elements("css selector", "figure.figure")
+    assert len(figures) == sum(len(s["figures"]) for s in res["sections"].values())
+    for f in figures:
+        plot = f.find_element("css selector", ".plot")
+        assert plot.get_attribute("role") == "img"
+        assert len(plot.get_attribute("aria-label") or "") > 20, plot.get_attribute("outerHTML")[
+            :80
+        ]
+        assert len(f.find_element("css selector", "figcaption").text) > 20
+
+
+def test_the_contents_stay_visible_while_reading(report, browser, open_page):
+    done, res, _ = report
+    open_page(browser, done.out / "index.html")
+    toc = browser.find_element("id", "toc")
+    links = [a.get_attribute("href").rsplit("#", 1)[1] for a in toc.find_elements("tag name", "a")]
+    assert links == list(res["sections"])  # every section, in page order
+    browser.execute_script("window.scrollTo(0, document.body.scrollHeight)")
+    assert browser.execute_script("return window.scrollY") > 1000
+    top = browser.execute_script("return arguments[0].getBoundingClientRect().top", toc)
+    assert toc.is_displayed() and top == 0

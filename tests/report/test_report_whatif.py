@@ -10,10 +10,10 @@ import pytest
 
 from memwall.count import op_table
 from memwall.hardware import get_device
-from memwall.predict import predict_roofline
+from memwall.predict.default import default_prediction
 from memwall.report import ReportOptions, SectionResult, build_report, registered
 from memwall.report.sections.whatif import scaled
-from memwall.spec import Workload, spec_from_config
+from memwall.spec import Workload, parse_precision, spec_from_config
 from tiny_configs import REPORT_MODELS
 
 
@@ -49,7 +49,8 @@ def test_report_with_a_what_if_device_builds_what_if_and_verdict(tmp_path, monke
     row = next(r for r in rows if r["device"] == "h100-sxm@bw=2" and r["batch"] == 1)
     spec = spec_from_config(REPORT_MODELS["gpt2"], name="gpt2")
     ops = op_table(spec, Workload("decode", 1, row["context"]), "bf16", "full")
-    want = predict_roofline(ops, get_device("h100-sxm@bw=4")).totals["time"]
+    want = default_prediction(ops, get_device("h100-sxm@bw=4"), parse_precision("bf16"))
+    want = want.totals["time"]
     assert row["time_2x_bandwidth"] == pytest.approx(want, rel=1e-9)
     remedy = verdicts["h100-sxm@bw=2"]["remedies"]["2x memory bandwidth"]
     assert remedy < verdicts["h100-sxm@bw=2"]["time"]

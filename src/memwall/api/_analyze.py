@@ -312,8 +312,7 @@ def _predict(df, device: str, prec, launch: str, causal: bool = False) -> tuple[
     ops on its own measured roofline; a catalog or what-if device on its spec-sheet roofs
     times published efficiencies (with a range). Returns the prediction and its plotter."""
     from memwall.hardware import get_device
-    from memwall.predict import predict_roofline
-    from memwall.predict.efficiency import device_prediction
+    from memwall.predict.default import default_prediction
 
     dev = get_device(device)
     if dev.measured and launch != "graph":
@@ -321,10 +320,7 @@ def _predict(df, device: str, prec, launch: str, causal: bool = False) -> tuple[
             "--launch applies to catalog and what-if devices; a measured device uses its "
             "own measured per-op overhead"
         )
-    if dev.measured:
-        pred = predict_roofline(df, dev)
-    else:  # catalog and what-if devices: spec-sheet roofs x published efficiencies
-        pred = device_prediction(df, dev, prec, launch, causal)
+    pred = default_prediction(df, dev, prec, launch, causal)  # the report's too
     return pred, _roofline_plotter(getattr(pred, "roofline", pred), dev)
 
 

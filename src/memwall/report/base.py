@@ -27,9 +27,13 @@ class Column:
 
 @dataclass(frozen=True)
 class Table:
+    """Rows under a caption. `folded`: shown closed under its caption (the numbers behind a
+    figure: one click away, not in the reader's path)."""
+
     caption: str
     columns: tuple[Column, ...]
     rows: tuple[dict[str, Any], ...]
+    folded: bool = False
     kind: str = "table"
 
     def to_dict(self) -> dict[str, Any]:
@@ -47,16 +51,19 @@ class Table:
 class Paragraph:
     text: str
     heading: str = ""
-    kind: str = "paragraph"  # "warning": shown as a banner
+    kind: str = "paragraph"  # "warning": shown as a banner; "lead": the answer, set larger
 
 
 @dataclass(frozen=True)
 class Figure:
-    """A Plotly figure (`plotly.graph_objects.Figure`) and its caption (units, origin)."""
+    """A Plotly figure (`plotly.graph_objects.Figure`), its caption (units, origin) and its text
+    alternative for screen readers (what the figure shows, in words: its main finding)."""
 
     figure: Any
     caption: str
     key: str
+    alt: str = ""
+    half: bool = False  # half the width: two such figures side by side
     kind: str = "figure"
 
 
@@ -75,15 +82,27 @@ class SectionResult:
     def text(self, text: str, heading: str = "") -> None:
         self.blocks.append(Paragraph(text, heading))
 
+    def lead(self, text: str) -> None:
+        """A sentence of the answer itself (the verdict's), set a little larger."""
+        self.blocks.append(Paragraph(text, kind="lead"))
+
     def warn(self, text: str) -> None:
         """A warning shown as a banner where it stands (the verdict's, on the first screen)."""
         self.blocks.append(Paragraph(text, kind="warning"))
 
-    def table(self, caption: str, columns: list[Column], rows: list[dict[str, Any]]) -> None:
-        self.blocks.append(Table(caption, tuple(columns), tuple(rows)))
+    def table(
+        self,
+        caption: str,
+        columns: list[Column],
+        rows: list[dict[str, Any]],
+        folded: bool = False,
+    ) -> None:
+        self.blocks.append(Table(caption, tuple(columns), tuple(rows), folded))
 
-    def figure(self, figure: Any, caption: str, key: str) -> None:
-        self.blocks.append(Figure(figure, caption, key))
+    def figure(
+        self, figure: Any, caption: str, key: str, alt: str = "", half: bool = False
+    ) -> None:
+        self.blocks.append(Figure(figure, caption, key, alt or caption, half))
 
 
 @dataclass(frozen=True)

@@ -55,7 +55,7 @@ def figure_html(fig: Figure) -> Markup:
         config=PLOT_CONFIG,
         div_id=figure_id(fig.key),
         default_width="100%",
-        default_height="420px",
+        default_height="360px",
     )
     return Markup(html)  # noqa: S704 - Plotly's own markup; its JSON escapes < > /
 
@@ -92,14 +92,14 @@ def section_json(result: Any) -> dict[str, Any]:
 
 def render_page(page: dict[str, Any]) -> str:
     """The whole page from `page` (title, sections as (section, result) pairs, status...)."""
-    blocks: dict[str, list[tuple[str, Any, str]]] = {}
+    blocks: dict[str, list[tuple[str, Any, str, str, bool]]] = {}
     for sec, res in page["sections"]:
         out = []
         for b in res.blocks:
             if isinstance(b, Figure):
-                out.append((b.kind, figure_html(b), b.caption))
+                out.append((b.kind, figure_html(b), b.caption, b.alt or b.caption, b.half))
             else:
-                out.append((b.kind, b, ""))
+                out.append((b.kind, b, "", "", False))
         blocks[sec.name] = out
     tpl = _env().get_template("report.html.j2")
     return tpl.render(

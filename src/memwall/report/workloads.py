@@ -1,9 +1,12 @@
-"""The workloads the report asks about, and the one way it predicts them (count + roofline).
+"""The workloads the report asks about, and how it predicts them.
 
 Headline workload: decoders decode one token per sequence at a 512-token context, encoders
-encode 512 tokens; batch 1, bf16, convention `full`. Every prediction is the roofline's
-(memwall.predict): max(FLOPs / peak, bytes / bandwidth) per operation, plus the device's
-measured per-op overhead (zero for spec-sheet devices).
+encode 512 tokens; batch 1, bf16, convention `full`. `realistic` is the prediction `memwall
+analyze --device` gives by default (`memwall.predict.default`: a measured device on its own
+roofline, a catalog or what-if device on spec-sheet roofs x published efficiencies, with launch
+gaps), with the spec-sheet roofline beside it as the bound it is. `totals` is the plain
+roofline (max(FLOPs / peak, bytes / bandwidth) per operation plus a measured device's per-op
+overhead), which the what-if tables use to isolate one change at a time.
 """
 
 from __future__ import annotations
@@ -12,9 +15,10 @@ from typing import Any
 
 from memwall.count import op_table
 from memwall.errors import MemwallError
+from memwall.predict.default import default_prediction, shares
 from memwall.report.base import ReportContext
 from memwall.report.lib import predict
-from memwall.spec import ModelSpec, Workload, load_model, spec_from_config
+from memwall.spec import ModelSpec, Workload, load_model, parse_precision, spec_from_config
 
 CONTEXT = 512
 PRECISION = "bf16"
@@ -57,5 +61,45 @@ def totals(spec: ModelSpec, wl: Workload, precision: Any, device: Any) -> dict[s
 def try_totals(spec: ModelSpec, wl: Workload, precision: Any, device: Any) -> dict | None:
     try:
         return totals(spec, wl, precision, device)
+    except MemwallError:
+        return None
+
+
+def realistic(spec: ModelSpec, wl: Workload, precision: str, device: Any) -> dict[str, Any]:
+    """The default (realistic) prediction of one workload on one device, as `memwall analyze
+    MODEL --device D` gives it: time and its range, the split of that time (memory-bound ops,
+    compute-bound ops, per-kernel launch or overhead), and the plain roofline's time (the
+    spec-sheet bound; for a measured device its roofs without per-op overhead)."""
+    prec = parse_precision(precision)
+    ops = op_table(spec, wl, prec, "full")
+    pred = default_prediction(ops, device, prec, causal=spec.is_decoder and wl.phase == "prefill")
+    t = pred.totals
+    bound = getattr(pred, "roofline", None)
+    bound_time = (
+        bound.totals["time"]
+        if bound is not None
+        else predict(ops, device, overhead=False).totals["time"]
+    )
+    sh = shares(pred)
+    return {
+        "time": t["time"],
+        "time_low": t.get("time_low"),
+        "time_high": t.get("time_high"),
+        "bound_time": bound_time,
+        "t_memory": t["t_memory"],
+        "t_compute": t["t_compute"],
+        "flops": t["flops"],
+        "bytes": t["bytes"],
+        "intensity": t["flops"] / t["bytes"] if t["bytes"] else None,
+        "share_memory": sh["memory"],
+        "share_compute": sh["compute"],
+        "share_overhead": sh["overhead"],
+        "predictor": "measured roofline" if device.measured else "efficiency model",
+    }
+
+
+def try_realistic(spec: ModelSpec, wl: Workload, precision: str, device: Any) -> dict | None:
+    try:
+        return realistic(spec, wl, precision, device)
     except MemwallError:
         return None

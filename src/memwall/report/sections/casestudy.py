@@ -215,6 +215,7 @@ class CaseStudySection:
             f"{noise.LEGEND}.",
             _table_columns(case.precisions),
             marked,
+            folded=True,
         )
         res.notes += [
             n.replace("run with --full", "run `memwall casestudy --full`") for n in case.notes

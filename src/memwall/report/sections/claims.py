@@ -298,10 +298,18 @@ class ClaimsSection:
                 Column("paper", "paper"),
                 Column("text", "ours"),
                 Column("verdict", "verdict"),
+            ],
+            rows,
+        )
+        res.table(
+            "How each claim was checked, why one differs, and where it is in the paper",
+            [
+                Column("claim", "claim"),
                 Column("why", "why / how"),
                 Column("where", "where in the paper"),
             ],
             rows,
+            folded=True,
         )
         return res
 

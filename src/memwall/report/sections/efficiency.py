@@ -15,7 +15,7 @@ from memwall.spec import parse_precision
 class EfficiencySection:
     name = "efficiency"
     title = "Spec sheet vs achievable"
-    order = 72
+    order = 89
     weight = 1.0
 
     def build(self, ctx: ReportContext) -> SectionResult:
@@ -64,6 +64,7 @@ class EfficiencySection:
                 Column("ratio", "ratio", "ratio"),
             ],
             rows,
+            folded=True,
         )
         res.data = {"rows": rows}
         return res

@@ -164,6 +164,7 @@ class MachineSection:
             "Measured roofs of this machine (measured by memwall, base units)",
             [Column("roof", "roof"), Column("value", "measured", "si", ""), Column("unit", "unit")],
             [{**r, "value": r["value"]} for r in rows],
+            folded=True,
         )
         env = {
             "cpu_model": meta.get("cpu_model"),
@@ -184,6 +185,7 @@ class MachineSection:
             "Versions, date and load (1-minute load average; before/after: measured now)",
             [Column("key", "what"), Column("value", "value", "text")],
             [{"key": k, "value": v} for k, v in env.items() if v is not None],
+            folded=True,
         )
         res.data = {
             "measurement": facts,

@@ -109,12 +109,10 @@ def _figure4(df: Any) -> go.Figure:
             name="accelerator memory that year (GB, spec sheet)",
         )
     )
-    return style(
-        fig,
-        "Figure 4: training memory vs accelerator memory",
-        "model (year)",
-        "GB (log scale)",
-        logy=True,
+    style(fig, "", "", "GB (log scale)", logy=True)
+    return fig.update_layout(  # the caption names it; the legend above, clear of the labels
+        legend={"orientation": "h", "y": 1.02, "yanchor": "bottom", "x": 0},
+        margin={"t": 70, "b": 90},
     )
 
 
@@ -149,6 +147,7 @@ class MemorySection:
         res = SectionResult()
         ctx.progress("Figure 4 and footprints")
         f4 = self._figure4(res)
+        self._remat(ctx, res)  # the two figures side by side, then the tables
         serve, train = serving_rows(ctx), training_rows(ctx)
         devs = ", ".join(ctx.devices)
         res.table(
@@ -165,6 +164,7 @@ class MemorySection:
                 Column("fits", "fits on"),
             ],
             serve,
+            folded=True,
         )
         res.table(
             "Training footprint (predicted): one sequence per step, bf16 with fp32 master "
@@ -180,13 +180,15 @@ class MemorySection:
                 Column("fits", "fits on"),
             ],
             train,
+            folded=True,
         )
-        res.data = {
-            "figure4": f4.to_dict(orient="records") if f4 is not None else None,
-            "serving": serve,
-            "training": train,
-        }
-        self._remat(ctx, res)
+        res.data.update(
+            {
+                "figure4": f4.to_dict(orient="records") if f4 is not None else None,
+                "serving": serve,
+                "training": train,
+            }
+        )
         return res
 
     def _figure4(self, res: SectionResult) -> Any:
@@ -201,6 +203,7 @@ class MemorySection:
             "activations, as printed) beside memwall's prediction for the models it has "
             "presets for, and the memory of the accelerator of that year.",
             "fig4",
+            half=True,
         )
         return f4
 
@@ -221,6 +224,7 @@ class MemorySection:
             "Each point a checkpointing strategy: activation "
             "memory kept for backward against the extra forward compute it costs.",
             "remat",
+            half=True,
         )
         res.text(
             f"For {model}, the best strategy within +20% compute ({best['strategy']}) cuts "

@@ -55,12 +55,14 @@ class MethodSection:
             "Where each device's roofs come from",
             [Column("device", "device"), Column("roofs", "roofs"), Column("source", "source")],
             origin,
+            folded=True,
         )
         v = versions()
         res.table(
             "Versions",
             [Column("package", "package"), Column("version", "version")],
             [{"package": k, "version": x} for k, x in v.items()],
+            folded=True,
         )
         res.text(
             "Every number on this page, with more digits and the rows behind each figure, "

@@ -74,6 +74,7 @@ class ParallelSection:
                 Column("mfu", "MFU", "pct"),
             ],
             rows,
+            folded=True,
         )
         res.data = {"model": MODEL, "rows": rows}
         return res

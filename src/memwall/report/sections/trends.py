@@ -109,6 +109,7 @@ class TrendsSection:
             "Paper's Figure 1 points (decoded from the authors' figure; normalised as "
             "printed) with our least-squares fit of log10(value) on the date.",
             "fig1",
+            half=True,
         )
         res.figure(
             _figure(paper_ds, fits, FIG2, "Figure 2 redrawn: models vs memory"),
@@ -116,6 +117,7 @@ class TrendsSection:
             "(PFLOP), accelerator memory (plotted as GB/6, as the paper does); dashed: our "
             "fits.",
             "fig2",
+            half=True,
         )
         res.table(
             "Growth per 2 years: printed in the paper, our fit on the paper's points "

@@ -1,6 +1,7 @@
-"""What if: decode of gpt2 and llama-3-8b on this machine and the chosen devices, predicted by
-the roofline, against batch size, weight and KV-cache precision, grouped-query attention, and a
-device with twice the bandwidth or twice the FLOP/s."""
+"""What if: decode of gpt2 and llama-3-8b on this machine and the chosen devices, predicted as
+`memwall analyze --device` does by default, against batch size, weight and KV-cache precision,
+grouped-query attention, and a device with twice the bandwidth or twice the FLOP/s: one figure
+of small multiples with a model menu, the numbers folded below it."""
 
 from __future__ import annotations
 
@@ -13,9 +14,10 @@ from memwall.errors import MemwallError
 from memwall.hardware import SCALE_KEYS, derive, get_device
 from memwall.report.base import Column, ReportContext, SectionResult
 from memwall.report.figures import PALETTE, style
+from memwall.report.fmt import si
 from memwall.report.lib import decode_ridge_batch
-from memwall.report.workloads import PRECISION, model_spec, try_totals
-from memwall.spec import Workload, parse_precision
+from memwall.report.workloads import PRECISION, model_spec, try_realistic
+from memwall.spec import Workload
 
 MODELS = ("gpt2", "llama-3-8b")
 BATCHES = (1, 2, 4, 8, 16, 32, 64, 128, 256)
@@ -61,7 +63,7 @@ def batch_rows(ctx: ReportContext, model: str) -> list[dict[str, Any]]:
     rows = []
     for dname, dev in ctx.devices.items():
         for b in BATCHES:
-            t = try_totals(spec, Workload("decode", b, L), PRECISION, dev)
+            t = try_realistic(spec, Workload("decode", b, L), PRECISION, dev)
             if t is None:
                 continue
             rows.append(
@@ -105,7 +107,7 @@ def precision_rows(ctx: ReportContext, model: str) -> list[dict[str, Any]]:
     rows = []
     for dname, dev in ctx.devices.items():
         for label, prec in PRECISIONS.items():
-            t = try_totals(spec, wl, parse_precision(prec), dev)
+            t = try_realistic(spec, wl, prec, dev)
             if t is not None:
                 rows.append(
                     {
@@ -133,7 +135,7 @@ def gqa_rows(ctx: ReportContext, model: str) -> list[dict[str, Any]]:
         variant = dataclasses.replace(spec, n_kv_heads=kv)
         label = "MHA" if kv == spec.n_heads else ("MQA" if kv == 1 else f"GQA, {kv} KV heads")
         for dname, dev in ctx.devices.items():
-            t = try_totals(variant, wl, PRECISION, dev)
+            t = try_realistic(variant, wl, PRECISION, dev)
             if t is not None:
                 rows.append(
                     {
@@ -158,9 +160,9 @@ def device_rows(ctx: ReportContext, model: str) -> list[dict[str, Any]]:
     for dname, dev in ctx.devices.items():
         for b in (1, 64):
             wl = Workload("decode", b, L)
-            base = try_totals(spec, wl, PRECISION, dev)
-            bw = try_totals(spec, wl, PRECISION, scaled(dev, bandwidth=2.0))
-            fl = try_totals(spec, wl, PRECISION, scaled(dev, flops=2.0))
+            base = try_realistic(spec, wl, PRECISION, dev)
+            bw = try_realistic(spec, wl, PRECISION, scaled(dev, bandwidth=2.0))
+            fl = try_realistic(spec, wl, PRECISION, scaled(dev, flops=2.0))
             if base and bw and fl:
                 rows.append(
                     {
@@ -178,38 +180,72 @@ def device_rows(ctx: ReportContext, model: str) -> list[dict[str, Any]]:
     return rows
 
 
-def _batch_figure(model: str, rows: list[dict[str, Any]]) -> go.Figure:
-    fig = go.Figure()
-    for i, dname in enumerate(dict.fromkeys(r["device"] for r in rows)):
-        rs = [r for r in rows if r["device"] == dname]
-        fig.add_trace(
-            go.Scatter(
-                x=[r["batch"] for r in rs],
-                y=[r["tokens_per_s"] for r in rs],
-                mode="lines+markers",
-                name=dname,
-                line={"color": PALETTE[i % len(PALETTE)]},
-                customdata=[[f"{r['time'] * 1e3:.3g} ms", r["bound"]] for r in rs],
-                hovertemplate=f"{dname}<br>batch %{{x}}: %{{y:.3g}} tokens/s<br>step "
-                "%{customdata[0]}, %{customdata[1]}-bound<extra></extra>",
-            )
-        )
-    return style(
-        fig,
-        f"{model} decode: tokens/s vs batch ({PRECISION}, predicted)",
-        "batch (sequences)",
-        "tokens/s (predicted)",
-        logx=True,
-        logy=True,
+KINDS = (  # (data key, subplot title, x key) of the three panels
+    ("batch", "tokens/s vs batch", "batch"),
+    ("precision", f"weight/KV bits (batch {LONG_BATCH}, long context)", "precision"),
+    ("gqa", f"KV heads (batch {LONG_BATCH}, long context)", "attention"),
+)
+
+
+def whatif_figure(per_model: dict[str, dict[str, list[dict[str, Any]]]]) -> go.Figure:
+    """Small multiples (batch, precision, KV heads) of one model at a time; a dropdown picks the
+    model. One trace per device and panel; a device keeps its colour across panels."""
+    from plotly.subplots import make_subplots
+
+    fig = make_subplots(rows=1, cols=3, subplot_titles=[k[1] for k in KINDS])
+    devices = list(
+        dict.fromkeys(r["device"] for d in per_model.values() for r in d["batch"] + d["gqa"])
     )
-
-
-def _bar_figure(model: str, rows: list[dict[str, Any]], key: str, title: str) -> go.Figure:
-    fig = go.Figure()
-    for dname in dict.fromkeys(r["device"] for r in rows):
-        rs = [r for r in rows if r["device"] == dname]
-        fig.add_trace(go.Bar(x=[r[key] for r in rs], y=[r["tokens_per_s"] for r in rs], name=dname))
-    return style(fig, f"{model}: {title}", key, "tokens/s (predicted, log)", logy=True)
+    vis: list[str] = []  # the model of each trace, in order
+    for m, (model, data) in enumerate(per_model.items()):
+        for col, (key, _, x) in enumerate(KINDS, start=1):
+            for i, dname in enumerate(devices):
+                rs = [r for r in data[key] if r["device"] == dname]
+                if not rs:
+                    continue
+                kw = {
+                    "x": [r[x] for r in rs],
+                    "y": [r["tokens_per_s"] for r in rs],
+                    "name": dname,
+                    "legendgroup": dname,
+                    "showlegend": col == 1,
+                    "visible": m == 0,
+                    "marker": {"color": PALETTE[i % len(PALETTE)]},
+                    "customdata": [[si(r["time"], "s")] for r in rs],
+                    "hovertemplate": f"{model} on {dname}<br>%{{x}}: %{{y:.3g}} tokens/s"
+                    "<br>step %{customdata[0]}<extra></extra>",
+                }
+                trace = go.Scatter(mode="lines+markers", **kw) if key == "batch" else go.Bar(**kw)
+                fig.add_trace(trace, row=1, col=col)
+                vis.append(model)
+    models = list(per_model)
+    if len(models) > 1:
+        fig.update_layout(
+            updatemenus=[
+                {
+                    "buttons": [
+                        {
+                            "label": model,
+                            "method": "update",
+                            "args": [{"visible": [v == model for v in vis]}],
+                        }
+                        for model in models
+                    ],
+                    "x": 0.0,
+                    "xanchor": "left",
+                    "y": 1.28,
+                    "yanchor": "top",
+                    "direction": "down",
+                }
+            ]
+        )
+    style(fig, "", "", "")
+    fig.update_layout(height=380, margin={"l": 60, "r": 10, "t": 80, "b": 60}, legend={"y": -0.25})
+    fig.update_xaxes(type="log", row=1, col=1, title_text="batch (sequences)")
+    fig.update_yaxes(type="log", title_text="tokens/s (predicted)", row=1, col=1)
+    fig.update_yaxes(type="log", row=1, col=2)
+    fig.update_yaxes(type="log", row=1, col=3)
+    return fig
 
 
 def _summary(model: str, ridge: list[dict], dev_rows: list[dict]) -> str:
@@ -223,95 +259,98 @@ def _summary(model: str, ridge: list[dict], dev_rows: list[dict]) -> str:
         for r in one
     )
     return (
-        f"{model} decode turns compute-bound on {', '.join(parts) or '–'}. At batch 1, twice "
-        f"the bandwidth vs twice the FLOP/s speeds a step up by: {bw or '–'}."
+        f"{model} decode turns compute-bound (at the roofs) on {', '.join(parts) or '–'}. At "
+        f"batch 1, twice the bandwidth vs twice the FLOP/s speeds a step up by: {bw or '–'}."
     )
+
+
+T_COLS = [
+    Column("model", "model"),
+    Column("device", "device"),
+    Column("time", "time / step", "seconds"),
+    Column("tokens_per_s", "tokens/s", "si"),
+]
 
 
 class WhatIfSection:
     name = "whatif"
     title = "What if"
-    order = 70
+    order = 87
     weight = 4.0
 
     def build(self, ctx: ReportContext) -> SectionResult:
         res = SectionResult()
-        t_cols = [
-            Column("device", "device"),
-            Column("time", "time / step", "seconds"),
-            Column("tokens_per_s", "tokens/s", "si"),
-        ]
+        per_model: dict[str, dict[str, list[dict[str, Any]]]] = {}
         for model in whatif_models(ctx):
             ctx.progress(f"what if: {model}")
-            batch, ridge = batch_rows(ctx, model), ridge_rows(ctx, model)
-            prec, gqa, devs = (
-                precision_rows(ctx, model),
-                gqa_rows(ctx, model),
-                device_rows(ctx, model),
-            )
-            res.text(_summary(model, ridge, devs), heading=model)
-            res.figure(
-                _batch_figure(model, batch),
-                f"{model}: one decode step at a "
-                f"{batch[0]['context'] if batch else CONTEXT}-token context, {PRECISION}, "
-                "predicted by the roofline (spec-sheet roofs; 'local' measured). Hover: "
-                "step time and bound.",
-                f"whatif-batch-{model}",
-            )
-            res.table(
-                f"{model}: smallest batch at which decode is compute-bound",
-                [
-                    Column("device", "device"),
-                    Column("context", "context", "int"),
-                    Column("compute_bound_from", "compute-bound from"),
-                ],
-                ridge,
-            )
-            res.figure(
-                _bar_figure(model, prec, "precision", "weight and KV-cache precision"),
-                f"Weight bits (W) and KV-cache bits (KV), activations 16-bit; batch "
-                f"{LONG_BATCH}, long context; predicted.",
-                f"whatif-precision-{model}",
-            )
-            res.table(
-                f"{model}: precision (batch {LONG_BATCH}, long context, predicted)",
-                [
-                    Column("precision", "precision"),
-                    *t_cols,
-                    Column("bytes", "bytes / step", "si", "B"),
-                ],
-                prec,
-            )
-            res.figure(
-                _bar_figure(model, gqa, "attention", "KV heads (grouped-query attention)"),
-                f"The same model with more or fewer KV heads; batch {LONG_BATCH}, long "
-                f"context, {PRECISION}; predicted.",
-                f"whatif-gqa-{model}",
-            )
-            res.table(
-                f"{model}: attention variants (KV heads)",
-                [Column("attention", "attention"), *t_cols],
-                gqa,
-            )
-            res.table(
-                f"{model}: a device with 2x the bandwidth or 2x the FLOP/s (predicted)",
-                [
-                    Column("device", "device"),
-                    Column("batch", "batch", "int"),
-                    Column("time", "time / step", "seconds"),
-                    Column("speedup_2x_bandwidth", "2x bandwidth", "ratio"),
-                    Column("speedup_2x_flops", "2x FLOP/s", "ratio"),
-                ],
-                devs,
-            )
-            res.data[model] = {
-                "batch": batch,
-                "ridge": ridge,
-                "precision": prec,
-                "gqa": gqa,
-                "devices": devs,
+            per_model[model] = {
+                "batch": batch_rows(ctx, model),
+                "ridge": ridge_rows(ctx, model),
+                "precision": precision_rows(ctx, model),
+                "gqa": gqa_rows(ctx, model),
+                "devices": device_rows(ctx, model),
             }
+            res.data[model] = per_model[model]
+        for model, d in per_model.items():
+            res.text(_summary(model, d["ridge"], d["devices"]))
+        if per_model:
+            names = list(per_model)
+            res.figure(
+                whatif_figure(per_model),
+                f"Decode of {', '.join(names)} (the menu picks the model): tokens/s against the "
+                f"batch at a {CONTEXT}-token context; against weight bits (W) and KV-cache "
+                "bits (KV), activations 16-bit; against the number of KV heads (MHA, GQA, "
+                f"MQA). {PRECISION} unless said; predicted (realistic: the default of "
+                "`memwall analyze --device`; 'local' on its measured roofs). Hover: step time.",
+                "whatif",
+                alt=" ".join(_summary(m, d["ridge"], d["devices"]) for m, d in per_model.items()),
+            )
+        every = {k: [r for d in per_model.values() for r in d[k]] for k in KIND_KEYS}
+        res.table(
+            "Smallest batch at which decode is compute-bound at the roofs",
+            [
+                Column("model", "model"),
+                Column("device", "device"),
+                Column("context", "context", "int"),
+                Column("compute_bound_from", "compute-bound from"),
+            ],
+            every["ridge"],
+            folded=True,
+        )
+        res.table(
+            "Tokens/s against the batch (predicted)",
+            [*T_COLS[:2], Column("batch", "batch", "int"), *T_COLS[2:]],
+            every["batch"],
+            folded=True,
+        )
+        res.table(
+            f"Weight and KV-cache precision (batch {LONG_BATCH}, long context, predicted)",
+            [Column("precision", "precision"), *T_COLS, Column("bytes", "bytes / step", "si", "B")],
+            every["precision"],
+            folded=True,
+        )
+        res.table(
+            "Attention variants (KV heads; predicted)",
+            [Column("attention", "attention"), *T_COLS],
+            every["gqa"],
+            folded=True,
+        )
+        res.table(
+            "A device with 2x the bandwidth or 2x the FLOP/s (predicted)",
+            [
+                *T_COLS[:2],
+                Column("batch", "batch", "int"),
+                Column("time", "time / step", "seconds"),
+                Column("speedup_2x_bandwidth", "2x bandwidth", "ratio"),
+                Column("speedup_2x_flops", "2x FLOP/s", "ratio"),
+            ],
+            every["devices"],
+            folded=True,
+        )
         return res
+
+
+KIND_KEYS = ("batch", "ridge", "precision", "gqa", "devices")
 
 
 SECTION = WhatIfSection()
