@@ -192,3 +192,23 @@ def test_interconnect_wall_frame():
     v = df[df.device == "v100-sxm2-32gb"].set_index("devices")["step_time"]
     assert all(v[n] > h[n] for n in h.index if n in v.index)
     assert not math.isnan(df["mfu"].iloc[0])
+
+
+def test_inference_plan_pays_the_gap_between_kernels():
+    """Serving engines replay a step's kernels from a CUDA graph: each kernel still pays the
+    device-side gap (launch_graph), so a tensor-parallel decode step is the shard's forward
+    under launch 'graph' plus its all-reduces, not the kernels' time alone."""
+    from memwall.parallel.shard import forward, shard_spec
+    from memwall.predict.efficiency import efficiency_terms
+
+    spec = load_model("llama-3-8b")
+    lay = Layout(tp=2)
+    p = _infer(spec, lay, batch=4, seq=512)
+    shard = shard_spec(spec, lay)
+    graph = forward(shard, "decode", 4, 512, BF16, H100, True, "graph")["time"]
+    bare = forward(shard, "decode", 4, 512, BF16, H100, True, "kernel")["time"]
+    comm = p.breakdown["tp_comm"]
+    assert p.extra["decode_step_time"] == pytest.approx(graph + comm, rel=1e-9)
+    kernels = 13 * spec.n_layers  # at least: 13 kernels per layer in count's decoder table
+    gap = efficiency_terms(H100)["launch_graph"].value
+    assert graph - bare >= kernels * gap * 0.999

@@ -176,3 +176,16 @@ def test_comparison_summarises_each_class_and_metric():
     assert set(m.index) == {"decode_tok_s", "prefill_tok_s", "ttft_s", "latency_s", "all"}
     t = compare(picked).table.set_index("id")
     assert math.isnan(t.loc[171, "in_range"]) and not math.isnan(t.loc[1, "in_range"])
+
+
+def test_tensorrt_llm_09_mixtral_rows_are_priced_sixteen_bit():
+    """TensorRT-LLM 0.9.0 could not quantize Mixtral to FP8 (FP8 Mixtral arrived in 0.10.0, its
+    release notes), so the Mixtral rows of 0.9.0's H100/H200 'FP8' tables are FP16 runs; the
+    Mistral and Llama rows of the same tables stay 8-bit."""
+    trt = [r for r in ROWS if r.software.startswith("TensorRT-LLM 0.9")]
+    mixtral = [r for r in trt if r.model == "mixtral-8x7b"]
+    assert len(mixtral) == 18 and {r.precision for r in mixtral} == {"fp16"}
+    hopper = [r for r in mixtral if r.device in ("h100-sxm", "h200-sxm")]
+    assert len(hopper) == 12 and all("0.10.0 release notes" in r.notes for r in hopper)
+    others = {r.precision for r in trt if r.device != "a100-sxm-80gb" and r not in mixtral}
+    assert others == {"8/8/8"}

@@ -26,8 +26,10 @@ MFU = model FLOPs (3 x forward, no recomputation) / (devices x dense peak x step
 the recomputed FLOPs.
 
 Inference: prefill of the prompt and one decode step over a KV cache of `seq_len` tokens, each
-per micro-batch through the pipeline with the same schedule; tensor-parallel all-reduces (2 per
-layer), pipeline hand-offs and expert all-to-alls are exposed.
+per micro-batch through the pipeline with the same schedule, every kernel with the gap between
+kernels a CUDA graph leaves (launch 'graph', as serving engines run; training prices eager
+launches); tensor-parallel all-reduces (2 per layer), pipeline hand-offs and expert all-to-alls
+are exposed.
 """
 
 from __future__ import annotations
@@ -63,6 +65,9 @@ from memwall.spec import ModelSpec, Precision, Workload
 
 MODES = ("train", "infer")
 REALISTIC = "memwall's realistic model (published kernel efficiencies, NCCL bus bandwidth)"
+# Serving engines replay each step's kernels from a CUDA graph (or a compiled engine): every
+# kernel still pays the device-side gap between dependent kernels (launch_graph).
+INFER_LAUNCH = "graph"
 ROOFLINE = "the plain roofline (dense peak, datasheet bandwidth, line-rate links): an upper bound"
 
 
@@ -415,7 +420,7 @@ def _plan_infer(spec, device, links, lay: Layout, o: Options) -> Plan:
         if phase == "decode" and not spec.is_decoder:
             continue
         t = forward(
-            shard, phase, o.micro_batch, o.seq_len, prec, device, o.efficiency, "kernel",
+            shard, phase, o.micro_batch, o.seq_len, prec, device, o.efficiency, INFER_LAUNCH,
             _infer_attention(o),
         )  # fmt: skip
         act = o.micro_batch * q_tokens * spec.d_model * prec.act_bytes

@@ -17,8 +17,9 @@ decode_tok_s = batch x gen_len / gen; prefill_tok_s = batch x seq_len / prefill;
 prefill; tpot_s = gen / gen_len; latency_s = prefill + gen x (gen_len - 1) / gen_len;
 throughput_tok_s = batch x gen_len / latency_s. With tp > 1, prefill is the plan's
 `prefill_time` and gen is gen_len x its `decode_step_time` over a KV cache of seq_len +
-gen_len / 2 tokens (the mean context); the plan prices kernel time alone (no launch gaps) and
-gives no range, so such rows have low = high = the prediction and no in-range verdict.
+gen_len / 2 tokens (the mean context); the plan prices every kernel with the gap a CUDA graph
+still leaves between kernels (`plan.INFER_LAUNCH`) and gives no range, so such rows have low =
+high = the prediction and no in-range verdict.
 """
 
 from __future__ import annotations

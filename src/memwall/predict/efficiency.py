@@ -5,17 +5,22 @@ no cost per kernel; real kernels reach a fraction of both, and that fraction dep
 working set, the matmul shape, the weight format and the runtime. Per op instance:
 
     t_memory  = bytes / (bandwidth x bw_frac x dq_bw) x (1 + ws_half / bytes)
-    t_compute = flops / rate,  rate = max(peak x mm_frac x M / (M + mm_m_half),
+    t_compute = flops / rate,  rate = max(peak x mm_frac x mm8 x M / (M + mm_m_half) x shape,
                                           fp32 peak x vec_frac) x dq_mm     (matmuls)
-                                      peak x attn_frac (attention), fp32 peak x vec_frac (rest)
+                                      peak16 x attn_frac (attention), fp32 peak x vec_frac (rest)
     time      = max(t_memory, t_compute) + gap             (graph: CUDA graphs, compiled runtimes)
     time      = max(max(t_memory, t_compute) + gap, host)  (eager: the host launches each kernel
                                                             while the previous one runs)
 
-M is the tokens a matmul instance multiplies (rows of its activation matrix); dq_* apply to
-weight-only low-bit matmuls (dequantization). Every term comes from `data/efficiency.json`, from
-the device's own published measurement where there is one, else its class default; the same
-formula evaluated at each term's optimistic and pessimistic end gives the range.
+M is the tokens a matmul instance multiplies (rows of its activation matrix); shape is the tile
+and wave quantisation of `gemm_shape`; mm8 = mm8_rel for matmuls on the 8-bit peak (FP8, INT8:
+an 8-bit GEMM reaches a smaller share of its doubled peak), else 1; dq_* apply to weight-only
+low-bit matmuls (dequantization). Fused attention runs its matmuls in 16 bits whatever the
+precision (peak16: FP8 context attention is opt-in where it exists, TensorRT-LLM's
+--use_fp8_context_fmha; FlashAttention-2 has only fp16 and bf16). Every term comes from
+`data/efficiency.json`, from the device's own published measurement where there is one, else
+its class default; the same formula evaluated at each term's optimistic and pessimistic end
+gives the range.
 
 Attention kernels (`attention=`): the class's attn_frac / attn_bwd_frac describe the best fused
 attention of today's software; a named kernel family (cuDNN, FlashAttention-3, FlashAttention-2,
@@ -57,9 +62,11 @@ from memwall.predict.roofline import check_ops, plain_value, predict_roofline
 
 LAUNCH_MODES = ("graph", "eager", "kernel")
 # The terms that set a kernel's time (the rest: attention backward and collectives, parallel path).
-KERNEL_TERMS = TERMS[:12] + ("mm_k_half",)
+KERNEL_TERMS = TERMS[:12] + ("mm_k_half", "mm8_rel")
 CAUSAL_WORK = 0.5  # share of the L x L score blocks a causal flash-attention kernel computes
 MATMUL_KINDS = ("matmul", "moe")  # expert GEMMs and routers run on the matrix units too
+EIGHT_BIT = ("int8", "fp8")  # matmuls on the 8-bit tensor-core peak (mm8_rel applies)
+FLOAT16 = ("fp16", "bf16", "fp32", "tf32", "fp64")  # dtypes attention runs in as they are
 # Which end of each term's range makes a prediction fast (the other makes it slow).
 _FAST_IS_LOW = {"ws_half", "mm_m_half", "launch_eager", "launch_graph", "mm_k_half"}
 _HEAD_OPS = HEAD_OPS  # vocabulary matrices: read at the head width
@@ -83,6 +90,17 @@ def compute_dtype(device: Device, dtype: str, precision: Precision | None) -> st
         return "fp16"
     device.peak(d)  # MemwallError (one line) when the device has no peak for it
     return d
+
+
+def _attention_peak(device: Device, precision: Precision | None) -> float | None:
+    """The 16-bit peak fused attention runs at when the precision's matmuls are 8 or 4 bits
+    (None: no 16-bit peak). Serving engines keep attention's matmuls in 16 bits (FP8 context
+    attention is opt-in where it exists); an 8-bit KV cache is dequantized on load."""
+    kind = precision.float_kind if precision is not None else "bf16"
+    for d in (kind, "fp16", "bf16"):
+        if device.has_peak(d):
+            return device.peak(d)
+    return None
 
 
 def _weight_bytes_per_param(df: pd.DataFrame, precision: Precision | None) -> np.ndarray:
@@ -125,6 +143,7 @@ def _columns(df: pd.DataFrame, units: float | None, attn_work: float) -> dict[st
     cols = {c: df[c].to_numpy(float) for c in ("_m", "_gm", "_gk", "_gn", "_peak", "_vpeak")}
     return {
         **cols,
+        "bits8": df["dtype"].isin(EIGHT_BIT).to_numpy(),
         "inst": inst,
         "b": df["bytes"].to_numpy(float) / inst,
         "f": df["flops"].to_numpy(float) / inst,
@@ -151,9 +170,10 @@ def _row_times(c: dict[str, Any], dev: Device, p: dict[str, float], launch: str)
         kind = c["kind"]
         peak, vpeak = c["_peak"], c["_vpeak"]
         vec_rate = vpeak * p["vec_frac"]
+        mm_frac = p["mm_frac"] * np.where(c["bits8"], p["mm8_rel"], 1.0)
         rate = np.where(  # a small-M matmul may run faster on the vector units (GEMV kernels)
             np.isin(kind, MATMUL_KINDS),
-            np.maximum(peak * p["mm_frac"] * shape, vec_rate) * dq_mm,
+            np.maximum(peak * mm_frac * shape, vec_rate) * dq_mm,
             np.where(kind == "attention", peak * p["attn_frac"], vec_rate),
         )
         # causal attention over a prompt: the kernel skips the masked half of the score blocks
@@ -242,6 +262,10 @@ def _prepare(
     df["dtype"] = df["dtype"].map(dtypes)
     peaks = {d: device.peak(d) for d in dict.fromkeys(df["dtype"])}
     df["_peak"] = df["dtype"].map(peaks).astype(float)
+    attn16 = _attention_peak(device, precision)
+    low_bit_attn = (df["kind"] == "attention") & ~df["dtype"].isin(FLOAT16)
+    if attn16 is not None and low_bit_attn.any():  # fused attention runs its matmuls in 16 bits
+        df.loc[low_bit_attn, "_peak"] = np.minimum(df.loc[low_bit_attn, "_peak"], attn16)
     vec = device.peaks.get("fp32")  # element-wise work runs on the fp32 vector units
     df["_vpeak"] = df["_peak"] if vec is None else min(vec, *peaks.values())
     inst = (df["count"] * df["steps"]).clip(lower=1)

@@ -31,6 +31,7 @@ TERMS = (
     "dq_mm_8",
     "dq_mm_4",
     "mm_k_half",
+    "mm8_rel",
     "attn_bwd_frac",
     "coll_frac",
     "net_frac",
