@@ -274,6 +274,8 @@ def test_page_in_chromium(report, browser, open_page):
     plots = browser.find_elements("css selector", ".js-plotly-plot")
     n_figs = sum(len(s["figures"]) for s in res["sections"].values())
     assert len(plots) == n_figs > 5
+    cs = browser.find_element("id", "casestudy")  # test_report_length counts on this bound
+    assert cs.size["height"] < 1500
     for p in plots:
         assert p.size["width"] > 100 and p.size["height"] > 100, p.get_attribute("id")
     Path("build").mkdir(exist_ok=True)

@@ -10,14 +10,16 @@ from memwall.report.sections import (
     memory,
     method,
     parallel,
+    published,
     trends,
     verdict,
     whatif,
 )
 
 BUILTIN = (machine, casestudy, memory, trends, whatif, claims, verdict, method)
-# Sections of later capabilities: devices split over many (H4), spec sheet vs achievable (H7).
-EXTENSIONS = (efficiency, parallel)
+# Sections of later capabilities: devices split over many (H4), spec sheet vs achievable (H7),
+# predictions checked against published runs.
+EXTENSIONS = (efficiency, parallel, published)
 
 for _m in (*BUILTIN, *EXTENSIONS):
     register(_m.SECTION)

@@ -190,6 +190,13 @@ class CaseStudySection:
             for k, v in d["gpt2_over_bert_base_at_128"].items()
             if v is not None
         )
+        if cal.get("noisy"):  # said where the errors are shown, not only in the verdict
+            res.warn(
+                "The calibration these predictions are priced from was measured while the "
+                f"machine was busy (flagged noisy), so every prediction error here is marked "
+                f"{noise.MARK} and is not a clean measure of memwall's accuracy; re-run on a "
+                "quiet machine."
+            )
         n = (case.env or {}).get("threads", "?")
         threads = f"{n} thread{'' if n == 1 else 's'}"
         res.text(

@@ -35,7 +35,7 @@ def _figure(rows: list[dict[str, Any]]) -> go.Figure:
 
 class ParallelSection:
     name = "parallel"
-    title = "Many devices: the interconnect wall"
+    title = "Beyond one device"
     order = 75
     weight = 2.0
 
@@ -76,8 +76,45 @@ class ParallelSection:
             rows,
             folded=True,
         )
-        res.data = {"model": MODEL, "rows": rows}
+        res.data = {"model": MODEL, "rows": rows, "headline": self._headline(ctx, res)}
         return res
+
+    def _headline(self, ctx: ReportContext, res: SectionResult) -> dict[str, Any] | None:
+        """`memwall parallel llama-3-70b --mode train --devices 64 --device h100-sxm --search`:
+        the realistic MFU of the best layout and what limits it."""
+        if HEADLINE["device"] not in ctx.devices:
+            return None
+        ctx.progress("the headline layout")
+        from memwall.api import parallel
+
+        p = parallel(**HEADLINE).payload
+        lo, hi = p["mfu_range"] if p.get("mfu_range") else (None, None)
+        out = {
+            **HEADLINE,
+            "layout": p["layout"]["label"],
+            "step_time": p["step_time"],
+            "mfu": p["mfu"],
+            "mfu_low": lo,
+            "mfu_high": hi,
+            "limits": p["limits"],
+        }
+        rng = f" (range {pct(lo)}-{pct(hi)})" if lo is not None else ""
+        res.text(
+            f"Training {HEADLINE['model']} on {HEADLINE['devices']} {HEADLINE['device']} GPUs "
+            f"(bf16, the layout memwall's search picks: {out['layout']}) is predicted at "
+            f"{p['step_time']:.3g} s per step and {pct(p['mfu'])} MFU{rng}; it is limited by "
+            f"{p['limits']}."
+        )
+        return out
+
+
+HEADLINE = {
+    "model": "llama-3-70b",
+    "mode": "train",
+    "devices": 64,
+    "device": "h100-sxm",
+    "search": True,
+}
 
 
 SECTION = ParallelSection()
