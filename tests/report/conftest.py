@@ -9,6 +9,16 @@ from pathlib import Path
 import pytest
 
 
+@pytest.fixture(scope="session", autouse=True)
+def model_cache(tmp_path_factory):
+    """The small models a report trains (the remedies section) go to a cache of this test
+    session, never the user's: trained once, shared by every report built here."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("MEMWALL_CACHE_DIR", str(tmp_path_factory.mktemp("mwcache")))
+    yield
+    mp.undo()
+
+
 @pytest.fixture(scope="module")
 def browser():
     pytest.importorskip("selenium")

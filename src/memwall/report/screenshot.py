@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import shutil
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -52,14 +53,19 @@ def chrome(width: int = 1280, height: int = 900) -> Any:
     return webdriver.Chrome(service=Service(_find(DRIVER, "chromedriver")), options=opts)
 
 
-def screenshot(index: Path, png: Path, width: int = 1280, height: int = 1600) -> Path:
+def screenshot(index: Path, png: Path, width: int = 1280, height: int = 900) -> Path:
+    """The first screen a reader sees (1280 x 900 by default) as a PNG."""
     if not index.is_file():
         raise MemwallError(f"no report at {index}; run `make report` first")
     check_output_path(png, ["png"], "screenshot")
     driver = chrome(width, height)
     try:
         driver.get(index.resolve().as_uri())
-        driver.execute_script("return document.readyState")
+        for _ in range(100):  # the page, then Plotly's drawing of the figures on it
+            if driver.execute_script("return document.readyState") == "complete":
+                break
+            time.sleep(0.1)
+        time.sleep(1.0)
         data = driver.get_screenshot_as_png()
     finally:
         driver.quit()

@@ -6,11 +6,14 @@ from memwall.report.sections import (
     casestudy,
     claims,
     efficiency,
+    energy,
     machine,
     memory,
     method,
     parallel,
     published,
+    remedies,
+    serving,
     trends,
     verdict,
     whatif,
@@ -18,8 +21,9 @@ from memwall.report.sections import (
 
 BUILTIN = (machine, casestudy, memory, trends, whatif, claims, verdict, method)
 # Sections of later capabilities: devices split over many (H4), spec sheet vs achievable (H7),
-# predictions checked against published runs.
-EXTENSIONS = (efficiency, parallel, published)
+# predictions checked against published runs, serving, energy (after serving: it prices the
+# same accelerator), the remedies measured here.
+EXTENSIONS = (efficiency, parallel, published, serving, energy, remedies)
 
 for _m in (*BUILTIN, *EXTENSIONS):
     register(_m.SECTION)
