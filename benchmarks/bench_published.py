@@ -8,8 +8,10 @@ tp > 1 GPUs through memwall.parallel.plan) and with the plain roofline (spec-she
 overheads). Prints each measurement beside both predictions, the default's range and both
 errors, then the median and worst error of both per device class and per metric, for all rows
 and for the rows no efficiency value was chosen from (out of sample; rows marked 'yes' in the
-fit column were looked at when choosing a value). Target: median absolute error of the default
-under 20% per class. No device is needed; it takes about fifteen seconds.
+fit column were looked at when choosing a value). Rows the CSV marks excluded (a reason in its
+`excluded` column: faster than reading the weights once per pass at the spec-sheet bandwidth)
+are priced and printed apart, and left out of every summary. Target: median absolute error of
+the default under 20% per class. No device is needed; it takes about fifteen seconds.
 Run:
     .venv/bin/python benchmarks/bench_published.py [--csv FILE] [--class NAME] [--metric NAME]
 """
@@ -95,14 +97,20 @@ def main(argv: list[str] | None = None) -> int:
         "plain roofline; error = predicted / measured - 1; fit = yes: row looked at when "
         "choosing efficiency values (in sample)"
     )
-    print_rows(c.table)
-    print_summary(c, "all rows")
-    out = c.table[c.table["fitted"] == "no"].reset_index(drop=True)
+    print_rows(c.included)
+    if not c.excluded.empty:
+        print(f"\nexcluded from the statistics ({len(c.excluded)} rows, the CSV's reasons):")
+        print_rows(c.excluded)
+        for r in c.excluded.itertuples():
+            print(f"  {r.id}: {r.excluded}")
+    print_summary(c, "all rows (excluded rows left out)")
+    out = c.included[c.included["fitted"] == "no"].reset_index(drop=True)
     if not out.empty:
         print_summary(Comparison(out), "out of sample (rows no efficiency value was chosen from)")
     dev = c.table.groupby("vendor")["device"].nunique()
     print(
-        f"\n{len(c.table)} measurements on {c.table['device'].nunique()} devices from "
+        f"\n{len(c.included)} measurements in the statistics ({len(c.excluded)} excluded) on "
+        f"{c.table['device'].nunique()} devices from "
         f"{len(dev)} vendors ({', '.join(f'{v}: {n}' for v, n in dev.items())})"
     )
     if args.csv:

@@ -19,9 +19,12 @@ from memwall.parallel.published_inference import (
     PHASE_OF,
     SPEEDS,
     compare,
+    launch_of,
     load_published,
+    measured_time_s,
     parse_published,
     predict_row,
+    weight_bound_s,
 )
 from memwall.spec import load_model_config, parse_precision
 
@@ -137,7 +140,8 @@ def test_tensor_parallel_rows_are_priced_through_the_parallel_plan():
     prec = parse_precision(r.precision, r.group_size, r.quantize_head == "yes")
     spec, _ = load_model_config(r.model)
     for model in ("efficiency", "roofline"):
-        o = Options("infer", r.batch, r.batch, r.seq_len, prec, efficiency=model == "efficiency")
+        o = Options("infer", r.batch, r.batch, r.seq_len, prec, efficiency=model == "efficiency",
+                    infer_launch=r.prefill_launch or r.launch)  # fmt: skip
         p = plan(spec, get_device(r.device), links_for(r.device), Layout(tp=4), o)
         assert predict_row(r, model)[0] == pytest.approx(p.extra["prefill_time"], rel=1e-12)
     one = predict_row(r.model_copy(update={"tp": 1}))[0]
@@ -189,3 +193,45 @@ def test_tensorrt_llm_09_mixtral_rows_are_priced_sixteen_bit():
     assert len(hopper) == 12 and all("0.10.0 release notes" in r.notes for r in hopper)
     others = {r.precision for r in trt if r.device != "a100-sxm-80gb" and r not in mixtral}
     assert others == {"8/8/8"}
+
+
+def test_rows_faster_than_reading_their_weights_are_excluded_and_only_those():
+    """A row is excluded exactly when its published speed beats reading each GPU's share of the
+    weights once per forward pass at the spec-sheet bandwidth (no engine can), so the exclusion
+    is a rule anyone can check, not a choice; the reason says so and the row stays in the file."""
+    under = {r.id for r in ROWS if measured_time_s(r) < weight_bound_s(r)}
+    marked = {r.id for r in ROWS if r.excluded}
+    assert marked == under == {115, 126, 139}
+    assert all("physics" in r.excluded and "weights" in r.excluded for r in ROWS if r.excluded)
+
+
+def test_excluded_rows_are_priced_but_left_out_of_the_statistics():
+    picked = [r for r in ROWS if r.id in (113, 115, 137, 139)]
+    c = compare(picked)
+    assert len(c.table) == 4 and set(c.excluded["id"]) == {115, 139}
+    assert set(c.included["id"]) == {113, 137}
+    s = c.by_class().set_index("device_class")
+    assert s.loc["all", "rows"] == 2
+    worst = c.included["error"].abs().max()
+    assert s.loc["all", "worst_abs_error"] == pytest.approx(worst)
+
+
+def test_tensorrt_llm_prefill_runs_eagerly_and_costs_host_launches():
+    """TensorRT-LLM's GptSession runs the context phase through TensorRT's enqueue and captures
+    only generation steps in CUDA graphs (gptSession.cpp), so its rows price the prompt with a
+    host launch per kernel: a short prompt's time to first token grows, a long one's barely."""
+    trt = [r for r in ROWS if "gptSessionBenchmark" in r.software]
+    assert trt and all(r.prefill_launch == "eager" and r.launch == "graph" for r in trt)
+    assert all(r.prefill_launch == "" for r in ROWS if r not in trt)
+    short = next(r for r in trt if r.metric == "ttft_s" and r.tp == 1 and r.seq_len == 128)
+    long = next(r for r in trt if r.metric == "ttft_s" and r.tp == 1 and r.seq_len == 2048)
+    tp = next(r for r in trt if r.metric == "ttft_s" and r.tp == 4 and r.seq_len == 128)
+    for r, grows in ((short, 1.2), (long, 1.0), (tp, 1.2)):
+        eager = predict_row(r)[0]
+        graph = predict_row(r.model_copy(update={"prefill_launch": "graph"}))[0]
+        assert eager >= graph * grows, r.id
+    assert (
+        predict_row(long)[0]
+        < 1.02 * predict_row(long.model_copy(update={"prefill_launch": "graph"}))[0]
+    )
+    assert launch_of(short, "gen") == "graph" and launch_of(short, "prefill") == "eager"

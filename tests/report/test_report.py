@@ -322,7 +322,7 @@ def test_first_screen_holds_the_verdict_figure_and_its_sentences(report, browser
     """At 1280 x 900, before any scrolling: the verdict's figure and its three sentences."""
     done, res, _ = report
     open_page(browser, done.out / "index.html")
-    assert browser.execute_script("return window.innerHeight") <= 900
+    assert browser.execute_script("return [window.innerWidth, window.innerHeight]") == [1280, 900]
     fig = browser.find_element("css selector", "#verdict #fig-verdict")
     leads = browser.find_elements("css selector", "#verdict p.lead")
     assert len(leads) == 3

@@ -70,3 +70,15 @@ def serve_cli():
 def serve_json():
     """`serve_json(*args)` -> the JSON object of `memwall ARGS --format json` (exit 0)."""
     return cli_json
+
+
+@pytest.fixture(scope="session")
+def spec_pair():
+    """(target, draft) step models: gpt2-large verified, gpt2 drafting (same vocabulary)."""
+    dev, prec = get_device("h100-sxm"), parse_precision("bf16")
+
+    def build(name):
+        spec, _ = load_model_config(name)
+        return build_step_model(spec, dev, prec, "efficiency", "graph", 8192 + 3 * 256, 1024, 256)
+
+    return build("gpt2-large"), build("gpt2")

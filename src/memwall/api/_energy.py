@@ -76,8 +76,9 @@ def serve_energy(cfg: Any, trace: Any, m: dict, req: dict, price: float | None) 
     from memwall.energy import per_token
     from memwall.serve.energy import run_energy
 
+    inst = getattr(trace, "instances", 1)  # disaggregation: P + D servers of tp devices
     run = run_energy(cfg.spec, cfg.device, cfg.precision, cfg.tp, trace.arrays(),
-                     cfg.kv.block_size, float(m["duration"]))  # fmt: skip
+                     cfg.kv.block_size, float(m["duration"]), inst)  # fmt: skip
     out_tokens = float(req["output_len"].sum())
     n = float(len(req["output_len"]))
     if out_tokens <= 0:
@@ -95,9 +96,10 @@ def serve_energy(cfg: Any, trace: Any, m: dict, req: dict, price: float | None) 
         idle_s=run.idle_s,
         avg_power_w=total / float(m["duration"]),
     )  # fmt: skip
-    out["avg_power_per_device_w"] = out["avg_power_w"] / e.devices
+    out["devices"] = e.devices * inst
+    out["avg_power_per_device_w"] = out["avg_power_w"] / (e.devices * inst)
     if price is not None:  # the devices are paid for over the whole run, idle or not
-        hours = float(m["duration"]) * e.devices / 3600.0
+        hours = float(m["duration"]) * e.devices * inst / 3600.0
         out["usd_per_million_output_tokens"] = price * hours / out_tokens * 1e6
     out["counted"] = (
         "per step: weights once, each token's FLOPs and activations (no attention FLOPs), "

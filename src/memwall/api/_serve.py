@@ -56,6 +56,12 @@ def serve(
     target_rate: float | None = None,
     attainment: float = 0.9,
     price_per_hour: float | None = None,
+    shared_prefix: int | None = None,
+    prefix_caching: bool = False,
+    disagg: str | None = None,
+    spec_draft: str | None = None,
+    spec_k: int | None = None,
+    spec_acceptance: float | None = None,
 ) -> Result:
     """Simulate serving `model` on `device` (x `tp` with tensor parallelism): requests arrive,
     a scheduler batches them step by step, a paged KV cache holds them, and each step's time
@@ -98,6 +104,25 @@ def serve(
         price_per_hour: US dollars per device-hour: adds the predicted cost per million
             output tokens (devices paid for the whole run) to the energy block
             (`j_per_output_token`, joules per request, average power) every run carries.
+        shared_prefix: tokens every prompt begins with (a system prompt; default 0, at most
+            the shortest prompt). Prompts are otherwise unique.
+        prefix_caching: vLLM's automatic prefix caching (off by default): the shared prefix's
+            full KV blocks, once computed, are reused by later requests (not prefilled again,
+            their memory shared); unreferenced cached blocks evicted least recently used first.
+            `payload["prefix_caching"]` gives the hit rate.
+        disagg: "P:D": prefill/decode disaggregation over P prefill and D decode instances of
+            `tp` devices each (vllm scheduler, open-loop arrivals). TTFT ends at the prefill
+            instance's first token; each prompt's KV cache then moves to a decode instance in
+            alpha + bytes / bandwidth (NCCL point-to-point at bus bandwidth, NVLink inside a
+            node, the network across nodes); `payload["disaggregation"]`.
+        spec_draft: speculative decoding with this draft model (sharing the target's
+            vocabulary; priced by memwall at the target's tp, its weights and KV taking KV-cache
+            memory), or "ngram" (prompt-lookup proposals, no device time).
+        spec_k: tokens drafted per step (default 3).
+        spec_acceptance: probability a drafted token is accepted, in [0, 1] (required with
+            spec_draft). Each verify step keeps (1 - A^(k+1)) / (1 - A) tokens on average and
+            is priced at its batch x (k + 1) tokens; `payload["speculative_decoding"]` gives
+            the decode speed-up at several batch sizes.
 
     Returns a `Result`: `.to_dict()` is `memwall serve ... --format json`; `.to_frame()` one
     row per request; `.extra["timeline"]` every step. Bad input raises `MemwallError`.
@@ -118,7 +143,9 @@ def serve(
         output_len=output_len, lengths=lengths, seed=seed, max_batch_tokens=max_batch_tokens,
         max_seqs=max_seqs, block_size=block_size, kv_blocks=kv_blocks,
         gpu_memory_utilization=gpu_memory_utilization, slo=slo, predictor=predictor,
-        launch=launch, step_overhead=step_overhead,
+        launch=launch, step_overhead=step_overhead, shared_prefix=shared_prefix,
+        prefix_caching=prefix_caching, disagg=disagg, spec_draft=spec_draft, spec_k=spec_k,
+        spec_acceptance=spec_acceptance,
     )  # fmt: skip
     found = None
     if search:
@@ -132,11 +159,11 @@ def serve(
 
     trace = simulate(
         cfg.requests, cfg.step_model, scheduler, cfg.max_batch_tokens, cfg.max_seqs,
-        cfg.kv.block_size, cfg.kv.blocks,
+        cfg.kv.block_size, cfg.kv.blocks, **cfg.sim,
     )  # fmt: skip
     m = metrics(trace, cfg.rate, cfg.slo)
     req = m.pop("_requests")
-    payload = _payload(cfg, m)
+    payload = _payload(cfg, m, trace)
     payload["energy"] = serve_energy(cfg, trace, m, req, price_per_hour)
     if found is not None:
         payload["search"] = found
@@ -154,6 +181,7 @@ def serve(
     title = (
         f"{cfg.spec.name} on {cfg.device.display_name}"
         + (f" x{cfg.tp} (tp)" if cfg.tp > 1 else "")
+        + (" | disagg {}:{}".format(*cfg.options.disagg) if cfg.instances > 1 else "")
         + f" | {payload['precision']} | scheduler={scheduler} | {cfg.arrivals_label}"
     )
     return Result(
@@ -163,7 +191,12 @@ def serve(
         columns=REQUEST_COLUMNS,
         title=title,
         notes=_notes(payload),
-        extra={"timeline": trace.arrays(), "step_model": cfg.step_model, "trace": trace},
+        extra={
+            "timeline": trace.arrays(),
+            "step_model": cfg.step_model,
+            "trace": trace,
+            "sim": cfg.sim,
+        },  # fmt: skip
         plotter=plotter,
     )
 
@@ -186,7 +219,7 @@ def _search(base: dict[str, Any], target_rate: float | None, attainment: float) 
     return found
 
 
-def _payload(cfg: Any, m: dict[str, Any]) -> dict[str, Any]:
+def _payload(cfg: Any, m: dict[str, Any], trace: Any) -> dict[str, Any]:
     p: dict[str, Any] = {
         "model": cfg.spec.name,
         "device": cfg.device.name,
@@ -199,7 +232,17 @@ def _payload(cfg: Any, m: dict[str, Any]) -> dict[str, Any]:
         "limits": cfg.limits_info,
         "kv_cache": cfg.kv.to_dict(),
         "prefix_caching": False,
+        "disaggregation": None,
+        "speculative_decoding": None,
     }
+    opts = cfg.options.info if cfg.options is not None else {}
+    p.update(opts)
+    if isinstance(p["prefix_caching"], dict):  # no shared full block: nothing was looked up
+        none = {"queried_tokens": int(cfg.requests.input_len.sum()), "hit_tokens": 0,
+                "hit_rate": 0.0}  # fmt: skip
+        p["prefix_caching"] = {**p["prefix_caching"], **trace.extra.get("prefix", none)}
+    if "disagg" in trace.extra and p["disaggregation"]:
+        p["disaggregation"] = {**p["disaggregation"], **trace.extra["disagg"]}
     stable = m.pop("stable")
     p["stable"] = stable
     p.update(m)
@@ -264,6 +307,18 @@ def _notes(p: dict[str, Any]) -> list[str]:
         f"{100 * pr['max_error_vs_full']:.2g} % of the full predictor on {len(pr['check'])} "
         "shapes"
     )
+    pc = p["prefix_caching"]
+    if pc:
+        lines.append(f"prefix cache: {100 * pc['hit_rate']:.1f} % of prompt tokens found "
+                     f"cached ({pc['hit_tokens']:,} of {pc['queried_tokens']:,})")  # fmt: skip
+    dg = p["disaggregation"]
+    if dg and dg.get("transfer_s"):
+        lines.append(
+            f"disaggregated: KV transfer mean {si(dg['transfer_s']['mean'], 's')}; busy "
+            f"prefill {si(dg['prefill_busy_s'], 's')}, decode {si(dg['decode_busy_s'], 's')}; "
+            f"mean batch prefill {dg['prefill_mean_batch']:.3g}, decode "
+            f"{dg['decode_mean_batch']:.3g}"
+        )
     lines.append(p["energy"]["caption"])
     lines += [f"note: {n}" for n in p["notes"]]
     return lines

@@ -8,7 +8,7 @@ between 0 and the server's throughput with every request queued at once, which n
 rate exceeds. Each probe simulates the same requests (lengths and gamma gaps from one seed,
 the gaps scaled to the rate), so the answer does not move with sampling noise between
 probes. Copies of a server do not interact: a target rate needs ceil(target / best rate)
-copies of tp devices each.
+copies of tp devices each ((P + D) x tp with `--disagg P:D`).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ def _run(cfg: Any, arrival: np.ndarray) -> Any:
     reqs = Requests(arrival, cfg.requests.input_len, cfg.requests.output_len, 0)
     return simulate(
         reqs, cfg.step_model, cfg.scheduler, cfg.max_batch_tokens, cfg.max_seqs,
-        cfg.kv.block_size, cfg.kv.blocks,
+        cfg.kv.block_size, cfg.kv.blocks, **cfg.sim,
     )  # fmt: skip
 
 
@@ -102,7 +102,7 @@ def search(
         row["at_max_rate"] = found["at_rate"]
         if target_rate is not None and found["rate"]:
             row["copies"] = math.ceil(target_rate / found["rate"])
-            row["devices"] = row["copies"] * tp
+            row["devices"] = row["copies"] * tp * cfg.instances
         rows.append(row)
     if not rows:
         raise MemwallError("no tensor-parallel degree fits: " + "; ".join(refused.values()))

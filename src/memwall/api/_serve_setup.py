@@ -35,6 +35,16 @@ class ServeConfig:
     limits_info: dict[str, Any]
     arrivals_label: str
     notes: list[str]
+    options: Any = None  # api._serve_options.Options: prefix caching, disagg, speculation
+
+    @property
+    def sim(self) -> dict[str, Any]:
+        """simulate()'s keywords for the options in use."""
+        return self.options.sim if self.options is not None else {}
+
+    @property
+    def instances(self) -> int:
+        return self.options.instances if self.options is not None else 1
 
 
 def _int(flag: str, v: Any, lo: int, hi: int) -> int:
@@ -104,9 +114,11 @@ def _lengths(requests, input_len, output_len, lengths):
 def prepare(
     model, device, tp, precision, scheduler, rate, burstiness, concurrency, requests,
     input_len, output_len, lengths, seed, max_batch_tokens, max_seqs, block_size, kv_blocks,
-    gpu_memory_utilization, slo, predictor, launch, step_overhead,
+    gpu_memory_utilization, slo, predictor, launch, step_overhead, shared_prefix=None,
+    prefix_caching=False, disagg=None, spec_draft=None, spec_k=None, spec_acceptance=None,
 ) -> ServeConfig:  # fmt: skip
     """Check every input (one line each), then build the parts of the simulation."""
+    from memwall.api import _serve_options as options
     from memwall.serve.workload import check_rate, generate
 
     r = math.inf if rate is None else check_rate(rate)
@@ -127,6 +139,10 @@ def prepare(
             f"{spec.name} is not a decoder-only model: memwall serve simulates decoder LLM "
             "servers (e.g. llama-3-8b)"
         )
+    opts = options.check(
+        shared_prefix, prefix_caching, disagg, spec_draft, spec_k, spec_acceptance, scheduler,
+        concurrency, int(reqs.input_len.min()), spec,
+    )  # fmt: skip
     dev = get_device(device)
     prec = serving_precision(precision)
     if prec.gemm_dtype and not dev.has_peak(prec.gemm_dtype):
@@ -168,7 +184,8 @@ def prepare(
     if kv_blocks is None and not dev.mem_capacity:
         raise MemwallError(f"{dev.name} has no memory capacity on record: give --kv-blocks")
     util = _positive("--gpu-memory-utilization", gpu_memory_utilization, 1.0)
-    kv = kv_capacity(shard, dev, prec, block_size, mbt, seqs, util, kv_blocks)
+    draft = options.draft_shard(opts, tp)
+    kv = kv_capacity(shard, dev, prec, block_size, mbt, seqs, util, kv_blocks, draft)
     if scheduler == "static":
         need = blocks_for(int(reqs.input_len.max() + reqs.output_len.max()) - 1, block_size)
     else:
@@ -186,12 +203,18 @@ def prepare(
     t_max = mbt if scheduler == "vllm" else (
         seqs * int(reqs.input_len.max()) if scheduler == "static" else mbt
     )  # fmt: skip
+    t_max += options.t_max_extra(opts, seqs)
     sm = build_step_model(shard, dev, prec, pred, launch_used, t_max, longest, seqs, comm, overhead)
     mid = max(1, min(int(reqs.input_len.mean()), ctx - 2))
     shapes = [("decode", 1, mid), ("decode", min(seqs, 64), mid), ("prefill", 1, mid)]
     checked = check(sm, shard, dev, prec, shapes, comm)
-    _check_slo_possible(slo_d, sm, reqs)
-    notes = _notes(spec, shard, tp, comm_note, overhead)
+    options.build(
+        opts, dict(shard=shard, device=dev, device_name=device, precision=prec, tp=tp,
+                   predictor=pred, launch=launch_used, t_max=t_max, longest=longest, seqs=seqs),
+        sm, kv, draft, float(reqs.input_len.mean()),
+    )  # fmt: skip
+    _check_slo_possible(slo_d, sm, reqs, opts, kv.block_size)
+    notes = _notes(spec, shard, tp, comm_note, overhead, opts)
     arrivals = (
         ("all at t = 0" if math.isinf(r) else f"{r:g} req/s" + (
             "" if b == 1 else f" (gamma, burstiness {b:g})"))
@@ -211,9 +234,10 @@ def prepare(
             "concurrency": conc or None, "input_len": il_label, "output_len": ol_label,
             "seed": seed, "mean_input_len": float(reqs.input_len.mean()),
             "mean_output_len": float(reqs.output_len.mean()),
+            "shared_prefix": opts.shared_prefix,
         },
         limits_info={"max_batch_tokens": mbt, "max_seqs": seqs, "source": limits_src},
-        arrivals_label=arrivals, notes=notes,
+        arrivals_label=arrivals, notes=notes, options=opts,
     )  # fmt: skip
 
 
@@ -242,16 +266,16 @@ def _predictor(dev: Any, predictor: str | None, launch: str | None) -> tuple[str
     )
 
 
-def _check_slo_possible(slo: dict[str, float] | None, sm: Any, reqs: Any) -> None:
+def _check_slo_possible(
+    slo: dict[str, float] | None, sm: Any, reqs: Any, opts: Any, bs: int
+) -> None:
     """Refuse a target no request could meet even alone on an idle server."""
     if not slo:
         return
+    from memwall.api._serve_options import floors as option_floors
+
     i_min, o_min = int(reqs.input_len.min()), int(reqs.output_len.min())
-    floors = {
-        "ttft": sm.prefill_step(1, i_min),
-        "tpot": sm.decode_step(1, i_min),
-        "e2e": sm.prefill_step(1, i_min) + (o_min - 1) * sm.decode_step(1, i_min),
-    }
+    floors = option_floors(opts, sm, i_min, o_min, bs)
     what = {
         "ttft": f"the prefill of the shortest prompt ({i_min} tokens) alone",
         "tpot": "one decode step of one request",
@@ -265,13 +289,13 @@ def _check_slo_possible(slo: dict[str, float] | None, sm: Any, reqs: Any) -> Non
             )
 
 
-def _notes(spec: Any, shard: Any, tp: int, comm_note: str, overhead: float) -> list[str]:
+def _notes(spec: Any, shard: Any, tp: int, comm_note: str, overhead: float, opts: Any) -> list[str]:
     notes = [
         "a step: prefill chunks and one token per decoding sequence; linear layers over the "
         "step's tokens, attention per sequence at its own context (one fused kernel per layer), "
         "LM head at one position per sequence",
-        "preemption by recompute (vLLM's default); prefix caching not modelled (every prompt "
-        "is prefilled in full)",
+        "preemption by recompute (vLLM's default); prefix caching "
+        + ("on (below)" if opts.prefix_caching else "off (every prompt is prefilled in full)"),
     ]
     if tp > 1:
         notes.append(f"tensor parallel {tp}: each device holds 1/{tp} of the heads and FFN; "
@@ -284,4 +308,4 @@ def _notes(spec: Any, shard: Any, tp: int, comm_note: str, overhead: float) -> l
     if overhead == 0:
         notes.append("host work per step (scheduling, sampling, detokenising) not modelled: "
                      "set --step-overhead")  # fmt: skip
-    return notes
+    return notes + opts.notes

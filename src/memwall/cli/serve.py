@@ -104,6 +104,52 @@ def serve(
     price_per_hour: Annotated[
         float | None, typer.Option("--price-per-hour", metavar="USD", help=PRICE_HELP)
     ] = None,
+    shared_prefix: Annotated[
+        int | None,
+        typer.Option(
+            "--shared-prefix",
+            metavar="TOKENS",
+            help="Tokens every prompt begins with (a system prompt; default 0).",
+        ),
+    ] = None,  # fmt: skip
+    prefix_caching: Annotated[
+        bool,
+        _opt(
+            "vLLM's automatic prefix caching: cached full KV blocks of the shared prefix are "
+            "reused, not prefilled again.",
+            "--prefix-caching",
+        ),
+    ] = False,  # fmt: skip
+    disagg: Annotated[
+        str | None,
+        typer.Option(
+            "--disagg",
+            metavar="P:D",
+            help="Prefill/decode disaggregation: P prefill and D decode instances of --tp "
+            "devices each; KV moved over the link (seconds = alpha + bytes / bandwidth).",
+        ),
+    ] = None,  # fmt: skip
+    spec_draft: Annotated[
+        str | None,
+        typer.Option(
+            "--spec-draft",
+            metavar="MODEL",
+            help="Speculative decoding with this draft model (same vocabulary), or ngram "
+            "(prompt lookup, no device time).",
+        ),
+    ] = None,  # fmt: skip
+    spec_k: Annotated[
+        int | None,
+        typer.Option("--spec-k", metavar="TOKENS", help="Drafted tokens per step (default 3)."),
+    ] = None,
+    spec_acceptance: Annotated[
+        float | None,
+        typer.Option(
+            "--spec-acceptance",
+            metavar="A",
+            help="Probability (0-1) a drafted token is accepted; required with --spec-draft.",
+        ),
+    ] = None,  # fmt: skip
     fmt: FormatOpt = "table",  # type: ignore[assignment]
 ) -> None:
     """Simulate serving a model: TTFT, TPOT, ITL, E2E, throughput, goodput, KV use."""
@@ -138,6 +184,12 @@ def serve(
         step_overhead=step_overhead,
         plot=plot,
         price_per_hour=price_per_hour,
+        shared_prefix=shared_prefix,
+        prefix_caching=prefix_caching,
+        disagg=disagg,
+        spec_draft=spec_draft,
+        spec_k=spec_k,
+        spec_acceptance=spec_acceptance,
     )
     p = result.payload
 

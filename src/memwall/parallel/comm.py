@@ -18,6 +18,11 @@ same weights and see different tokens, so Megatron reduces over both):
   backward of a step, so a stage gathers its weights once (behind the first micro-batch's
   forward) and reduce-scatters once (behind the last one's backward), holding unsharded weights
   and gradients in between: the memory of ZeRO 1 (`memory_zero`).
+- Hiding is not free: while a collective runs, the compute beside it runs at `rate` of its
+  speed alone (`overlap_rate` in data/efficiency.json: NCCL's kernels hold SMs and memory
+  bandwidth; 1 for the plain roofline). A collective of M seconds behind compute of C seconds
+  then leaves max(M - C, M (1 - rate)) exposed (`overlapped`): the compute runs M x rate of its
+  work during the collective and the rest alone.
 
 Context parallelism over cp ranks (Megatron-Core / Transformer Engine ring attention; each
 sequence split into 2 x cp chunks, rank i holding chunks i and 2cp-1-i so causal work is
@@ -63,11 +68,21 @@ def with_exposed(c: Collective, exposed: bool) -> Collective:
     )  # fmt: skip
 
 
+def overlapped(comm: float, comp: float, rate: float, overlap: bool = True) -> float:
+    """Seconds a collective of `comm` seconds adds to compute of `comp` seconds it runs beside,
+    the compute running at `rate` of its speed meanwhile (module docstring); all of it without
+    `overlap`."""
+    if not overlap:
+        return comm
+    return max(0.0, comm - comp, comm * (1.0 - rate))
+
+
 def dp_collectives(
     lay: Layout, n_params: float, prec: Precision, links: Links, span: bool, o: Any, m: int,
-    t_f: float, t_b: float,
+    t_f: float, t_b: float, rate: float = 1.0,
 ) -> tuple[list[Collective], float]:  # fmt: skip
-    """The data-parallel collectives of one step and the time they leave exposed."""
+    """The data-parallel collectives of one step and the time they leave exposed (`rate`: the
+    compute's speed beside a collective, `overlapped`)."""
     n = lay.dp * lay.cp
     if n == 1:
         return [], 0.0
@@ -78,25 +93,27 @@ def dp_collectives(
         ag = price("all_gather", "dp", n, weights, 2 * m, "fwd+bwd", links, span)
         rs = price("reduce_scatter", "dp", n, grads, m, "backward", links, span)
         t_ag, t_rs = ag.time_each, rs.time_each
-        fwd = max(0.0, t_ag - t_f) if ovl else t_ag
-        bwd = max(0.0, t_ag + t_rs - t_b) if ovl else t_ag + t_rs
+        fwd = overlapped(t_ag, t_f, rate, ovl)
+        bwd = overlapped(t_ag + t_rs, t_b, rate, ovl)
         exposed = m * (fwd + bwd)
-        return [with_exposed(ag, fwd + bwd > 0), with_exposed(rs, bwd > 0)], exposed
+        out_f, out_b = t_ag > t_f or not ovl, t_ag + t_rs > t_b or not ovl
+        return [with_exposed(ag, out_f or out_b), with_exposed(rs, out_b)], exposed
     if lay.zero == 0:
         sync = [price("all_reduce", "dp", n, grads, 1, "step", links, span, o.algorithm)]
         t_sync = sync[0].time
-        exposed = max(0.0, t_sync - t_b) if ovl else t_sync
-        return [with_exposed(c, exposed > 0) for c in sync], exposed
+        exposed = overlapped(t_sync, t_b, rate, ovl)
+        return [with_exposed(c, t_sync > t_b or not ovl) for c in sync], exposed
     rs = price("reduce_scatter", "dp", n, grads, 1, "step", links, span)
     if lay.zero == 3:  # under a pipeline: gather once before the first forward
         ag = price("all_gather", "dp", n, weights, 1, "forward", links, span)
-        e_ag = max(0.0, ag.time - t_f) if ovl else ag.time
-        e_rs = max(0.0, rs.time - t_b) if ovl else rs.time
-        return [with_exposed(ag, e_ag > 0), with_exposed(rs, e_rs > 0)], e_ag + e_rs
+        e_ag = overlapped(ag.time, t_f, rate, ovl)
+        e_rs = overlapped(rs.time, t_b, rate, ovl)
+        flags = (ag.time > t_f or not ovl, rs.time > t_b or not ovl)
+        return [with_exposed(ag, flags[0]), with_exposed(rs, flags[1])], e_ag + e_rs
     ag = price("all_gather", "dp", n, weights, 1, "step", links, span)
     t_sync = rs.time + ag.time
-    exposed = max(0.0, t_sync - t_b) if ovl else t_sync
-    return [with_exposed(c, exposed > 0) for c in (rs, ag)], exposed
+    exposed = overlapped(t_sync, t_b, rate, ovl)
+    return [with_exposed(c, t_sync > t_b or not ovl) for c in (rs, ag)], exposed
 
 
 def attention_time(

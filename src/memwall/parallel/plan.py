@@ -15,7 +15,9 @@ Training (one iteration of `batch` sequences; m = batch / (micro_batch x dp) mic
   reduce-scatter + all-gather of the weights) hidden behind the last micro-batch's backward;
   ZeRO 3 (FSDP) gathers the weights in each micro-batch's forward and backward and
   reduce-scatters in each backward, hidden behind that micro-batch's compute (under a pipeline:
-  one gather and one reduce-scatter a step); without `overlap` all of it adds;
+  one gather and one reduce-scatter a step); without `overlap` all of it adds; with
+  efficiencies the compute beside a hidden collective runs at `overlap_rate` of its speed, so
+  (1 - overlap_rate) of the collective's time adds even when it is hidden;
 - context parallelism (cp ranks split each sequence): ring attention's extra block steps and
   its K/V transfers past each block's attention (`memwall.parallel.comm.cp_costs`);
 - optimizer step: memory-bound, reads and writes the device's weights, gradients and states;
@@ -88,6 +90,10 @@ class Options:
     # in training the one the frameworks pick on the device (cuDNN on Hopper, FlashAttention-2
     # on Ampere, the class default elsewhere); in inference auto keeps the class default
     attention: str = "auto"
+    # inference: how kernels are launched ('graph': CUDA graphs, as serving engines run decode
+    # steps; 'eager': one host launch per kernel, as TensorRT-LLM's GptSession runs the context
+    # phase, which it never captures in a graph)
+    infer_launch: str = INFER_LAUNCH
 
 
 @dataclass(frozen=True)
@@ -276,7 +282,10 @@ def _plan_train(spec, device, links, lay: Layout, o: Options) -> Plan:
     t_mb = t_f + t_b + t_r + t_x + _per_micro_batch_comm(mb) + _per_micro_batch_comm(p2p)
     t_mb += t_cp + t_cp_comm  # context parallelism: ring attention's extra blocks and transfers
     bubble = (lay.pp - 1) / lay.interleave * t_mb
-    dp, t_dp_exposed = _dp_collectives(shard, lay, fp, prec, links, span["dp"], o, m, t_f, t_b)
+    rate = efficiency_terms(device)["overlap_rate"].value if o.efficiency else 1.0
+    dp, t_dp_exposed = _dp_collectives(
+        shard, lay, fp, prec, links, span["dp"], o, m, t_f, t_b, rate
+    )
     t_opt = _optimizer_time(fp, prec, o, device)
     t_clip = (
         clipping_time(fp.n_params / max(1, lay.dp if lay.zero else 1), device)
@@ -376,11 +385,12 @@ def bubble_fraction(p: int, m: int, v: int = 1) -> float:
     return idle / (m + idle)
 
 
-def _dp_collectives(shard, lay, fp, prec, links, span, o, m, t_f, t_b=None):
+def _dp_collectives(shard, lay, fp, prec, links, span, o, m, t_f, t_b=None, rate=1.0):
     """Gradient synchronisation (and ZeRO-3 weight gathers) with the time left exposed
-    (`memwall.parallel.comm.dp_collectives`; t_b: the backward that hides them, 2 x t_f)."""
+    (`memwall.parallel.comm.dp_collectives`; t_b: the backward that hides them, 2 x t_f; rate:
+    the compute's speed beside them, `overlap_rate` with efficiencies)."""
     t_b = 2 * t_f if t_b is None else t_b
-    return dp_collectives(lay, fp.n_params, prec, links, span, o, m, t_f, t_b)
+    return dp_collectives(lay, fp.n_params, prec, links, span, o, m, t_f, t_b, rate)
 
 
 def _optimizer_time(fp, prec, o: Options, device: Device) -> float:
@@ -420,7 +430,7 @@ def _plan_infer(spec, device, links, lay: Layout, o: Options) -> Plan:
         if phase == "decode" and not spec.is_decoder:
             continue
         t = forward(
-            shard, phase, o.micro_batch, o.seq_len, prec, device, o.efficiency, INFER_LAUNCH,
+            shard, phase, o.micro_batch, o.seq_len, prec, device, o.efficiency, o.infer_launch,
             _infer_attention(o),
         )  # fmt: skip
         act = o.micro_batch * q_tokens * spec.d_model * prec.act_bytes

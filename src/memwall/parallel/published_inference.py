@@ -18,8 +18,15 @@ prefill; tpot_s = gen / gen_len; latency_s = prefill + gen x (gen_len - 1) / gen
 throughput_tok_s = batch x gen_len / latency_s. With tp > 1, prefill is the plan's
 `prefill_time` and gen is gen_len x its `decode_step_time` over a KV cache of seq_len +
 gen_len / 2 tokens (the mean context); the plan prices every kernel with the gap a CUDA graph
-still leaves between kernels (`plan.INFER_LAUNCH`) and gives no range, so such rows have low =
-high = the prediction and no in-range verdict.
+still leaves between kernels (`plan.INFER_LAUNCH`), or with a host launch per kernel where the
+row's `prefill_launch` says the prompt ran eagerly (TensorRT-LLM's GptSession never captures the
+context phase in a graph), and gives no range, so such rows have low = high = the prediction
+and no in-range verdict.
+
+A row whose `excluded` column gives a reason is priced and printed but left out of the error
+statistics (`Comparison.included`, `Comparison.excluded`). The one reason used so far is
+physical: the published speed is faster than reading each GPU's share of the weights once per
+forward pass at the spec-sheet memory bandwidth (`weight_bound_s`), which no engine can do.
 """
 
 from __future__ import annotations
@@ -86,6 +93,8 @@ class PublishedRow(BaseModel):
     fitted: Literal["yes", "no"]
     source: str = Field(min_length=20)
     notes: str = ""
+    excluded: str = ""  # empty: in the error statistics; else why the row cannot be what it says
+    prefill_launch: Literal["", "eager", "graph", "kernel"] = ""  # empty: as `launch`
 
     @field_validator("precision")
     @classmethod
@@ -167,6 +176,11 @@ def _one_device(ops: pd.DataFrame, dev: Device, prec: Precision, launch: str, mo
     return p["time"], p["time_low"], p["time_high"]
 
 
+def launch_of(row: PublishedRow, part: str) -> str:
+    """How the kernels of a row's `part` ('prefill' or 'gen') were launched."""
+    return (row.prefill_launch or row.launch) if part == "prefill" else row.launch
+
+
 def _parts_one(row: PublishedRow, prec: Precision, dev: Device, model: str) -> dict[str, Times]:
     spec, _ = load_model_config(row.model)
     out = {}
@@ -176,7 +190,7 @@ def _parts_one(row: PublishedRow, prec: Precision, dev: Device, model: str) -> d
         else:
             wl = Workload("generate", row.batch, row.seq_len, row.gen_len)
         ops = op_table(spec, wl, prec, "full", True)
-        out[part] = _one_device(ops, dev, prec, row.launch, model)
+        out[part] = _one_device(ops, dev, prec, launch_of(row, part), model)
     return out
 
 
@@ -191,7 +205,8 @@ def _parts_tp(row: PublishedRow, prec: Precision, dev: Device, model: str) -> di
     out = {}
     for part in _NEEDS[row.metric]:
         ctx = row.seq_len if part == "prefill" else row.seq_len + row.gen_len // 2
-        o = Options("infer", row.batch, row.batch, ctx, prec, efficiency=model == "efficiency")
+        o = Options("infer", row.batch, row.batch, ctx, prec, efficiency=model == "efficiency",
+                    infer_launch=launch_of(row, part))  # fmt: skip
         x = plan(spec, dev, links, lay, o).extra
         t = x["prefill_time"] if part == "prefill" else row.gen_len * x["decode_step_time"]
         out[part] = (t, t, t)
@@ -232,6 +247,40 @@ def predict_row(row: PublishedRow, model: str = "efficiency") -> Times:
     return _combine(row, _parts_one(row, prec, dev, model))
 
 
+def weight_bound_s(row: PublishedRow) -> float:
+    """Seconds a row's work takes at least: each forward pass reads each GPU's share (1 / tp) of
+    the weights the op table says it reads (all experts a batch routes to) once, at the
+    spec-sheet memory bandwidth, with nothing else priced. For a speed, the time of its tokens;
+    for a matmul row, its weight bytes alone."""
+    prec = parse_precision(row.precision, row.group_size, row.quantize_head == "yes")
+    bw = get_device(row.device).memory_bandwidth()
+    if row.metric == "matmul_time_s":
+        return float(_gemm_table(row, prec)["bytes_weight"].sum()) / bw
+    spec, _ = load_model_config(row.model)
+
+    def once(phase: str) -> float:
+        wl = Workload(phase, row.batch, max(1, row.seq_len))
+        ops = op_table(spec, wl, prec, "full", True)
+        return float(ops["bytes_weight"].sum()) / row.tp / bw
+
+    m, g = row.metric, row.gen_len
+    if m in ("ttft_s", "prefill_tok_s"):
+        return once("prefill")
+    if m in ("tpot_s", "decode_tok_s"):
+        return once("decode") * (1 if m == "tpot_s" else g)
+    return once("prefill") + (g - 1) * once("decode")  # latency_s, throughput_tok_s
+
+
+def measured_time_s(row: PublishedRow) -> float:
+    """The measured seconds of the work `weight_bound_s` bounds (a speed turned into a time)."""
+    m = row.metric
+    if m in ("decode_tok_s", "throughput_tok_s"):
+        return row.batch * row.gen_len / row.value
+    if m == "prefill_tok_s":
+        return row.batch * row.seq_len / row.value
+    return row.value
+
+
 def _summary(g: pd.DataFrame) -> dict[str, float | int]:
     err, roof = g["error"].abs(), g["roofline_error"].abs()
     return {
@@ -254,8 +303,23 @@ class Comparison:
 
     table: pd.DataFrame
 
+    @property
+    def included(self) -> pd.DataFrame:
+        """The rows in the error statistics (no exclusion reason)."""
+        if "excluded" not in self.table:
+            return self.table
+        return self.table[self.table["excluded"] == ""].reset_index(drop=True)
+
+    @property
+    def excluded(self) -> pd.DataFrame:
+        """The rows priced and printed but left out of the statistics, with their reasons."""
+        if "excluded" not in self.table:
+            return self.table.iloc[0:0]
+        return self.table[self.table["excluded"] != ""].reset_index(drop=True)
+
     def _by(self, col: str) -> pd.DataFrame:
-        groups = [*self.table.groupby(col), ("all", self.table)]
+        t = self.included
+        groups = [*t.groupby(col), ("all", t)]
         return pd.DataFrame([{col: key, **_summary(g)} for key, g in groups])
 
     def by_class(self) -> pd.DataFrame:
@@ -287,7 +351,7 @@ def compare(rows: list[PublishedRow] | None = None) -> Comparison:
                 "batch": r.batch, "metric": r.metric, "measured": r.value, "predicted": pred,
                 "low": low, "high": high, "error": pred / r.value - 1.0, "in_range": in_range,
                 "roofline": roof, "roofline_error": roof / r.value - 1.0, "fitted": r.fitted,
-                "software": r.software,
+                "software": r.software, "excluded": r.excluded,
             }
         )  # fmt: skip
     return Comparison(pd.DataFrame(out))

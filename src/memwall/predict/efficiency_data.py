@@ -35,6 +35,7 @@ TERMS = (
     "attn_bwd_frac",
     "coll_frac",
     "net_frac",
+    "overlap_rate",
 )
 ATTENTION_AUTO = "auto"  # the kernel the frameworks pick on the device (data file's defaults)
 KERNEL_FIGURES = ("attn_frac", "attn_bwd_frac", "hd64", "bwd_hd64")

@@ -50,7 +50,14 @@ def chrome(width: int = 1280, height: int = 900) -> Any:
     ):
         opts.add_argument(a)
     opts.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
-    return webdriver.Chrome(service=Service(_find(DRIVER, "chromedriver")), options=opts)
+    driver = webdriver.Chrome(service=Service(_find(DRIVER, "chromedriver")), options=opts)
+    # the window size includes the browser's own frame: make the page's viewport exactly
+    # width x height, so "the first screen" means the same on every machine
+    driver.execute_cdp_cmd(
+        "Emulation.setDeviceMetricsOverride",
+        {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False},
+    )
+    return driver
 
 
 def screenshot(index: Path, png: Path, width: int = 1280, height: int = 900) -> Path:

@@ -7,7 +7,10 @@ blocks in use x block size x KV bytes per cached token: an upper bound, as alloc
 be partly empty) and, with tp > 1, sends two all-reduces of T x d_model per layer (ring: 2 (tp
 - 1) / tp of the message per device). Attention FLOPs are not counted here (a small share at
 serving contexts). The busy time is the sum of the steps' predicted times, at static power;
-the rest of the run the devices idle at their idle power. Everything is predicted.
+the rest of the run the devices idle at their idle power. With disaggregation the steps of
+every instance are summed and each instance idles when it has no step. Speculative decoding:
+the verify tokens are counted as tokens (the trace records them), the draft model's work is
+not. Everything is predicted.
 """
 
 from __future__ import annotations
@@ -58,9 +61,10 @@ def per_token_work(spec: Any, device: Any, prec: Any, tp: int) -> tuple[Work, Wo
 
 def run_energy(
     spec: Any, device: Any, prec: Any, tp: int, steps: dict[str, np.ndarray], block_size: int,
-    duration: float,
+    duration: float, instances: int = 1,
 ) -> RunEnergy:  # fmt: skip
-    """The energy of every step of a run (`steps`: Trace.arrays()) and of its idle time."""
+    """The energy of every step of a run (`steps`: Trace.arrays()) and of its idle time;
+    `instances`: servers of tp devices whose steps `steps` holds (each idles on its own)."""
     fixed, token, kv_tok = per_token_work(spec, device, prec, tp)
     n = float(len(steps["t_step"]))
     tokens = float(steps["tokens"].sum())
@@ -75,6 +79,6 @@ def run_energy(
         link,
     )
     busy_s = float(steps["t_step"].sum())
-    idle_s = max(duration - busy_s, 0.0)
+    idle_s = max(duration * instances - busy_s, 0.0)
     idle_w = coefficients_for(device).idle_w
     return RunEnergy(step_energy(work, busy_s, device, tp), idle_w * idle_s * tp, idle_s)

@@ -12,6 +12,12 @@ decode group is held as aggregates (sequences, summed context, how many cross a 
 boundary at each step modulo the block size, a heap of finish steps); a request is touched
 only when it is admitted, prefilled, preempted or finished. Inter-token latencies are stored
 as (gap, how many sequences had it) pairs.
+
+Two options hook in, each None by default (and then nothing changes): `prefix`
+(`serve.prefix`: a shared prefix's cached blocks; a request's `shared` blocks are not its own,
+and unreferenced cached ones count as free until evicted) and `spec` (`serve.speculative`:
+every decode step is a verify step, priced by it). `run_reqs` runs requests built elsewhere
+(a decode instance of `serve.disagg`).
 """
 
 from __future__ import annotations
@@ -37,7 +43,7 @@ class Req:
     __slots__ = (
         "i", "arrival", "release", "input_len", "output_len", "target", "computed",
         "generated", "blocks", "first", "last", "finish", "g0", "ctx0", "gen0", "phase",
-        "epoch", "preemptions", "decoding",
+        "epoch", "preemptions", "decoding", "shared",
     )  # fmt: skip
 
     def __init__(self, i: int, arrival: float, input_len: int, output_len: int):
@@ -47,6 +53,7 @@ class Req:
         self.first = self.last = self.finish = -1.0
         self.g0 = self.ctx0 = self.gen0 = self.phase = self.epoch = self.preemptions = 0
         self.decoding = False
+        self.shared = 0  # blocks of the shared prefix it references (prefix caching)
 
 
 @dataclass
@@ -65,8 +72,10 @@ class Trace:
     kv_used: list[int] = field(default_factory=list)
     waiting: list[int] = field(default_factory=list)
     running: list[int] = field(default_factory=list)
-    kv_blocks: int = 0
+    kv_blocks: int = 0  # per instance
     preemptions: int = 0
+    instances: int = 1  # servers whose steps are interleaved here (disaggregation: P + D)
+    extra: dict[str, Any] = field(default_factory=dict)  # what an option adds (its stats)
 
     def arrays(self) -> dict[str, np.ndarray]:
         return {
@@ -83,8 +92,14 @@ class State:
     needs a new block at the decode steps where gd = phase (mod block size), and it finishes
     at a known decode step."""
 
-    def __init__(self, model: StepModel, max_tokens: int, max_seqs: int, bs: int, blocks: int):
+    def __init__(
+        self, model: StepModel, max_tokens: int, max_seqs: int, bs: int, blocks: int,
+        prefix: Any = None, spec: Any = None,
+    ):  # fmt: skip
         self.model, self.max_tokens, self.max_seqs, self.bs = model, max_tokens, max_seqs, bs
+        self.prefix = prefix  # serve.prefix.PrefixCache, or None (no prefix caching)
+        self.spec = spec  # serve.speculative.Speculative, or None
+        self.per_dec = 1 + spec.k if spec is not None else 1  # tokens a decode step schedules
         self.now = 0.0
         self.gd = 0  # decode steps run so far
         self.waiting: deque[Req] = deque()
@@ -102,6 +117,14 @@ class State:
         self.trace: Trace
 
     # ---- KV blocks and membership
+    def take(self, n: int) -> None:
+        """Take `n` blocks from the free pool (evicting unreferenced cached prefix blocks
+        when no empty block is left)."""
+        self.free -= n
+        pc = self.prefix
+        if pc is not None and self.free < pc.cached - pc.top:
+            pc.evict(self)
+
     def tail(self) -> Req:
         return self.running[next(reversed(self.running))]
 
@@ -109,14 +132,14 @@ class State:
         self.waiting.popleft()
         self.running[r.i] = r
         self.prefilling.append(r)
-        self.free -= nb
+        self.take(nb)
         r.blocks = nb
 
     def preempt(self, r: Req) -> None:
         """Recompute preemption (vLLM's default): free the blocks, back to the queue's head."""
         if r.decoding:
             ctx = r.ctx0 + self.gd - r.g0
-            held = -(-(ctx + self.allocated) // self.bs)
+            held = -(-(ctx + self.allocated) // self.bs) - r.shared
             r.generated = r.gen0 + self.gd - r.g0
             self.n_dec -= 1
             self.sum_ctx -= ctx
@@ -131,6 +154,8 @@ class State:
             self.prefilling.remove(r)
         r.epoch += 1
         self.free += held
+        if r.shared:
+            self.prefix.release(self, r)
         del self.running[r.i]
         r.blocks, r.computed, r.target = 0, 0, r.input_len + r.generated
         r.preemptions += 1
@@ -149,7 +174,7 @@ class State:
                 need -= 1
             self.preempt(v)
             preempted = True
-        self.free -= need
+        self.take(need)
         self.allocated = True
         return preempted
 
@@ -162,7 +187,7 @@ class State:
             keys = n_dec * m.keys(self.sum_ctx / n_dec + 1)
         else:
             keys = float(self.sum_ctx + n_dec) if n_dec else 0.0
-        qk = keys
+        qk = dec_keys = keys
         for r, q in chunks:  # causal: a chunk's tokens attend c + (q + 1) / 2 keys on average
             tokens += q
             qk += q * m.keys(r.computed + (q + 1) / 2)
@@ -170,7 +195,10 @@ class State:
         if seqs == 0:  # a request preempted itself for its own blocks: schedule again
             self.allocated = False
             return
-        dt = m.fixed(tokens, seqs) + m.attention(tokens, qk, keys)
+        if self.spec is None:
+            dt = m.fixed(tokens, seqs) + m.attention(tokens, qk, keys)
+        else:
+            dt, tokens = self.spec.step(m, tokens, seqs, qk, keys, n_dec, dec_keys)
         trace.t_start.append(self.now)
         trace.t_step.append(dt)
         trace.batch.append(seqs)
@@ -211,7 +239,9 @@ class State:
             self.n_dec -= 1
             self.sum_ctx -= ctx
             self.phase_cnt[r.phase] -= 1
-            self.free += -(-ctx // self.bs)
+            self.free += -(-ctx // self.bs) - r.shared
+            if r.shared:
+                self.prefix.release(self, r)
             del self.running[r.i]
             r.decoding = False
             r.generated = r.output_len
@@ -250,7 +280,7 @@ class State:
             keys = n * ((nl - w) * mean + w * np.minimum(mean, m.window)) / nl
         else:
             keys = (self.sum_ctx + n) + n * s.astype(float)
-        dt = m.decode_many(n, keys)
+        dt = m.decode_many(n, keys) if self.spec is None else self.spec.decode_many(m, n, keys)
         ends = self.now + np.cumsum(dt)
         starts = ends - dt
         k = int(np.searchsorted(starts, t_next, side="left"))  # steps starting before it
@@ -261,24 +291,38 @@ class State:
         tr.t_start.extend(starts.tolist())
         tr.t_step.extend(dt.tolist())
         tr.batch.extend([n] * k)
-        tr.tokens.extend([n] * k)
+        tr.tokens.extend([n * self.per_dec] * k)
         tr.kv_used.extend(used.tolist())
         tr.waiting.extend([0] * k)
         tr.running.extend([len(self.running)] * k)
         tr.itl_gap.append(float(dt[0]) + starts[0] - self.last_decode_end)
         tr.itl_gap.extend(dt[1:].tolist())
         tr.itl_count.extend([n] * k)
-        self.free -= int(cum[k - 1])
+        self.take(int(cum[k - 1]))
         self.sum_ctx += n * k
         self.now = self.last_decode_end = float(ends[k - 1])
         self.gd += k - 1
         self._finish_due(self.now)
         return True
 
+    def join(self, r: Req) -> None:
+        """`r` (its prompt computed, `generated` tokens made) joins the decode group at the
+        next decode step."""
+        r.decoding = True
+        r.g0, r.ctx0, r.gen0 = self.gd, r.computed, r.generated
+        r.phase = (r.g0 - r.ctx0) % self.bs
+        self.phase_cnt[r.phase] += 1
+        self.n_dec += 1
+        self.sum_ctx += r.ctx0
+        self.joined.append(r)
+        heappush(self.heap, (r.g0 + r.output_len - r.gen0 - 1, r.epoch, r.i))
+
     def _prefilled(self, chunks: list[tuple[Req, int]], now: float) -> None:
-        trace, done = self.trace, False
+        trace, done, pc = self.trace, False, self.prefix
         for r, q in chunks:
             r.computed += q
+            if pc is not None and r.shared == pc.cached < pc.blocks:
+                pc.grow(r)
             if r.computed < r.target:
                 continue
             done = True
@@ -291,20 +335,24 @@ class State:
             r.last = now
             if r.generated >= r.output_len:
                 self.free += r.blocks
+                if r.shared:
+                    pc.release(self, r)
                 del self.running[r.i]
                 r.finish = now
                 self.done.append(r)
                 continue
-            r.decoding = True
-            r.g0, r.ctx0, r.gen0 = self.gd, r.computed, r.generated
-            r.phase = (r.g0 - r.ctx0) % self.bs
-            self.phase_cnt[r.phase] += 1
-            self.n_dec += 1
-            self.sum_ctx += r.ctx0
-            self.joined.append(r)
-            heappush(self.heap, (r.g0 + r.output_len - r.gen0 - 1, r.epoch, r.i))
+            self.join(r)
         if done:
             self.prefilling = [r for r in self.prefilling if r.computed < r.target]
+
+
+def make_reqs(requests: Requests) -> list[Req]:
+    return [
+        Req(i, float(a), int(n), int(o))
+        for i, (a, n, o) in enumerate(
+            zip(requests.arrival, requests.input_len, requests.output_len, strict=True)
+        )
+    ]
 
 
 def run(
@@ -315,17 +363,25 @@ def run(
     max_seqs: int,
     block_size: int,
     blocks: int,
+    prefix: Any = None,
+    spec: Any = None,
 ) -> Trace:
-    """Simulate until every request has finished. `scheduler(state) -> (chunks, decode)`."""
-    reqs = [
-        Req(i, float(a), int(n), int(o))
-        for i, (a, n, o) in enumerate(
-            zip(requests.arrival, requests.input_len, requests.output_len, strict=True)
-        )
-    ]
-    st = State(model, max_tokens, max_seqs, block_size, blocks)
+    """Simulate until every request has finished. `scheduler(state) -> (chunks, decode)`;
+    `prefix`: a `prefix.PrefixCache` (prefix caching), `spec`: a `speculative.Speculative`."""
+    return run_reqs(
+        make_reqs(requests), requests.concurrency, model, scheduler, max_tokens, max_seqs,
+        block_size, blocks, prefix, spec,
+    )  # fmt: skip
+
+
+def run_reqs(
+    reqs: list[Req], concurrency: int, model: StepModel, scheduler: Any, max_tokens: int,
+    max_seqs: int, block_size: int, blocks: int, prefix: Any = None, spec: Any = None,
+) -> Trace:  # fmt: skip
+    """`run` on prepared requests (`reqs[i].i == i`, sorted by arrival)."""
+    st = State(model, max_tokens, max_seqs, block_size, blocks, prefix, spec)
     st.trace = Trace(reqs, kv_blocks=blocks)
-    releases = Releases(reqs, requests.concurrency)
+    releases = Releases(reqs, concurrency)
     while True:
         releases.release(st)
         if not st.running and not st.waiting:

@@ -8,7 +8,9 @@ framework overhead `memwall.memory` assumes for the device, divided into blocks 
 KV bytes per token). Each tensor-parallel rank holds its share of the heads, so the block
 count is per rank and the same on every rank. Sliding-window layers are given full blocks
 (vLLM's hybrid allocator frees the blocks that leave the window: not modelled, so a windowed
-model's capacity is understated).
+model's capacity is understated). With speculative decoding by a draft model, the draft's
+weights come off the share too and each block also holds the draft's K and V of its tokens
+(vLLM sizes one pool for both models).
 """
 
 from __future__ import annotations
@@ -64,8 +66,10 @@ def kv_capacity(
     max_seqs: int,
     utilization: float,
     blocks: int | None = None,
+    draft: Any = None,
 ) -> KVCapacity:
-    """The KV blocks of one rank: `blocks` if given, else vLLM's sizing (module docstring)."""
+    """The KV blocks of one rank: `blocks` if given, else vLLM's sizing (module docstring);
+    `draft`: a speculative draft model's shard, whose weights and KV share the memory."""
     from memwall.memory import kv_cache_bytes, weight_bytes
     from memwall.memory.activations import inference_activation_peak
     from memwall.memory.states import framework_overhead
@@ -76,6 +80,8 @@ def kv_capacity(
     if not 1 <= block_size <= MAX_BLOCK_SIZE:
         raise MemwallError(f"--block-size must be between 1 and {MAX_BLOCK_SIZE}, got {block_size}")
     per_block = kv_cache_bytes(shard, 1, 1, precision) * block_size
+    if draft is not None:
+        per_block += kv_cache_bytes(draft, 1, 1, precision) * block_size
     if blocks is not None:
         if isinstance(blocks, bool) or not isinstance(blocks, int) or not 1 <= blocks <= MAX_BLOCKS:
             raise MemwallError(f"--kv-blocks must be an integer between 1 and {MAX_BLOCKS:,}")
@@ -86,6 +92,8 @@ def kv_capacity(
         )
     share = device.mem_capacity * utilization
     w, _ = weight_bytes(shard, precision)
+    if draft is not None:
+        w += weight_bytes(draft, precision)[0]
     seq = max(1, min(max_batch_tokens, int(shard.max_positions)))
     batch = min(max(1, -(-max_batch_tokens // seq)), max_seqs)
     act, _op = inference_activation_peak(
@@ -106,7 +114,9 @@ def kv_capacity(
             "framework overhead; use --tp, a lower precision, or a device with more memory"
         )
     src = (
-        f"{utilization:g} x {device.mem_capacity / 2**30:.1f} GiB - weights - activations of "
+        f"{utilization:g} x {device.mem_capacity / 2**30:.1f} GiB - weights"
+        + (" (target and draft)" if draft is not None else "")
+        + " - activations of "
         f"a {max_batch_tokens}-token step - framework overhead ({short})"
     )
     return KVCapacity(n, block_size, per_block, src, budget)

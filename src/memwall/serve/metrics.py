@@ -13,6 +13,8 @@ Stability: with arrivals at a finite rate, the number of requests in the server 
 time over the second half of the arrival window; growth above 5 % of the rate means the rate is
 above what the server sustains, the queue grows without bound, and the latency percentiles only
 reflect how long the run was (they are withheld; the growth rate is reported instead).
+With several instances (disaggregation) the count is the whole server's, from the requests'
+send and finish times at each step's start, and the busy fraction is per instance.
 """
 
 from __future__ import annotations
@@ -95,10 +97,23 @@ def growth_rate(tl: dict[str, np.ndarray], t_end: float) -> float:
     return float(np.polyfit(ts, ns, 1)[0])
 
 
-def stability(tl: dict[str, np.ndarray], req: dict[str, np.ndarray], rate: float) -> dict:
+def in_server(tl: dict[str, np.ndarray], req: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """`tl` with `waiting` + `running` replaced by the requests in the whole server at each
+    step's start: sent and not finished (for a trace of several instances)."""
+    t = tl["t_start"]
+    sent = np.searchsorted(np.sort(req["sent"]), t, side="right")
+    done = np.searchsorted(np.sort(req["finish"]), t, side="right")
+    return {**tl, "waiting": np.zeros_like(t), "running": (sent - done).astype(float)}
+
+
+def stability(
+    tl: dict[str, np.ndarray], req: dict[str, np.ndarray], rate: float, instances: int = 1
+) -> dict:
     """Whether the server keeps up with open-loop arrivals at `rate` (see the docstring)."""
     if not math.isfinite(rate) or len(req["arrival"]) < 20:
         return {"stable": True, "queue_growth_per_s": None}
+    if instances > 1:
+        tl = in_server(tl, req)
     g = growth_rate(tl, float(req["arrival"].max()))
     return {"stable": g <= UNSTABLE_GROWTH * rate, "queue_growth_per_s": g}
 
@@ -148,12 +163,12 @@ def metrics(trace: Trace, rate: float, slo: dict[str, float] | None) -> dict[str
         "preemptions": int(trace.preemptions),
         "preempted_requests": int((req["preemptions"] > 0).sum()),
         "steps": len(w),
-        "busy_fraction": min(busy / duration, 1.0),
+        "busy_fraction": min(busy / (duration * trace.instances), 1.0),
         "mean_in_system": float((in_system * w).sum() / duration),
         "mean_batch_size": float((tl["batch"] * w).sum() / busy) if busy else 0.0,
     }
     out["goodput"] = goodput(req, slo, duration) if slo else None
-    out.update(stability(tl, req, rate))
+    out.update(stability(tl, req, rate, trace.instances))
     out["timeline"] = timeline(tl, trace.kv_blocks)
     out["_requests"] = req
     return out

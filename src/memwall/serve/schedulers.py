@@ -13,6 +13,12 @@
   budget, the free blocks and the sequence cap, the step prefills waiting prompts only;
   otherwise it is a decode step of every running request.
 - `static`: a batch is formed when the server is idle and runs to its end (`serve.static`).
+
+With prefix caching (`serve.prefix`) an admitted request first takes the cached blocks of its
+prompt's shared prefix: only the rest is prefilled and charged to the budget, and only its own
+blocks are allocated. With speculative decoding each decoding request schedules 1 + k tokens
+(vLLM V1 charges the draft tokens to the budget). A decode instance of a disaggregated server
+(`serve.disagg`) admits requests whose KV cache has arrived straight into the decode group.
 """
 
 from __future__ import annotations
@@ -25,34 +31,47 @@ SCHEDULERS = ("vllm", "prefill-first", "static")
 
 def schedule_vllm(st: State) -> tuple[list[tuple[Req, int]], bool]:
     """Decodes, then running chunks, then admissions, within the token budget."""
+    return _vllm(st, True)
+
+
+def _vllm(st: State, admit: bool) -> tuple[list[tuple[Req, int]], bool]:
     preempted = st.allocate_decode()
-    budget = st.max_tokens - st.n_dec
+    budget = st.max_tokens - st.n_dec * st.per_dec
     chunks: list[tuple[Req, int]] = []
-    bs = st.bs
+    bs, pc = st.bs, st.prefix
     for r in list(st.prefilling):
         if budget <= 0:
             break
         if r.i not in st.running:  # preempted for an earlier one's blocks
             continue
         q = min(r.target - r.computed, budget)
-        nb = blocks_for(r.computed + q, bs) - r.blocks
+        nb = blocks_for(r.computed + q, bs) - r.blocks - r.shared
         while nb > st.free and r.i in st.running:
             st.preempt(st.tail())
             preempted = True
         if r.i not in st.running:
             break
-        st.free -= nb
+        st.take(nb)
         r.blocks += nb
         chunks.append((r, q))
         budget -= q
-    if not preempted:
+    if admit and not preempted:
         waiting = st.waiting
         while waiting and budget > 0 and len(st.running) < st.max_seqs:
             r = waiting[0]
-            q = min(r.target, budget)
-            nb = blocks_for(q, bs)
-            if nb > st.free:
-                break
+            if pc is None:
+                q = min(r.target, budget)
+                nb = blocks_for(q, bs)
+                if nb > st.free:
+                    break
+            else:
+                h = pc.lookup(r)
+                c = h * bs
+                q = min(r.target - c, budget)
+                nb = blocks_for(c + q, bs) - h
+                if nb + pc.touch(h) > st.free:
+                    break
+                pc.take(st, r, h)
             st.admit(r, nb)
             chunks.append((r, q))
             budget -= q
@@ -64,18 +83,47 @@ def schedule_prefill_first(st: State) -> tuple[list[tuple[Req, int]], bool]:
     chunks: list[tuple[Req, int]] = []
     budget = st.max_tokens
     waiting = st.waiting
+    pc = st.prefix
     while waiting and len(st.running) < st.max_seqs:
         r = waiting[0]
-        nb = blocks_for(r.target, st.bs)
-        if r.target > budget or nb > st.free:
+        h = pc.lookup(r) if pc is not None else 0
+        q = r.target - h * st.bs
+        nb = blocks_for(r.target, st.bs) - h
+        if q > budget or nb + (pc.touch(h) if pc is not None else 0) > st.free:
             break
+        if pc is not None:
+            pc.take(st, r, h)
         st.admit(r, nb)
-        chunks.append((r, r.target))
-        budget -= r.target
+        chunks.append((r, q))
+        budget -= q
     if chunks:
         return chunks, False
     st.allocate_decode()
     return chunks, True
 
 
-POLICIES = {"vllm": schedule_vllm, "prefill-first": schedule_prefill_first}
+def schedule_decode_instance(st: State) -> tuple[list[tuple[Req, int]], bool]:
+    """A decode instance: requests whose KV cache has arrived (prompt computed, first token
+    made) join the decode group first come first served while their blocks (and the next
+    token's) and `max_num_seqs` allow; then vLLM's step (a preempted request is recomputed
+    here, as a decode instance of vLLM's disaggregated serving would)."""
+    w = st.waiting
+    while w and w[0].computed >= w[0].target > 0 and len(st.running) < st.max_seqs:
+        r = w[0]
+        nb = blocks_for(r.computed, st.bs)
+        if blocks_for(r.computed + 1, st.bs) > st.free:
+            break
+        w.popleft()
+        st.running[r.i] = r
+        st.take(nb)
+        r.blocks = nb
+        st.join(r)
+    blocked = bool(w) and w[0].computed >= w[0].target > 0
+    return _vllm(st, not blocked)
+
+
+POLICIES = {
+    "vllm": schedule_vllm,
+    "prefill-first": schedule_prefill_first,
+    "decode": schedule_decode_instance,  # a disaggregated server's decode instances
+}
