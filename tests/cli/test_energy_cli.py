@@ -60,6 +60,7 @@ def test_serve_energy(cli):
     assert r.code == 0, r.err
     e = r.json["energy"]
     assert 0.01 < e["j_per_output_token"] < 5
+    assert r.json["j_per_output_token"] == e["j_per_output_token"]  # beside ttft, tpot, ...
     assert e["j_per_request"] > e["j_per_output_token"]
     assert e["usd_per_million_output_tokens"] > 0
     cli("serve", "llama-3-8b", "--device", "h100-sxm", "--requests", "5",

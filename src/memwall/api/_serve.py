@@ -165,6 +165,9 @@ def serve(
     req = m.pop("_requests")
     payload = _payload(cfg, m, trace)
     payload["energy"] = serve_energy(cfg, trace, m, req, price_per_hour)
+    # the headline energy number beside the latency metrics, as issue 26 names it (the
+    # energy block holds its range, the shares and the cost)
+    payload["j_per_output_token"] = payload["energy"]["j_per_output_token"]
     if found is not None:
         payload["search"] = found
     rows = [
