@@ -72,9 +72,24 @@ def serving_energy(
 ) -> Energy:
     """Energy per output token of a server holding `batch` sequences in steady state: 1 /
     batch of a decode step at the mean context, 1 / gen_len of a one-request prefill."""
+    return combine(serving_steps(spec, device, prec, batch, prompt_len, gen_len, tp, launch))
+
+
+def serving_steps(
+    spec: ModelSpec,
+    device: Device,
+    prec: Precision,
+    batch: int,
+    prompt_len: int,
+    gen_len: int,
+    tp: int = 1,
+    launch: str = "graph",
+) -> list[tuple[Energy, float]]:
+    """The steps `serving_energy` mixes, each with its share of one output token: a decode
+    step at the mean context (1 / batch) and a one-request prefill (1 / gen_len)."""
     decode = step(spec, device, prec, "decode", batch, prompt_len + gen_len // 2, tp, launch)
     prefill = step(spec, device, prec, "prefill", 1, prompt_len, tp, launch)
-    return combine([(decode, 1.0 / batch), (prefill, 1.0 / gen_len)])
+    return [(decode, 1.0 / batch), (prefill, 1.0 / gen_len)]
 
 
 def plan_energy(spec: ModelSpec, device: Device, p: Plan) -> dict[str, Any]:

@@ -4,9 +4,15 @@ Each row of `data/published_energy.csv` (validated by `memwall.energy.published`
 a server in steady state (`memwall.parallel.energy.serving_energy`): the realistic predictor's
 decode step at the row's batch over the mean context and a one-request prefill, for every GPU
 of the row, then joules per output token from `memwall.energy`. The signed error is predicted /
-measured - 1. `trend_check` asks, per model and device, whether energy per token falls as the
-batch grows wherever the measurement says it falls (the sign of each step between batches).
-`python benchmarks/bench_energy.py` prints all of it.
+measured - 1. Two diagnostics split that error between the two models it comes from: the time
+predictor (`time_error`: predicted / measured seconds per output token - 1, the measured one
+being 1 / the published throughput) and the energy model alone (`error_at_measured_time`: the
+same steps, the same FLOPs and bytes, priced over the measured time instead of the predicted
+one, every step's time scaled alike (`at_time`); `power_error`: predicted / measured average
+power - 1). `trend_check` asks, per measured sweep (one model on one GPU set), whether energy
+per token falls as the batch grows wherever the measurement says it falls (the sign of each
+step between batches), and names the steps where it does not. `python
+benchmarks/bench_energy.py` prints all of it.
 """
 
 from __future__ import annotations
@@ -16,10 +22,10 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from memwall.energy import Energy
+from memwall.energy import Energy, coefficients_for, combine, parts
 from memwall.energy.published import EnergyRow, load_energy_rows
 from memwall.hardware import get_device
-from memwall.parallel.energy import serving_energy
+from memwall.parallel.energy import serving_steps
 from memwall.precision import parse_precision
 from memwall.spec import load_model
 
@@ -31,12 +37,31 @@ def band(batch: int) -> str:
     return next(name for lo, hi, name in BATCH_BANDS if lo <= batch <= hi)
 
 
-def price_row(row: EnergyRow) -> Energy:
-    """memwall's predicted energy of one output token of a row (all its GPUs)."""
-    return serving_energy(
+def row_steps(row: EnergyRow) -> list[tuple[Energy, float]]:
+    """The steps one output token of a row is priced from, each with its share
+    (`memwall.parallel.energy.serving_steps`)."""
+    return serving_steps(
         load_model(row.model), get_device(row.device), parse_precision(row.precision),
         row.batch, row.prompt_len, row.gen_len, row.tp, row.launch,
     )  # fmt: skip
+
+
+def price_row(row: EnergyRow) -> Energy:
+    """memwall's predicted energy of one output token of a row (all its GPUs)."""
+    return combine(row_steps(row))
+
+
+def at_time(steps: list[tuple[Energy, float]], time_s: float) -> float:
+    """Joules of the same steps (same FLOPs and bytes, each capped at the TDP as predicted)
+    if one output token took `time_s` instead of the predicted time: every step's time is
+    scaled by the same factor, an assumption (the predictor may err more on one phase)."""
+    predicted = sum(k * e.time_s for e, k in steps)
+    scale = time_s / predicted if predicted > 0 else 1.0
+    total = 0.0
+    for e, k in steps:
+        c = coefficients_for(get_device(e.device))
+        total += k * parts(e.work, e.time_s * scale, c, e.devices).total_j
+    return total
 
 
 @dataclass(frozen=True)
@@ -46,6 +71,8 @@ class EnergyComparison:
     table: pd.DataFrame
 
     def summary(self, rows: pd.DataFrame | None = None) -> dict[str, float | int]:
+        """Median and worst |error|, the worst row, the share of rows inside the predicted
+        range, and the medians of the two diagnostics (|time error|, |error at measured time|)."""
         g = self.table if rows is None else rows
         err = g["error"].abs()
         return {
@@ -54,6 +81,10 @@ class EnergyComparison:
             "worst_abs_error": float(err.max()),
             "worst_row": int(g.loc[err.idxmax(), "id"]),
             "in_range": float(g["in_range"].mean()),
+            "median_abs_time_error": float(statistics.median(g["time_error"].abs())),
+            "median_abs_error_at_measured_time": float(
+                statistics.median(g["error_at_measured_time"].abs())
+            ),
         }
 
     def by(self, col: str) -> pd.DataFrame:
@@ -71,12 +102,17 @@ class EnergyComparison:
                 continue
             m, p = g["measured"].to_numpy(), g["predicted"].to_numpy()
             steps = len(g) - 1
-            agree = sum((m[i + 1] < m[i]) == (p[i + 1] < p[i]) for i in range(steps))
+            b = g["batch"].to_numpy()
+            wrong = [i for i in range(steps) if (m[i + 1] < m[i]) != (p[i + 1] < p[i])]
             out.append(
                 {
                     "series": series, "model": g["model"].iloc[0], "device": g["device"].iloc[0],
-                    "batches": " ".join(str(b) for b in g["batch"]), "steps": steps,
-                    "sign_agrees": int(agree), "ok": bool(agree == steps),
+                    "batches": " ".join(str(x) for x in b), "steps": steps,
+                    "sign_agrees": steps - len(wrong), "ok": not wrong,
+                    "wrong_steps": "; ".join(
+                        f"{b[i]}->{b[i + 1]}: measured {m[i + 1] / m[i] - 1:+.1%}, "
+                        f"predicted {p[i + 1] / p[i] - 1:+.1%}" for i in wrong
+                    ),
                 }
             )  # fmt: skip
         return pd.DataFrame(out)
@@ -86,8 +122,11 @@ def compare(rows: list[EnergyRow] | None = None) -> EnergyComparison:
     """Predict every published row (all by default)."""
     out = []
     for r in rows if rows is not None else load_energy_rows():
-        e = price_row(r)
+        steps = row_steps(r)
+        e = combine(steps)
         pred, low, high, shares = e.total_j, e.low.total_j, e.high.total_j, e.shares()
+        t_meas = 1.0 / r.throughput_tok_s  # wall seconds per output token, all GPUs together
+        at_meas = at_time(steps, t_meas)
         out.append(
             {
                 "id": r.id, "device": r.device, "model": r.model, "precision": r.precision,
@@ -100,6 +139,11 @@ def compare(rows: list[EnergyRow] | None = None) -> EnergyComparison:
                 "static_share": shares["static"],
                 "measured_s_per_token": 1.0 / r.throughput_tok_s,
                 "predicted_s_per_token": e.time_s, "software": r.software,
+                "time_error": e.time_s / t_meas - 1.0,
+                "at_measured_time": at_meas,
+                "error_at_measured_time": at_meas / r.j_per_output_token - 1.0,
+                "measured_w": r.avg_power_w, "predicted_w": e.avg_power_w,
+                "power_error": e.avg_power_w / r.avg_power_w - 1.0,
             }
         )  # fmt: skip
     return EnergyComparison(pd.DataFrame(out))
