@@ -219,3 +219,35 @@ def test_attention_stays_sixteen_bit_when_the_matmuls_are_eight_bit():
     assert a8["t_compute"] == pytest.approx(a16["t_compute"], rel=1e-9)
     frac = efficiency_terms(dev)["attn_frac"].value
     assert a8["t_compute"] == pytest.approx(a8["flops"] / (dev.peak("bf16") * frac), rel=1e-9)
+
+
+def test_eight_bit_kv_cache_is_widened_on_the_conversion_pipe():
+    """kv8_dq_frac: a decode attention kernel that widens an 8-bit KV cache converts every K/V
+    element it reads (CUDA: 16 conversions per clock per SM, 1/16 of Hopper's fp32 FLOP rate).
+    Converted once per query head (TensorRT-LLM's masked multi-head attention), Mistral-7B's
+    grouped-query decode is bound by conversions, not bytes; converted once per element read it
+    stays memory-bound on an H100; by default (FP8 MMAs, no conversion) and with a 16-bit cache
+    nothing is paid."""
+    mistral, _ = load_model_config("mistral-7b")
+    w8, bf16 = parse_precision("8/8/8", 8192), parse_precision("bf16")
+    dev = get_device("h100-sxm")
+    term = efficiency_terms(dev)["kv8_dq_frac"]
+    assert term.value == pytest.approx(1 / 16) and "Type Conversions" in term.source.title()
+
+    def attention(prec, kv_dequant="kv_head"):
+        df = op_table(mistral, Workload("decode", 64, 2048), prec, "full", True)
+        ops = predict_efficiency(df, dev, prec, kv_dequant=kv_dequant).ops
+        return ops[ops["kind"] == "attention"].iloc[0]
+
+    per_q, per_kv, half = attention(w8, "query_head"), attention(w8), attention(bf16, "query_head")
+    assert per_q["bound"] == "compute" and per_kv["bound"] == half["bound"] == "memory"
+    default = attention(w8, "none")
+    assert per_kv["time"] == pytest.approx(default["time"])  # not binding on an H100
+    assert per_q["time"] > 2.5 * default["time"]
+    ops = op_table(mistral, Workload("decode", 64, 2048), w8, "full", True)
+    # one conversion per K and per V element per query head: the matmul FLOPs / 2
+    elements = float(ops.loc[ops["kind"] == "attention", "matmul_flops"].iloc[0]) / 2
+    assert per_q["t_compute"] == pytest.approx(elements / (dev.peak("fp32") * term.value))
+    assert per_q["t_compute"] > 2.5 * per_q["t_memory"]  # 4 query heads per KV head
+    with pytest.raises(MemwallError, match="kv_dequant"):
+        attention(w8, "per_token")

@@ -94,6 +94,9 @@ class Options:
     # steps; 'eager': one host launch per kernel, as TensorRT-LLM's GptSession runs the context
     # phase, which it never captures in a graph)
     infer_launch: str = INFER_LAUNCH
+    # inference: how decode attention converts an 8-bit KV cache (predict.efficiency.KV_DEQUANT:
+    # none, once per element read, or once per query head)
+    kv_dequant: str = "none"
 
 
 @dataclass(frozen=True)
@@ -431,7 +434,7 @@ def _plan_infer(spec, device, links, lay: Layout, o: Options) -> Plan:
             continue
         t = forward(
             shard, phase, o.micro_batch, o.seq_len, prec, device, o.efficiency, o.infer_launch,
-            _infer_attention(o),
+            _infer_attention(o), o.kv_dequant,
         )  # fmt: skip
         act = o.micro_batch * q_tokens * spec.d_model * prec.act_bytes
         mb = _tp_collectives(spec, lay, act, 2, 1, phase, links, span["tp"], o)

@@ -21,7 +21,9 @@ gen_len / 2 tokens (the mean context); the plan prices every kernel with the gap
 still leaves between kernels (`plan.INFER_LAUNCH`), or with a host launch per kernel where the
 row's `prefill_launch` says the prompt ran eagerly (TensorRT-LLM's GptSession never captures the
 context phase in a graph), and gives no range, so such rows have low = high = the prediction
-and no in-range verdict.
+and no in-range verdict. A row's `kv_dequant` says how its decode attention kernel converts an
+8-bit KV cache (not element by element, once per element, or once per query head:
+`predict.efficiency.KV_DEQUANT`), on one device and through the tensor-parallel plan alike.
 
 A row whose `excluded` column gives a reason is priced and printed but left out of the error
 statistics (`Comparison.included`, `Comparison.excluded`). The one reason used so far is
@@ -95,6 +97,7 @@ class PublishedRow(BaseModel):
     notes: str = ""
     excluded: str = ""  # empty: in the error statistics; else why the row cannot be what it says
     prefill_launch: Literal["", "eager", "graph", "kernel"] = ""  # empty: as `launch`
+    kv_dequant: Literal["", "none", "kv_head", "query_head"] = ""  # empty: none (KV_DEQUANT)
 
     @field_validator("precision")
     @classmethod
@@ -167,12 +170,14 @@ def _gemm_table(row: PublishedRow, prec: Precision) -> pd.DataFrame:
 Times = tuple[float, float, float]  # seconds: (predicted, low, high)
 
 
-def _one_device(ops: pd.DataFrame, dev: Device, prec: Precision, launch: str, model: str) -> Times:
+def _one_device(
+    ops: pd.DataFrame, dev: Device, prec: Precision, launch: str, model: str, kv_dequant: str = ""
+) -> Times:
     if model == "roofline":  # at the dtype the efficiency model prices (a peak the device has)
         ops = ops.assign(dtype=[compute_dtype(dev, d, prec) for d in ops["dtype"]])
         t = predict_roofline(ops, dev, overhead=False).totals["time"]
         return t, t, t
-    p = predict_efficiency(ops, dev, prec, launch).totals
+    p = predict_efficiency(ops, dev, prec, launch, kv_dequant=kv_dequant or "none").totals
     return p["time"], p["time_low"], p["time_high"]
 
 
@@ -190,7 +195,7 @@ def _parts_one(row: PublishedRow, prec: Precision, dev: Device, model: str) -> d
         else:
             wl = Workload("generate", row.batch, row.seq_len, row.gen_len)
         ops = op_table(spec, wl, prec, "full", True)
-        out[part] = _one_device(ops, dev, prec, launch_of(row, part), model)
+        out[part] = _one_device(ops, dev, prec, launch_of(row, part), model, row.kv_dequant)
     return out
 
 
@@ -206,7 +211,8 @@ def _parts_tp(row: PublishedRow, prec: Precision, dev: Device, model: str) -> di
     for part in _NEEDS[row.metric]:
         ctx = row.seq_len if part == "prefill" else row.seq_len + row.gen_len // 2
         o = Options("infer", row.batch, row.batch, ctx, prec, efficiency=model == "efficiency",
-                    infer_launch=launch_of(row, part))  # fmt: skip
+                    infer_launch=launch_of(row, part),
+                    kv_dequant=row.kv_dequant or "none")  # fmt: skip
         x = plan(spec, dev, links, lay, o).extra
         t = x["prefill_time"] if part == "prefill" else row.gen_len * x["decode_step_time"]
         out[part] = (t, t, t)

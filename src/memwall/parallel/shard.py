@@ -73,6 +73,7 @@ def forward(
     efficiency: bool = False,
     launch: str = "kernel",
     attention: str | None = None,
+    kv_dequant: str = "none",
 ) -> dict[str, float]:
     """Predicted time of one forward (or decode step) of `spec` on `device` (cached), and of
     its backward: the dense-peak roofline (backward = 2 x forward), or with `efficiency` the
@@ -82,8 +83,9 @@ def forward(
     element-wise ops twice their forward, and fused attention at 2.5x the forward's FLOPs at
     its own (lower) backward efficiency. A decoder's prompt is causal: its attention kernels
     skip the masked half. `attention`: the attention kernel family (`memwall.predict.efficiency
-    .attention_terms`, at the shard's head dim; None: the class's terms). Keys: time,
-    backward, flops, frac_compute_bound, attention."""
+    .attention_terms`, at the shard's head dim; None: the class's terms). `kv_dequant`: how
+    decode attention converts an 8-bit KV cache (`memwall.predict.efficiency.KV_DEQUANT`).
+    Keys: time, backward, flops, frac_compute_bound, attention."""
     ops = op_table(spec, Workload(phase_of(spec, phase), batch, seq_len), precision, "full")
     if not efficiency:
         t = predict_roofline(ops, device, overhead=False).totals
@@ -92,7 +94,7 @@ def forward(
     causal = spec.is_decoder and phase == "prefill"
     e = predict_efficiency(
         ops, device, precision, launch=launch, causal=causal, spread=False, attention=attention,
-        head_dim=spec.head_dim,
+        head_dim=spec.head_dim, kv_dequant=kv_dequant,
     )  # fmt: skip
     df = e.ops
     total = e.totals["time"]

@@ -12,6 +12,13 @@ working set, the matmul shape, the weight format and the runtime. Per op instanc
     time      = max(max(t_memory, t_compute) + gap, host)  (eager: the host launches each kernel
                                                             while the previous one runs)
 
+Decode attention over an 8-bit KV cache, in a kernel that widens every K/V element it reads to
+16/32 bits on the conversion pipe (`kv_dequant`), pays t_compute >= elements / (fp32 peak x
+kv8_dq_frac), the elements counted once per KV head or once per query head (CUDA's conversion
+throughput is 1/16 of its fp32 FLOP rate on Hopper, so a grouped-query model whose kernel
+converts per query head is bound by conversions, not bytes). Kernels that feed FP8 K/V to FP8
+tensor-core MMAs convert nothing, so none is the default.
+
 M is the tokens a matmul instance multiplies (rows of its activation matrix); shape is the tile
 and wave quantisation of `gemm_shape`; mm8 = mm8_rel for matmuls on the 8-bit peak (FP8, INT8:
 an 8-bit GEMM reaches a smaller share of its doubled peak), else 1; dq_* apply to weight-only
@@ -62,7 +69,13 @@ from memwall.predict.roofline import check_ops, plain_value, predict_roofline
 
 LAUNCH_MODES = ("graph", "eager", "kernel")
 # The terms that set a kernel's time (the rest: attention backward and collectives, parallel path).
-KERNEL_TERMS = TERMS[:12] + ("mm_k_half", "mm8_rel")
+KERNEL_TERMS = TERMS[:12] + ("mm_k_half", "mm8_rel", "kv8_dq_frac")
+# How a decode attention kernel converts an 8-bit KV cache: not element by element ("none", the
+# default: FP8 K/V fed to FP8 tensor-core MMAs, as Hopper's XQA and FlashAttention-3 do), once
+# per element it reads ("kv_head": a group's query heads share one thread block that widens K/V
+# to 16 bits for 16-bit MMAs, as TensorRT-LLM 0.9's pre-Hopper XQA does), or once per query head
+# ("query_head": one thread block per query head, TensorRT-LLM's masked multi-head attention).
+KV_DEQUANT = ("none", "kv_head", "query_head")
 CAUSAL_WORK = 0.5  # share of the L x L score blocks a causal flash-attention kernel computes
 MATMUL_KINDS = ("matmul", "moe")  # expert GEMMs and routers run on the matrix units too
 EIGHT_BIT = ("int8", "fp8")  # matmuls on the 8-bit tensor-core peak (mm8_rel applies)
@@ -136,6 +149,20 @@ def _spread(
     return np.maximum(mid - np.sqrt(fast_sq), 0.0), mid + np.sqrt(slow_sq)
 
 
+def _kv8_elements(df: pd.DataFrame, precision: Precision | None, kv_dequant: str) -> np.ndarray:
+    """8-bit KV-cache elements each op converts (0 for all but attention reading an 8-bit
+    cache): the elements read, or, converted once per query head, the score and value
+    multiply-adds (matmul FLOPs / 2: one per K element and one per V element per query head)."""
+    if precision is None or precision.kv_bits != 8 or kv_dequant == "none":
+        return np.zeros(len(df))
+    reads = (df["kind"] == "attention").to_numpy() & (df["bytes_kv"].to_numpy(float) > 0)
+    if kv_dequant == "query_head":
+        elems = df["matmul_flops"].to_numpy(float) / 2
+    else:
+        elems = df["bytes_kv"].to_numpy(float) / precision.kv_bytes
+    return np.where(reads, elems, 0.0)
+
+
 def _columns(df: pd.DataFrame, units: float | None, attn_work: float) -> dict[str, Any]:
     """The prepared table as numpy arrays, read once (the range re-prices them 26 times)."""
     inst = (df["count"] * df["steps"]).to_numpy(float)
@@ -148,6 +175,7 @@ def _columns(df: pd.DataFrame, units: float | None, attn_work: float) -> dict[st
         "b": df["bytes"].to_numpy(float) / inst,
         "f": df["flops"].to_numpy(float) / inst,
         "bits": df["_dq_bits"].to_numpy(),
+        "kv8": df["_kv8"].to_numpy(float) / inst,
         "kind": df["kind"].to_numpy(),
         "units": units,
         "attn_work": attn_work,
@@ -179,6 +207,8 @@ def _row_times(c: dict[str, Any], dev: Device, p: dict[str, float], launch: str)
         # causal attention over a prompt: the kernel skips the masked half of the score blocks
         work = np.where(kind == "attention", c["attn_work"], 1.0)
         t_cmp = np.where(f > 0, f * work / rate, 0.0)
+        # an 8-bit KV cache widened element by element on the conversion pipe
+        t_cmp = np.maximum(t_cmp, c["kv8"] / (c["_vpeak"] * p["kv8_dq_frac"]))
     t_exec = np.maximum(t_mem, t_cmp)
     if launch != "kernel":  # kernel: device time of the kernels alone, as a profiler shows it
         t_exec = t_exec + p["launch_graph"]  # the gap between kernels
@@ -252,12 +282,12 @@ class EffPrediction:
 
 
 def _prepare(
-    ops: pd.DataFrame, device: Device, precision: Precision | None
+    ops: pd.DataFrame, device: Device, precision: Precision | None, kv_dequant: str = "none"
 ) -> tuple[pd.DataFrame, dict[str, float], list[str]]:
     df = check_ops(ops)
-    for c in ("bytes_weight", "matmul_flops"):
+    for c in ("bytes_weight", "matmul_flops", "bytes_kv"):
         if c not in df.columns:
-            df[c] = 0.0 if c == "bytes_weight" else df["flops"]
+            df[c] = df["flops"] if c == "matmul_flops" else 0.0
     dtypes = {d: compute_dtype(device, d, precision) for d in dict.fromkeys(df["dtype"])}
     df["dtype"] = df["dtype"].map(dtypes)
     peaks = {d: device.peak(d) for d in dict.fromkeys(df["dtype"])}
@@ -276,6 +306,7 @@ def _prepare(
     for c in ("m", "k", "n"):  # the GEMM's shape where the op table gives it (count's tables do)
         df[f"_g{c}"] = df[c].astype(float) if c in df.columns else np.nan
     df["_dq_bits"] = _dequant(df, precision, df["dtype"])
+    df["_kv8"] = _kv8_elements(df, precision, kv_dequant)
     notes = [
         f"{a} ops priced at the {b} peak: the device has no {a} peak and the precision does not "
         f"name {a}"
@@ -294,6 +325,7 @@ def predict_efficiency(
     spread: bool = True,
     attention: str | None = None,
     head_dim: int | None = None,
+    kv_dequant: str = "none",
 ) -> EffPrediction:
     """Predicted time of each op on `device` with published efficiencies, and its range
     (`spread=False`: no range, the low and high equal the value; the parallel search's speed).
@@ -305,16 +337,20 @@ def predict_efficiency(
     llama.cpp), 'eager' (one host launch per kernel) or 'kernel' (kernel time alone, as a
     profiler reports it). `attention`: a kernel family of the data file, or auto (the one the
     frameworks pick on the device), at the model's `head_dim`; None keeps the class's
-    attention terms. Raises MemwallError on an op dtype the device has no peak for, or an
-    unknown launch mode or attention kernel.
+    attention terms. `kv_dequant`: how decode attention converts an 8-bit KV cache: not element
+    by element ('none', the default), once per element read ('kv_head') or once per query head
+    ('query_head'; see KV_DEQUANT). Raises MemwallError on an op dtype the device has no peak
+    for, or an unknown launch mode, attention kernel or kv_dequant.
     """
     if launch not in LAUNCH_MODES:
         raise MemwallError(f"unknown launch mode {launch!r}; accepted: {', '.join(LAUNCH_MODES)}")
+    if kv_dequant not in KV_DEQUANT:
+        raise MemwallError(f"unknown kv_dequant {kv_dequant!r}; accepted: {', '.join(KV_DEQUANT)}")
     terms = efficiency_terms(device)
     attention_note = None
     if attention is not None:
         terms, attention_note = attention_terms(terms, device, attention, head_dim)
-    df, peaks, notes = _prepare(ops, device, precision)
+    df, peaks, notes = _prepare(ops, device, precision, kv_dequant)
     if attention_note:
         notes.append(attention_note)
     cols = _columns(df, compute_units(device), CAUSAL_WORK if causal else 1.0)
@@ -324,7 +360,8 @@ def predict_efficiency(
     else:
         low = high = times["time"]
     mid = pd.DataFrame(times, index=df.index)
-    out = df.drop(columns=["_peak", "_vpeak", "_m", "_dq_bits", "_gm", "_gk", "_gn"]).join(mid)
+    helpers = ["_peak", "_vpeak", "_m", "_dq_bits", "_kv8", "_gm", "_gk", "_gn"]
+    out = df.drop(columns=helpers).join(mid)
     out["time_low"], out["time_high"] = low, high
     out["bound"] = np.where(
         mid["t_launch"] > np.maximum(mid["t_memory"], mid["t_compute"]),

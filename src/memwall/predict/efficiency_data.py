@@ -36,6 +36,7 @@ TERMS = (
     "coll_frac",
     "net_frac",
     "overlap_rate",
+    "kv8_dq_frac",
 )
 ATTENTION_AUTO = "auto"  # the kernel the frameworks pick on the device (data file's defaults)
 KERNEL_FIGURES = ("attn_frac", "attn_bwd_frac", "hd64", "bwd_hd64")
