@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -181,3 +182,52 @@ def test_pareto_marks_dominated_rows():
     ]
     mark_pareto(rows, measured=False)
     assert [r["pareto"] for r in rows] == [True, True, False]
+
+
+def test_recovered_variants_are_cached_checked_and_equal_fresh(cache):
+    """A pruned variant's recovery fine-tune is cached: the cached copy scores exactly as one
+    fine-tuned now without the cache; a damaged file, or consistent weights of another variant
+    under its key, is not trusted: the variant is fine-tuned again and rewritten."""
+    from memwall.compress import variants
+    from memwall.compress.train import heldout_loss, windows
+
+    _, t = cache
+    w = windows(t.corpus.heldout, t.recipe.seq_len, t.recipe.eval_windows)
+    m = parse_method("prune-unstructured:0.6")
+    fresh, hit = variants.recovered(t, m, use_cache=False)
+    assert not hit
+    key = variants.variant_key(t, m, variants.cache.state_digest(t.model))
+    path, man_path = variants.paths(t, m, key)
+    path.unlink(missing_ok=True)
+    built, hit = variants.recovered(t, m)
+    assert not hit and path.is_file() and man_path.is_file()
+    loaded, hit = variants.recovered(t, m)
+    assert hit
+    assert heldout_loss(loaded, w) == heldout_loss(built, w) == heldout_loss(fresh, w)
+    pairs = zip(loaded.state_dict().values(), fresh.state_dict().values(), strict=True)
+    assert all(torch.equal(a, b) for a, b in pairs)
+    path.write_bytes(path.read_bytes()[:-10] + b"0123456789")  # damaged weights
+    again, hit = variants.recovered(t, m)
+    assert not hit and heldout_loss(again, w) == heldout_loss(fresh, w)
+    assert variants.recovered(t, m)[1]  # rewritten whole
+    other = variants.recovered(t, parse_method("prune-structured:0.5"), use_cache=False)[0]
+    man = json.loads(man_path.read_text())
+    torch.save(other.state_dict(), path)  # another variant's weights, sha256 updated to match
+    man["weights_sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
+    man_path.write_text(json.dumps(man))
+    assert not variants.recovered(t, m)[1]
+    # the key names everything the weights depend on: another base, seed or fraction differ
+    assert variants.variant_key(t, m, "0" * 64) != key
+    assert variants.variant_key(t, parse_method("prune-unstructured:0.6000001"), "0" * 64) != (
+        variants.variant_key(t, m, "0" * 64)
+    )
+
+
+def test_run_says_which_variants_came_from_the_cache(cache):
+    methods = ["prune-structured:0.25", "int8"]
+    first = run(TINY, methods)
+    second = run(TINY, methods)
+    assert first["from_cache"] == [] and second["from_cache"] == ["prune-structured:0.25"]
+    assert "run now: prune-structured:0.25" in first["notes"][-1]
+    assert "from the cache: prune-structured:0.25" in second["notes"][-1]
+    assert first["rows"] == second["rows"]  # same bytes, loss and perplexity

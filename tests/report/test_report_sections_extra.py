@@ -272,7 +272,8 @@ def test_remedies_default_leaves_out_unclaimed_prunes(monkeypatch):
 @pytest.mark.slow
 def test_remedies_rows_are_compress_pareto(tmp_path, monkeypatch):
     """Built for real on the tiny model trained here (a private cache; nothing timed): the rows,
-    the Pareto marks and the claims are compress.pareto's."""
+    the Pareto marks and the claims are compress.pareto's, whose pruned variants come from the
+    cache the section filled."""
     from memwall.compress import pareto, remedy_claims
     from memwall.records.store import ENV_CACHE_DIR
 
@@ -285,6 +286,15 @@ def test_remedies_rows_are_compress_pareto(tmp_path, monkeypatch):
         assert g["weights_real"] == w["weights_real"] and g["pareto"] == w["pareto"]
         assert g["perplexity"] == pytest.approx(w["perplexity"], rel=1e-9)
     assert res.data["claims"] == remedy_claims(want["rows"])
+    # the section fine-tuned the pruned variants and cached them; pareto loaded them, and its
+    # perplexities above equal the fresh ones
+    pruned = [r["method"] for r in got if r["method"].startswith("prune")]
+    assert res.data["from_cache"] == [] and want["from_cache"] == pruned
+    assert any(f"run now and cached: {', '.join(pruned)}" in n for n in res.notes)
+    assert remedies.cache_note(want) == [
+        f"pruned variants' recovery fine-tunes: from the cache: {', '.join(pruned)} "
+        "(memwall's cache, compress/variants/; delete it to fine-tune again)"
+    ]
     claims = blocks(res, Table)[1]
     assert [c["verdict"] for c in claims.rows] == [c["verdict"] for c in res.data["claims"]]
     check_figures(res, "measured", "MiB")

@@ -41,7 +41,9 @@ def compress(
     `pareto`): stored bytes (real, and memwall's count), the speed-up memwall predicts from the
     bytes one step moves, latency measured here (with `measure` or `pareto`), and held-out
     perplexity on a model trained here (a preset has random weights: no perplexity). With
-    `pareto`, the paper's remedy claims are checked (`payload["claims"]`).
+    `pareto`, the paper's remedy claims are checked (`payload["claims"]`). A trained model's
+    pruned variants are fine-tuned once and cached (`memwall.compress.variants`);
+    `payload["from_cache"]` names those loaded from the cache, and a note says so.
 
     Args:
         model: stdlib-gpt (trained here on first use, cached), stdlib-gpt-tiny, or a gpt2

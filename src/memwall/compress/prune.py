@@ -9,7 +9,8 @@ Criteria (stated in every output):
   zeroed; after recovery the matrices are stored and run as CSR (fp32 values, int32 indices;
   torch's CPU CSR x dense kernel). BSR had no faster CPU kernel here.
 Recovery: `recovery_steps` of the recipe's own training at a tenth of its learning rate (masks
-re-applied after every step), deterministic like the training itself.
+re-applied after every step), deterministic like the training itself; its result is cached
+(`variants`), so each variant is fine-tuned once per base model, recipe and torch version.
 """
 
 from __future__ import annotations
@@ -22,9 +23,10 @@ from torch import nn
 from torch.nn import functional as F
 
 from memwall.compress.gpt import GPT, Attention
-from memwall.compress.train import Trained, deterministic, train_steps
+from memwall.compress.train import Recipe, Trained, deterministic, train_steps
 
 RECOVERY_LR_SCALE = 0.1
+RECOVERY_SEED_OFFSET = 1  # the recovery's batches and RNG: the recipe's seed + 1
 
 
 def _keep(scores: torch.Tensor, n_keep: int) -> torch.Tensor:
@@ -135,6 +137,15 @@ def to_csr(model: GPT) -> GPT:
     return m
 
 
+def recovery_settings(r: Recipe) -> dict[str, float | int]:
+    """What the recovery fine-tune runs with beyond the recipe (part of a variant's cache key)."""
+    return {
+        "steps": r.recovery_steps,
+        "lr_scale": RECOVERY_LR_SCALE,
+        "seed": r.seed + RECOVERY_SEED_OFFSET,
+    }
+
+
 def recover(
     trained: Trained, model: GPT, masks: list[torch.Tensor] | None = None, progress: bool = False
 ) -> GPT:
@@ -142,14 +153,15 @@ def recover(
     r = trained.recipe
     if r.recovery_steps == 0:
         return model
+    seed = r.seed + RECOVERY_SEED_OFFSET
     after = (lambda: apply_masks(model, masks)) if masks is not None else None
-    with deterministic(r.seed + 1):
+    with deterministic(seed):
         train_steps(
             model,
             trained.corpus.train,
             r,
             r.recovery_steps,
-            r.seed + 1,
+            seed,
             lr_scale=RECOVERY_LR_SCALE,
             after_step=after,
             label="recovery fine-tune",

@@ -16,7 +16,7 @@ import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from memwall.compress import prune, quant
+from memwall.compress import prune, quant, variants
 from memwall.compress.evaluate import decode_seconds, perplexity, prefill_seconds, real_bytes
 from memwall.compress.footprint import check_memory
 from memwall.compress.gpt import GPT, GPTShape
@@ -70,38 +70,42 @@ def load_subject(name: str, progress: bool = False) -> Subject:
     return Subject(name, spec, GPT(GPTShape.from_spec(spec)).eval(), None)
 
 
-def build(subject: Subject, method: Method, progress: bool = False) -> tuple[Any, list[str]]:
-    """The compressed model and what was done to it (recovery only for a trained model)."""
+def build(subject: Subject, method: Method, progress: bool = False) -> tuple[Any, list[str], bool]:
+    """The compressed model, what was done to it, and whether its weights came from the cache
+    (a pruned variant's recovery fine-tune, only for a trained model: `variants`)."""
     m, k = subject.model, method.kind
     if k == "fp32":
-        return m, ["fp32 weights and activations"]
+        return m, ["fp32 weights and activations"], False
     if k == "bf16":
-        return quant.bf16(m), ["bf16 weights and activations"]
+        return quant.bf16(m), ["bf16 weights and activations"], False
     if k == "int8":
-        return quant.int8_weight_only(m), [
-            quant_note("int8 weight-only (aten._weight_int8pack_mm)")
-        ]
+        return (
+            quant.int8_weight_only(m),
+            [quant_note("int8 weight-only (aten._weight_int8pack_mm)")],
+            False,
+        )
     if k == "int8-dynamic":
-        return quant.int8_dynamic(m), [
-            "torch.ao dynamic int8 (fbgemm); the rest of the model stays fp32 (counted so)"
-        ]
+        return (
+            quant.int8_dynamic(m),
+            ["torch.ao dynamic int8 (fbgemm); the rest of the model stays fp32 (counted so)"],
+            False,
+        )
     if k == "int4":
         note = f"int4 weight-only, group {method.group} (aten._weight_int4pack_mm_for_cpu)"
-        return quant.int4_weight_only(m, method.group), [quant_note(note)]
-    rec = subject.trained is not None and subject.trained.recipe.recovery_steps > 0
+        return quant.int4_weight_only(m, method.group), [quant_note(note)], False
+    assert method.fraction is not None
+    cached = False
+    if subject.trained is not None:
+        dense, cached = variants.recovered(subject.trained, method, progress=progress)
+    elif k == "prune-structured":
+        dense = prune.prune_structured(m, method.fraction)
+    else:
+        dense = prune.prune_unstructured_dense(m, method.fraction)[0]
     if k == "prune-structured":
-        out = prune.prune_structured(m, method.fraction)
-        if rec:
-            prune.recover(subject.trained, out, progress=progress)
-        return out.eval(), [
-            _prune_note("structured (heads and FFN neurons, weight-norm criterion)", subject)
-        ]
-    dense, masks = prune.prune_unstructured_dense(m, method.fraction)
-    if rec:
-        prune.recover(subject.trained, dense, masks, progress=progress)
-    return prune.to_csr(dense).eval(), [
-        _prune_note("unstructured magnitude, stored as CSR", subject)
-    ]
+        what = "structured (heads and FFN neurons, weight-norm criterion)"
+        return dense.eval(), [_prune_note(what, subject)], cached
+    what = "unstructured magnitude, stored as CSR"
+    return prune.to_csr(dense).eval(), [_prune_note(what, subject)], cached
 
 
 def quant_note(what: str) -> str:
@@ -140,9 +144,10 @@ def evaluate(
     measure: bool,
     base: dict[str, Any],
     progress: bool = False,
-) -> dict[str, Any]:
-    """One result row (see module doc); `base` holds the fp32 row's loss and time."""
-    model, notes = build(subject, method, progress)
+) -> tuple[dict[str, Any], bool]:
+    """One result row (see module doc) and whether the model's weights came from the cache;
+    `base` holds the fp32 row's loss and time."""
+    model, notes, cached = build(subject, method, progress)
     pred = predicted(method, subject.spec, wl)
     real = real_bytes(model)
     row: dict[str, Any] = {
@@ -169,7 +174,7 @@ def evaluate(
         t0 = base.get("latency_measured", row["latency_measured"])
         row["speedup_measured"] = t0 / row["latency_measured"]
         row["latency_predicted"] = t0 / pred["speedup_predicted"]
-    return row
+    return row, cached
 
 
 @contextmanager
@@ -228,10 +233,13 @@ def run(
     check_memory(spec, todo, wl, trained=model in recipes())  # before any weights are built
     subject = load_subject(model, progress)
     rows: list[dict[str, Any]] = []
+    from_cache: list[str] = []
     with _threads(threads), _methods_bar(progress, len(todo)) as step:
         for m in todo:
             step(m.label)
-            rows.append(evaluate(subject, m, wl, measure, rows[0] if rows else {}))
+            row, cached = evaluate(subject, m, wl, measure, rows[0] if rows else {})
+            rows.append(row)
+            from_cache += [m.label] if cached else []
     return {
         "model": subject.name,
         "trained_here": subject.trained is not None,
@@ -243,11 +251,14 @@ def run(
         "measured": measure,
         "rows": rows,
         "base_heldout_loss": rows[0].get("loss"),
-        "notes": _run_notes(subject, wl),
+        "from_cache": from_cache,
+        "notes": _run_notes(subject, wl, todo, from_cache),
     }
 
 
-def _run_notes(subject: Subject, wl: Workload) -> list[str]:
+def _run_notes(
+    subject: Subject, wl: Workload, todo: list[Method], from_cache: list[str]
+) -> list[str]:
     notes = [
         "bytes: real = stored by the built model; count = memwall's closed form (convention "
         "full; int4 counts a 16-bit scale and zero point per group)",
@@ -258,6 +269,16 @@ def _run_notes(subject: Subject, wl: Workload) -> list[str]:
         notes.append(f"{subject.name} has random weights: no perplexity (use stdlib-gpt)")
     else:
         notes.append("perplexity: per byte on held-out Python standard-library files")
+    t = subject.trained
+    tuned = [m.label for m in todo if m.is_pruning] if t and t.recipe.recovery_steps else []
+    if tuned:
+        built = [m for m in tuned if m not in from_cache]
+        said = [f"from the cache: {', '.join(from_cache)}"] if from_cache else []
+        said += [f"run now: {', '.join(built)}"] if built else []
+        notes.append(
+            f"recovery fine-tunes (cached in {variants.folder()}; delete it to rebuild): "
+            + "; ".join(said)
+        )
     return notes
 
 

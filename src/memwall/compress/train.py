@@ -5,7 +5,7 @@ runs on one thread with deterministic algorithms and a seeded generator for the 
 same recipe on the same Python gives the same held-out loss. The result is cached in the user
 cache directory ($MEMWALL_CACHE_DIR overrides it) as a `state_dict` (loaded with
 `weights_only=True`: tensors only, no code) beside a JSON manifest that is validated, and whose
-sha256 of the weights file must match, before the weights are trusted.
+sha256 of the weights file must match, before the weights are trusted (the format: `cache`).
 """
 
 from __future__ import annotations
@@ -13,8 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import platform
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,15 +22,15 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from torch.nn import functional as F
 
+from memwall.compress import cache
 from memwall.compress.corpus import Corpus, load_corpus
 from memwall.compress.gpt import GPT, GPTShape
 from memwall.errors import MemwallError, suggest
-from memwall.io import write_atomic_with, write_json
 from memwall.records.store import trained_models_dir
 from memwall.spec import ModelSpec, spec_from_config
 
@@ -244,16 +242,15 @@ def _load_cached(
     if not (path.is_file() and man_path.is_file()):
         return None
     try:
-        man = Manifest(**json.loads(man_path.read_text()))
-        data = path.read_bytes()
-        if man.weights_sha256 != hashlib.sha256(data).hexdigest() or man.recipe != r:
+        man = cache.read_manifest(man_path, Manifest)
+        if man.recipe != r or man.corpus_digest != corpus.digest or man.format != MANIFEST_FORMAT:
             return None
-        if man.corpus_digest != corpus.digest or man.format != MANIFEST_FORMAT:
+        state = cache.read_weights(path, man.weights_sha256)
+        if state is None:
             return None
-        state = torch.load(path, weights_only=True)
         model = GPT(GPTShape(r.n_layers, r.d_model, r.n_heads, r.d_ff, 256, r.max_positions))
         model.load_state_dict(state, strict=True)
-    except (OSError, ValueError, TypeError, RuntimeError, ValidationError, json.JSONDecodeError):
+    except cache.READ_ERRORS:
         return None
     model.eval()
     return Trained(name, model, r, corpus, man.heldout_loss, True, path)
@@ -287,23 +284,19 @@ def _save(
     loss: float,
     secs: float,
 ) -> bool:
-    """Weights first, manifest last (a manifest only ever describes whole weights); a cache
-    folder that cannot be written costs a retrain next time, not this result."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic_with(path, lambda f: torch.save(model.state_dict(), f))
-        man = Manifest(
+    """Weights first, manifest last (`cache.save`); False if the folder cannot be written."""
+
+    def manifest(sha256: str) -> Manifest:
+        return Manifest(
             format=MANIFEST_FORMAT,
             name=name,
             recipe=r,
             corpus_digest=corpus.digest,
-            weights_sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
+            weights_sha256=sha256,
             heldout_loss=loss,
             train_seconds=secs,
             torch=torch.__version__,
-            python=f"{platform.python_implementation()} {sys.version.split()[0]}",
+            python=cache.python_version(),
         )
-        write_json(man_path, man.model_dump(mode="json"))
-    except OSError:
-        return False
-    return True
+
+    return cache.save(path, man_path, model, manifest)

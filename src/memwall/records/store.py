@@ -42,7 +42,7 @@ def collectives_path(name: str = "local") -> Path:
 
 def trained_models_dir() -> Path:
     """The small models trained here (a cache): $MEMWALL_CACHE_DIR/compress, else the
-    platformdirs user cache dir's compress/."""
+    platformdirs user cache dir's compress/ (their pruned, fine-tuned variants in variants/)."""
     env = os.environ.get(ENV_CACHE_DIR)
     if env:
         return Path(env).expanduser() / "compress"

@@ -3,10 +3,13 @@ quantised and pruned for real, each variant's stored bytes, decode latency timed
 and held-out perplexity, the Pareto-optimal variants marked, and the paper's remedy claims
 checked against them (`compress.remedy_claims`).
 
-Time: the full sweep (`memwall compress stdlib-gpt --pareto`) spends most of its minutes on the
-pruned variants' recovery fine-tunes (about 30 s each on 2 cores); the default report leaves
-out the two pruned variants no claim reads, and --quick runs the tiny model trained in seconds.
-With --no-measure nothing is timed: bytes and perplexity only.
+Time: built from nothing, the full sweep (`memwall compress stdlib-gpt --pareto`) spends most of
+its minutes on the pruned variants' recovery fine-tunes (about 30 s each on 2 cores); they are
+cached like the trained model (`compress.variants`), so a later report loads them in a moment
+and says which came from the cache (the default section, calm 2-core machine: 110 s with none
+cached, 20 s with all cached). The default report also leaves out the two pruned variants
+no claim reads, and --quick runs the tiny model trained in seconds. With --no-measure nothing
+is timed: bytes and perplexity only.
 """
 
 from __future__ import annotations
@@ -58,6 +61,22 @@ def timed_sweep(model: str, quick: bool, measure: bool) -> tuple[dict[str, Any],
     with LoadMonitor() as mon:
         res = sweep(model, quick, measure)
     return res, busy_reasons(mon.others_busy_cores, cpus())
+
+
+def cache_note(res: dict[str, Any]) -> list[str]:
+    """Which pruned variants' recovery fine-tunes came from compress' cache, which ran now."""
+    pruned = [r["method"] for r in res["rows"] if family(r["method"]) == "pruned"]
+    if not pruned or not res.get("trained_here", True):
+        return []
+    cached = [m for m in pruned if m in res.get("from_cache", [])]
+    ran = [m for m in pruned if m not in cached]
+    said = [f"from the cache: {', '.join(cached)}"] if cached else []
+    said += [f"run now and cached: {', '.join(ran)}"] if ran else []
+    return [
+        "pruned variants' recovery fine-tunes: "
+        + "; ".join(said)
+        + " (memwall's cache, compress/variants/; delete it to fine-tune again)"
+    ]
 
 
 def mark(rows: list[dict[str, Any]], noise: list[str]) -> list[dict[str, Any]]:
@@ -222,7 +241,7 @@ class RemediesSection:
         ctx.progress(
             f"remedies: {model}, quantised and pruned"
             + (", timed" if measure else ", not timed")
-            + ("" if quick else " (pruned variants fine-tune to recover: about a minute)")
+            + ("" if quick else " (pruned variants fine-tune to recover once, about 2 minutes)")
         )
         t0 = time.perf_counter()
         res, noise = timed_sweep(model, quick, measure)
@@ -295,6 +314,7 @@ class RemediesSection:
                 "*_change": "fraction",
             },
         }
+        out.notes += cache_note(res)
         if not quick:
             out.notes.append(
                 f"left out to keep the report short: {', '.join(LEFT_OUT)} (no claim reads "
