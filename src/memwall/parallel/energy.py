@@ -8,22 +8,36 @@ exposed all-reduces), each device's work from its shard (`shard.shard_spec`) and
 all-reduces send. A server in steady state spends, per output token, 1 / batch of a decode
 step over the mean context (prompt + half the output) and 1 / gen_len of one request's
 prefill; `serving_energy` returns that mix.
+
+A chunked-prefill engine (vLLM V1, where chunked prefill is always on) runs no prefill step of
+its own: each step's forward holds the running sequences' decode tokens and the prompt tokens
+the scheduler adds beside them, up to its token budget (`mixed_step`). In steady state a step
+of `batch` decodes admits batch / gen_len new requests on average, each prompt whole in one
+step (`serving_steps` mixes the steps with and without one): the weights are read once for all
+of a step's tokens, every linear layer multiplies decode and prompt tokens as one matrix, the
+prompt's causal attention runs beside the decode attention, and logits are computed only where
+a token is sampled (each decode, each prompt's last token).
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
+import pandas as pd
+
 from memwall.count import op_table
+from memwall.count.ops import HEAD_OPS
 from memwall.energy import Energy, Work, combine, step_energy, work_from_ops
 from memwall.errors import MemwallError
 from memwall.hardware import Device
+from memwall.parallel.collectives import price, realistic_links
 from memwall.parallel.layout import Layout
 from memwall.parallel.links import links_for
 from memwall.parallel.plan import Options, Plan, plan
 from memwall.parallel.shard import shard_spec
 from memwall.precision import Precision
-from memwall.predict.efficiency import predict_efficiency
+from memwall.predict.efficiency import CAUSAL_WORK, MATMUL_KINDS, predict_efficiency
 from memwall.spec import ModelSpec, Workload
 
 PHASES = ("decode", "prefill")
@@ -60,6 +74,85 @@ def step(
     return step_energy(work_from_ops(ops, device, prec, sent), t, device, tp)
 
 
+# The columns of an op table that a mixed step sums over its decode and prompt parts.
+_SUMMED = ("flops", "matmul_flops", "bytes_act", "bytes_kv", "bytes_read", "bytes_written")
+
+
+def mixed_ops(decode: pd.DataFrame, prompt: pd.DataFrame, prompts: int) -> pd.DataFrame:
+    """The op table of one chunked-prefill step: `decode` (the running sequences' decode
+    step) with `prompts` x `prompt` (one request's prefill) folded in. Matrix multiplies hold
+    both parts' rows (m adds) and read their weights once (the larger of the two weight reads:
+    a prompt may touch more experts than a few decodes); embedding gathers and element-wise
+    work add; the prompt's attention is its own row, its FLOPs halved as a causal kernel skips
+    the masked blocks (`predict.efficiency.CAUSAL_WORK`); the LM head multiplies only each
+    prompt's last token (logits are computed where a token is sampled)."""
+    if list(decode["name"]) != list(prompt["name"]):
+        raise MemwallError("a mixed step needs decode and prompt tables of the same model")
+    out = decode.copy().reset_index(drop=True)
+    pre = prompt.reset_index(drop=True)
+    extra = []
+    for i, row in pre.iterrows():
+        kind, name = row["kind"], row["name"]
+        share = prompts
+        if kind == "attention":
+            a = row.copy()
+            for c in _SUMMED:
+                a[c] = row[c] * prompts
+            a["flops"] *= CAUSAL_WORK
+            a["matmul_flops"] *= CAUSAL_WORK
+            a["name"] = f"{name}_prompt"
+            extra.append(a)
+            continue
+        m = float(row["m"]) if pd.notna(row.get("m")) else None
+        if name in HEAD_OPS and m:
+            share = prompts / m  # the last token of each prompt
+        for c in _SUMMED:
+            out.loc[i, c] += row[c] * share
+        if kind in MATMUL_KINDS:
+            out.loc[i, "bytes_weight"] = max(out.loc[i, "bytes_weight"], row["bytes_weight"])
+        else:
+            out.loc[i, "bytes_weight"] += row["bytes_weight"] * share
+        if m is not None and pd.notna(out.loc[i, "m"]):
+            out.loc[i, "m"] += m * share
+    if extra:
+        out = pd.concat([out, pd.DataFrame(extra)], ignore_index=True)
+    out["bytes"] = out["bytes_weight"] + out["bytes_act"] + out["bytes_kv"] + out["bytes_written"]
+    return out
+
+
+def mixed_step(
+    spec: ModelSpec,
+    device: Device,
+    prec: Precision,
+    batch: int,
+    seq_len: int,
+    prompts: int,
+    prompt_len: int,
+    tp: int = 1,
+    launch: str = "graph",
+) -> Energy:
+    """Predicted energy of one chunked-prefill step on `tp` devices: `batch` decodes over
+    `seq_len` cached tokens each and `prompts` requests' prompts of `prompt_len` tokens in the
+    same forward (`mixed_ops`); with tensor parallelism, the 2 all-reduces per layer carry
+    every token of the step."""
+    lay = Layout(tp=tp)
+    shard = shard_spec(spec, lay) if tp > 1 else spec
+    dec = op_table(shard, Workload("decode", batch, seq_len), prec, "full", True)
+    pre = op_table(shard, Workload("prefill", 1, prompt_len), prec, "full", True)
+    ops = mixed_ops(dec, pre, prompts) if prompts > 0 else dec
+    t = predict_efficiency(ops, device, prec, launch, spread=False).totals["time"]
+    sent = 0.0
+    if tp > 1:
+        links = realistic_links(links_for(device.derived_from or device.name), device)
+        tokens = batch + prompts * prompt_len
+        msg = tokens * spec.d_model * prec.act_bytes
+        c = price("all_reduce", "tp", tp, msg, 2 * spec.n_layers, "decode", links,
+                  tp > links.node_size)  # fmt: skip
+        t += c.time
+        sent = c.bytes_moved
+    return step_energy(work_from_ops(ops, device, prec, sent), t, device, tp)
+
+
 def serving_energy(
     spec: ModelSpec,
     device: Device,
@@ -69,10 +162,13 @@ def serving_energy(
     gen_len: int,
     tp: int = 1,
     launch: str = "graph",
+    chunked: bool = False,
 ) -> Energy:
     """Energy per output token of a server holding `batch` sequences in steady state: 1 /
-    batch of a decode step at the mean context, 1 / gen_len of a one-request prefill."""
-    return combine(serving_steps(spec, device, prec, batch, prompt_len, gen_len, tp, launch))
+    batch of a decode step at the mean context, 1 / gen_len of a one-request prefill (or,
+    `chunked`, the steps carrying prompts beside the decodes that `serving_steps` mixes)."""
+    steps = serving_steps(spec, device, prec, batch, prompt_len, gen_len, tp, launch, chunked)
+    return combine(steps)
 
 
 def serving_steps(
@@ -84,9 +180,29 @@ def serving_steps(
     gen_len: int,
     tp: int = 1,
     launch: str = "graph",
+    chunked: bool = False,
 ) -> list[tuple[Energy, float]]:
     """The steps `serving_energy` mixes, each with its share of one output token: a decode
-    step at the mean context (1 / batch) and a one-request prefill (1 / gen_len)."""
+    step at the mean context (1 / batch) and a one-request prefill (1 / gen_len); `chunked`
+    (a chunked-prefill engine such as vLLM V1): steps holding the decodes and the prompts the
+    scheduler admits beside them (`mixed_step`). A step admits batch / gen_len requests on
+    average, each prompt whole in one step (the ML.ENERGY runs' token budget, 8192, holds the
+    decodes and every prompt at these batches): with k = floor(batch / gen_len) and f its
+    fraction, a share 1 - f of steps carries k prompts and f carries k + 1, each step counted
+    1 / batch per output token. The expected step, not the step of the expected tokens: at
+    small batch one step in many carries a whole prompt and is compute-bound, which an
+    average of a few tokens per step would hide under the decode's weight reads."""
+    if chunked:
+        ctx = prompt_len + gen_len // 2
+        per_step = batch / gen_len  # requests admitted (and finished) per step
+        k = math.floor(per_step)
+        frac = per_step - k
+        out = []
+        for n, share in ((k, 1.0 - frac), (k + 1, frac)):
+            if share > 0:
+                e = mixed_step(spec, device, prec, batch, ctx, n, prompt_len, tp, launch)
+                out.append((e, share / batch))
+        return out
     decode = step(spec, device, prec, "decode", batch, prompt_len + gen_len // 2, tp, launch)
     prefill = step(spec, device, prec, "prefill", 1, prompt_len, tp, launch)
     return [(decode, 1.0 / batch), (prefill, 1.0 / gen_len)]

@@ -2,8 +2,9 @@
 
 Each row of `data/published_energy.csv` (validated by `memwall.energy.published`) is priced as
 a server in steady state (`memwall.parallel.energy.serving_energy`): the realistic predictor's
-decode step at the row's batch over the mean context and a one-request prefill, for every GPU
-of the row, then joules per output token from `memwall.energy`. The signed error is predicted /
+decode step at the row's batch over the mean context and a one-request prefill (vLLM rows: one
+chunked-prefill step holding the decodes and batch / gen_len prompts), for every GPU of the
+row, then joules per output token from `memwall.energy`. The signed error is predicted /
 measured - 1. Two diagnostics split that error between the two models it comes from: the time
 predictor (`time_error`: predicted / measured seconds per output token - 1, the measured one
 being 1 / the published throughput) and the energy model alone (`error_at_measured_time`: the
@@ -37,12 +38,23 @@ def band(batch: int) -> str:
     return next(name for lo, hi, name in BATCH_BANDS if lo <= batch <= hi)
 
 
+def chunked_prefill(row: EnergyRow) -> bool:
+    """Whether the row's engine runs prompts inside decode steps: vLLM's V1 engine (0.8 on; the
+    ML.ENERGY v3.0 rows ran 0.11.1) has no prefill-only step, chunked prefill is always on and
+    its scheduler fills each step's token budget with the running decodes first, then prompt
+    tokens (vLLM docs, Optimization and Tuning, "Chunked Prefill": "In vLLM V1, chunked prefill
+    is always enabled by default"; A. Gordic, "Inside vLLM", 2025: the V1 scheduler mixes
+    prefill and decode requests in the same step, V0 ran one kind at a time). Hugging Face
+    generate (the 2023 rows) prefills each batch on its own."""
+    return row.software.startswith("vLLM")
+
+
 def row_steps(row: EnergyRow) -> list[tuple[Energy, float]]:
     """The steps one output token of a row is priced from, each with its share
-    (`memwall.parallel.energy.serving_steps`)."""
+    (`memwall.parallel.energy.serving_steps`; chunked where the engine is, `chunked_prefill`)."""
     return serving_steps(
         load_model(row.model), get_device(row.device), parse_precision(row.precision),
-        row.batch, row.prompt_len, row.gen_len, row.tp, row.launch,
+        row.batch, row.prompt_len, row.gen_len, row.tp, row.launch, chunked_prefill(row),
     )  # fmt: skip
 
 
