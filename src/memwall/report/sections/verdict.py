@@ -151,9 +151,9 @@ def model_sentence(model: str, rows: list[dict[str, Any]]) -> str:
     mem = [r for r in rows if r["bound"] == "memory"]
     fast = min(rows, key=lambda r: r["time"])
     slow = max(rows, key=lambda r: r["time"])
-    bys = [r["by"] for r in rows if r["by"]]
     kind = "memory" if len(mem) * 2 >= len(rows) else "compute"
     n_kind = len(mem) if kind == "memory" else len(rows) - len(mem)
+    bys = [r["by"] for r in rows if r["by"] and r["bound"] == kind]  # how far, that way
     s = (
         f"{model} ({r0['workload']}, {r0['precision']}) does {r0['intensity']:.3g} FLOP/B and "
         f"is {kind}-bound on {n_kind} of {len(rows)} devices"
