@@ -257,4 +257,5 @@ def test_tensorrt_llm_09_converts_the_fp8_kv_cache_once_per_query_head():
     assert len(long) == 4
     for r in long:
         per_q, per_kv = predict_row(r)[0], predict_row(r.model_copy(update={"kv_dequant": ""}))[0]
-        assert abs(per_q / r.value - 1) < 0.15 and per_kv > 1.7 * r.value, r.id
+        # (1.65: with memory_compute_overlap's 5% the no-conversion price of row 111 is 1.69x)
+        assert abs(per_q / r.value - 1) < 0.15 and per_kv > 1.65 * r.value, r.id

@@ -6,6 +6,7 @@ import copy
 import json
 from importlib import resources
 
+import numpy as np
 import pytest
 
 from memwall.count import op_table
@@ -14,9 +15,11 @@ from memwall.hardware import get_device, load_catalog
 from memwall.precision import parse_precision
 from memwall.predict.efficiency import (
     TERMS,
+    combine,
     device_class,
     device_prediction,
     efficiency_terms,
+    memory_compute_overlap,
     parse_table,
     predict_efficiency,
 )
@@ -123,6 +126,21 @@ def test_eager_launch_costs_where_kernels_are_short():
         predict_efficiency(df, dev, launch="compiled")
 
 
+def test_memory_and_compute_overlap_imperfectly_near_the_ridge():
+    # XLA's GPU cost model: time = t_mem + t_cmp - 0.95 x min(t_mem, t_cmp), so a kernel whose
+    # two times are equal (at the ridge) takes 5% longer than the roofline's max of them
+    assert memory_compute_overlap() == 0.95
+    assert combine(np.array([1.0]), np.array([1.0]))[0] == pytest.approx(1.05)
+    assert combine(np.array([1.0]), np.array([0.0]))[0] == pytest.approx(1.0)
+    dev = get_device("h100-sxm")
+    bf16 = parse_precision("bf16")
+    df = op_table(LLAMA, Workload("prefill", 1, 128), bf16, "full", True)
+    ops = predict_efficiency(df, dev, bf16, launch="kernel").ops
+    mm = ops[ops["kind"] == "matmul"]
+    assert (mm["time"] > mm[["t_memory", "t_compute"]].max(axis=1) * 1.02).any()
+    assert (mm["time"] <= mm[["t_memory", "t_compute"]].max(axis=1) * 1.05 + 1e-15).all()
+
+
 def test_what_if_bandwidth_helps_decode_less_than_its_factor():
     base = predict_efficiency(gen_table(Q4), get_device("h100-sxm"), Q4).totals["time"]
     fast = predict_efficiency(gen_table(Q4), get_device("h100-sxm@bw=2"), Q4).totals["time"]
@@ -150,6 +168,8 @@ def test_sixteen_bit_runs_as_fp16_where_there_is_no_bf16_but_bf16_by_name_is_ref
         (lambda t: t["classes"]["cpu"]["bw_frac"].update(source="nowhere"), "source"),
         (lambda t: t["classes"]["cpu"].pop("vec_frac"), "every term"),
         (lambda t: t["devices"]["h100-sxm"]["mm_frac"].update(low=-1), "malformed"),
+        (lambda t: t["memory_compute_overlap"].update(source="nowhere"), "overlap: unknown"),
+        (lambda t: t["memory_compute_overlap"].update(value=1.5), "malformed"),
     ],
 )
 def test_bad_efficiency_data_is_refused(edit, needle):
@@ -242,7 +262,9 @@ def test_eight_bit_kv_cache_is_widened_on_the_conversion_pipe():
     per_q, per_kv, half = attention(w8, "query_head"), attention(w8), attention(bf16, "query_head")
     assert per_q["bound"] == "compute" and per_kv["bound"] == half["bound"] == "memory"
     default = attention(w8, "none")
-    assert per_kv["time"] == pytest.approx(default["time"])  # not binding on an H100
+    # not binding on an H100: the conversions hide under the memory traffic (all but the 5% of
+    # them that memory_compute_overlap leaves exposed)
+    assert per_kv["time"] == pytest.approx(default["time"], rel=0.05)
     assert per_q["time"] > 2.5 * default["time"]
     ops = op_table(mistral, Workload("decode", 64, 2048), w8, "full", True)
     # one conversion per K and per V element per query head: the matmul FLOPs / 2

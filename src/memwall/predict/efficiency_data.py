@@ -95,6 +95,13 @@ class _Attention(BaseModel):
     kernels: dict[str, _Kernel] = Field(min_length=1)
 
 
+class _Overlap(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    value: float = Field(ge=0.0, le=1.0)
+    source: str
+    what: str
+
+
 class _Table(BaseModel):
     model_config = ConfigDict(extra="ignore")
     format: str
@@ -104,6 +111,7 @@ class _Table(BaseModel):
     classes: dict[str, dict[str, _Value]]
     devices: dict[str, dict[str, _Value]]
     gemm_tiles: _Tiles
+    memory_compute_overlap: _Overlap
     compute_units: dict[str, _Units]
     attention_kernels: _Attention
 
@@ -138,6 +146,8 @@ def _check_table(t: _Table) -> _Table:
             raise MemwallError(f"efficiency.json compute_units {name}: unknown source")
     if t.gemm_tiles.source not in t.sources:
         raise MemwallError("efficiency.json gemm_tiles: unknown source")
+    if t.memory_compute_overlap.source not in t.sources:
+        raise MemwallError("efficiency.json memory_compute_overlap: unknown source")
     for c, terms in t.classes.items():
         if set(terms) != set(TERMS):
             raise MemwallError(f"efficiency.json class {c}: needs every term {', '.join(TERMS)}")
@@ -314,6 +324,12 @@ def _class(terms: dict[str, Term]) -> str:
 
 def _hd_words(head_dim: int | None) -> str:
     return f", head dim {head_dim}" if head_dim is not None else ""
+
+
+def memory_compute_overlap() -> float:
+    """Share of the shorter of a kernel's memory and compute times that runs under the longer
+    (XLA's GPU cost model's memory_compute_parallelism)."""
+    return load_table().memory_compute_overlap.value
 
 
 def _tiles() -> tuple[tuple[int, int, float], ...]:
