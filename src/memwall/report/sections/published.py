@@ -16,7 +16,7 @@ from memwall.report.base import Column, ReportContext, SectionResult
 from memwall.report.figures import PALETTE, style
 from memwall.report.fmt import pct
 
-TRAINING = "training MFU"
+TRAINING = "training MFU/HFU"
 METRICS = {  # the bench's metric names, as a reader says them
     "decode_tok_s": "decode tokens/s",
     "prefill_tok_s": "prefill tokens/s",
@@ -38,6 +38,7 @@ def training_rows() -> list[dict[str, Any]]:
                 "kind": TRAINING,
                 "device": d["device"],
                 "what": f"{r.get('family', '')} x{r.get('gpus', '')} {d['metric']}",
+                "unit": f"{d['metric'].upper()} (fraction of the dense peak)",
                 "published": d["published"],
                 "predicted": d["predicted"],
                 "error": d["error"],
@@ -59,6 +60,7 @@ def inference_rows() -> list[dict[str, Any]]:
                 "kind": METRICS.get(r["metric"], r["metric"]),
                 "device": r["device"],
                 "what": f"{r['model']} tp{r['tp']} batch {r['batch']} {r['precision']}",
+                "unit": "tokens/s" if str(r["metric"]).endswith("tok_s") else "seconds",
                 "published": r["measured"],
                 "predicted": r["predicted"],
                 "error": r["error"],
@@ -166,6 +168,7 @@ class PublishedSection:
                 Column("what", "what"),
                 Column("published", "published", "num"),
                 Column("predicted", "predicted", "num"),
+                Column("unit", "unit"),
                 Column("error", "error", "pct"),
                 Column("excluded", "not counted because"),
                 Column("source", "source"),
