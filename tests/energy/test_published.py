@@ -158,3 +158,12 @@ def test_summary_carries_the_diagnostics():
     assert s["rows"] == 3
     assert 0 <= s["median_abs_time_error"] < 1
     assert 0 <= s["median_abs_error_at_measured_time"] < 1
+
+
+def test_predicted_energy_per_token_moves_with_batch_as_every_measured_sweep_does():
+    # issue 26: the trend with batch size right in sign for every model; before the serving
+    # M spread (efficiency.json serving_m_spread) Qwen3-8B on one H100 rose 7% from batch 384
+    # to 474 (one shape's wave cliff) where the measurement falls 4%
+    t = compare().trend_check()
+    assert len(t) >= 9
+    assert t["ok"].all(), t.loc[~t["ok"], ["series", "wrong_steps"]].to_string()

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from memwall.count import op_table
+from memwall.errors import MemwallError
 from memwall.hardware import get_device
 from memwall.predict.efficiency import predict_efficiency
 from memwall.predict.gemm_shape import shape_efficiency
@@ -55,3 +56,36 @@ def test_causal_prompt_halves_attention_compute():
         0.5 * full.loc["attention", "t_compute"]
     )
     assert causal.loc["q_proj", "time"] == pytest.approx(full.loc["q_proj", "time"])
+
+
+def _spread_eff(m, spread, k=4096, n=4096, units=132):
+    one = np.array([m], dtype=float)
+    return float(shape_efficiency(one, np.array([k]), np.array([n]), units, TILES, 64, spread)[0])
+
+
+def test_m_spread_zero_is_the_one_shape():
+    for m in (1, 300, 1000, 1025, 4096):
+        assert _spread_eff(m, 0.0) == pytest.approx(_eff(m, 4096, 4096))
+
+
+def test_m_spread_averages_the_wave_cliff():
+    # one row past a full wave: 128 x 256 tiles, N = 4096 -> 16 columns; 8 x 16 = 128 tiles
+    # fill 132 units once at M = 1024, M = 1025 needs a ninth row of tiles (144: two waves)
+    assert _eff(1000, 4096, 4096) / _eff(1025, 4096, 4096) > 1.4
+    a, b = _spread_eff(1000, 0.25), _spread_eff(1025, 0.25)
+    assert abs(a / b - 1) < 0.05
+    # the average lies between the best and worst single shapes of its window
+    window = [_eff(m, 4096, 4096) for m in range(750, 1251)]
+    assert min(window) <= a <= max(window)
+    # total work over total time, by hand on the 17 shapes it averages
+    f = np.linspace(0.75, 1.25, 17)
+    by_hand = f.sum() / sum(x / _eff(1000 * x, 4096, 4096) for x in f)
+    assert a == pytest.approx(by_hand)
+
+
+def test_m_spread_out_of_range_is_refused():
+    with pytest.raises(ValueError):
+        _spread_eff(1000, 1.0)
+    ops = op_table(load_model("gpt2"), Workload("decode", 8, 128), parse_precision("bf16"))
+    with pytest.raises(MemwallError):
+        predict_efficiency(ops, get_device("h100-sxm"), m_spread=-0.1)

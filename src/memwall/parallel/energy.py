@@ -38,6 +38,7 @@ from memwall.parallel.plan import Options, Plan, plan
 from memwall.parallel.shard import shard_spec
 from memwall.precision import Precision
 from memwall.predict.efficiency import CAUSAL_WORK, MATMUL_KINDS, predict_efficiency
+from memwall.predict.efficiency_data import serving_m_spread
 from memwall.spec import ModelSpec, Workload
 
 PHASES = ("decode", "prefill")
@@ -134,13 +135,17 @@ def mixed_step(
     """Predicted energy of one chunked-prefill step on `tp` devices: `batch` decodes over
     `seq_len` cached tokens each and `prompts` requests' prompts of `prompt_len` tokens in the
     same forward (`mixed_ops`); with tensor parallelism, the 2 all-reduces per layer carry
-    every token of the step."""
+    every token of the step. A server's steps differ in M (requests end and start, prompts differ
+    in length), so each GEMM's tile and wave quantisation is the average over the spread of M
+    (`serving_m_spread`), not the saw-tooth of the one mean shape."""
     lay = Layout(tp=tp)
     shard = shard_spec(spec, lay) if tp > 1 else spec
     dec = op_table(shard, Workload("decode", batch, seq_len), prec, "full", True)
     pre = op_table(shard, Workload("prefill", 1, prompt_len), prec, "full", True)
     ops = mixed_ops(dec, pre, prompts) if prompts > 0 else dec
-    t = predict_efficiency(ops, device, prec, launch, spread=False).totals["time"]
+    t = predict_efficiency(
+        ops, device, prec, launch, spread=False, m_spread=serving_m_spread()
+    ).totals["time"]
     sent = 0.0
     if tp > 1:
         links = realistic_links(links_for(device.derived_from or device.name), device)

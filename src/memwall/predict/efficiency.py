@@ -208,8 +208,9 @@ def _row_times(c: dict[str, Any], dev: Device, p: dict[str, float], launch: str)
         m = c["_m"]
         shape = np.where(np.isfinite(m), m / (m + p["mm_m_half"]), 1.0)
         shape = shape * shape_efficiency(
-            c["_gm"], c["_gk"], c["_gn"], c["units"], _tiles(), p["mm_k_half"]
-        )
+            c["_gm"], c["_gk"], c["_gn"], c["units"], _tiles(), p["mm_k_half"],
+            c.get("m_spread", 0.0),
+        )  # fmt: skip
         kind = c["kind"]
         peak, vpeak = c["_peak"], c["_vpeak"]
         vec_rate = vpeak * p["vec_frac"]
@@ -342,6 +343,7 @@ def predict_efficiency(
     attention: str | None = None,
     head_dim: int | None = None,
     kv_dequant: str = "none",
+    m_spread: float = 0.0,
 ) -> EffPrediction:
     """Predicted time of each op on `device` with published efficiencies, and its range
     (`spread=False`: no range, the low and high equal the value; the parallel search's speed).
@@ -355,8 +357,10 @@ def predict_efficiency(
     frameworks pick on the device), at the model's `head_dim`; None keeps the class's
     attention terms. `kv_dequant`: how decode attention converts an 8-bit KV cache: not element
     by element ('none', the default), once per element read ('kv_head') or once per query head
-    ('query_head'; see KV_DEQUANT). Raises MemwallError on an op dtype the device has no peak
-    for, or an unknown launch mode, attention kernel or kv_dequant.
+    ('query_head'; see KV_DEQUANT). `m_spread`: each GEMM's tile and wave quantisation as the
+    average over M spread by that fraction either side (a server in steady state, whose steps'
+    M varies; `predict.gemm_shape`), 0 the one shape. Raises MemwallError on an op dtype the
+    device has no peak for, or an unknown launch mode, attention kernel or kv_dequant.
     """
     if launch not in LAUNCH_MODES:
         raise MemwallError(f"unknown launch mode {launch!r}; accepted: {', '.join(LAUNCH_MODES)}")
@@ -370,6 +374,9 @@ def predict_efficiency(
     if attention_note:
         notes.append(attention_note)
     cols = _columns(df, compute_units(device), CAUSAL_WORK if causal else 1.0)
+    if not 0.0 <= m_spread < 1.0:
+        raise MemwallError(f"m_spread must be in [0, 1), got {m_spread!r}")
+    cols["m_spread"] = m_spread
     times = _row_times(cols, device, _params(terms, "value"), launch)
     if spread:
         low, high = _spread(cols, device, terms, launch, times["time"])

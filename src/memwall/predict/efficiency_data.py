@@ -112,6 +112,7 @@ class _Table(BaseModel):
     devices: dict[str, dict[str, _Value]]
     gemm_tiles: _Tiles
     memory_compute_overlap: _Overlap
+    serving_m_spread: _Overlap
     compute_units: dict[str, _Units]
     attention_kernels: _Attention
 
@@ -148,6 +149,8 @@ def _check_table(t: _Table) -> _Table:
         raise MemwallError("efficiency.json gemm_tiles: unknown source")
     if t.memory_compute_overlap.source not in t.sources:
         raise MemwallError("efficiency.json memory_compute_overlap: unknown source")
+    if t.serving_m_spread.source not in t.sources or t.serving_m_spread.value >= 1.0:
+        raise MemwallError("efficiency.json serving_m_spread: unknown source or not below 1")
     for c, terms in t.classes.items():
         if set(terms) != set(TERMS):
             raise MemwallError(f"efficiency.json class {c}: needs every term {', '.join(TERMS)}")
@@ -330,6 +333,12 @@ def memory_compute_overlap() -> float:
     """Share of the shorter of a kernel's memory and compute times that runs under the longer
     (XLA's GPU cost model's memory_compute_parallelism)."""
     return load_table().memory_compute_overlap.value
+
+
+def serving_m_spread() -> float:
+    """How far a steady-state server's GEMM rows M move around the mean from step to step, as a
+    fraction either side (`predict.gemm_shape`: quantisation priced as the average)."""
+    return load_table().serving_m_spread.value
 
 
 def _tiles() -> tuple[tuple[int, int, float], ...]:

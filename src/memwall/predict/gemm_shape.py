@@ -15,6 +15,14 @@ CUTLASS do) down to slices of `SPLIT_K_MIN`, at a cost of `SPLIT_K_REL` for the 
 
 Small-M (matrix-vector-like) GEMMs are priced by the caller's M / (M + m_half) term instead;
 below one tile of rows no row padding is charged here, so the two losses are not counted twice.
+
+Tile and wave quantisation are steps in M: one row more than a full wave adds a nearly idle
+wave (M = 1000 -> 1025 on a 132-SM part at N = 4096 drops the rate by a third). A GEMM run
+once at one shape pays its step. A server in steady state does not run one shape: its step's
+M (running decodes plus the prompt tokens admitted beside them) moves from step to step, so
+what it pays is the average over those shapes. `m_spread` = s prices that average: M spread
+evenly over [M (1 - s), M (1 + s)], the efficiency being total work over total time
+(E[M] / E[M / eff(M)]), which keeps the trend with M and drops the saw-tooth.
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ import numpy as np
 
 SPLIT_K_MIN = 256  # shortest K slice a split-K kernel keeps
 SPLIT_K_REL = 0.9  # rate of a split-K GEMM relative to an unsplit one (the partial sums' pass)
+SPREAD_POINTS = 17  # shapes the M spread is averaged over (odd: the centre is one of them)
 
 
 def shape_efficiency(
@@ -32,9 +41,31 @@ def shape_efficiency(
     units: float | None,
     tiles: tuple[tuple[int, int, float], ...],
     k_half: float,
+    m_spread: float = 0.0,
 ) -> np.ndarray:
     """Fraction (0, 1] of the best-shape matmul rate that GEMMs of shapes (m, k, n) reach on
-    a device with `units` compute units; 1 where a shape is unknown (NaN) or units is None."""
+    a device with `units` compute units; 1 where a shape is unknown (NaN) or units is None.
+    `m_spread` in [0, 1): the average over M spread by that fraction either side (a server's
+    steps, see the module docstring); 0: the one shape."""
+    if not 0.0 <= m_spread < 1.0:
+        raise ValueError(f"m_spread must be in [0, 1), got {m_spread!r}")
+    if m_spread > 0:
+        m = np.asarray(m, dtype=float)
+        factors = np.linspace(1.0 - m_spread, 1.0 + m_spread, SPREAD_POINTS)
+        time = sum(f / _one_shape(m * f, k, n, units, tiles, k_half) for f in factors)
+        return factors.sum() / time
+    return _one_shape(m, k, n, units, tiles, k_half)
+
+
+def _one_shape(
+    m: np.ndarray,
+    k: np.ndarray,
+    n: np.ndarray,
+    units: float | None,
+    tiles: tuple[tuple[int, int, float], ...],
+    k_half: float,
+) -> np.ndarray:
+    """`shape_efficiency` of exactly the shapes (m, k, n)."""
     m, k, n = (np.asarray(x, dtype=float) for x in (m, k, n))
     known = np.isfinite(m) & np.isfinite(k) & np.isfinite(n) & (m > 0) & (n > 0) & (k > 0)
     out = np.ones(np.broadcast(m, k, n).shape)
