@@ -11,7 +11,14 @@ from memwall.energy import coefficients_for, parts
 from memwall.energy.published import load_energy_rows, parse_energy_rows
 from memwall.errors import MemwallError
 from memwall.hardware import get_device
-from memwall.parallel.published_energy import at_time, band, compare, price_row, row_steps
+from memwall.parallel.published_energy import (
+    at_time,
+    band,
+    compare,
+    median_step_s,
+    price_row,
+    row_steps,
+)
 
 
 def test_at_least_twenty_sourced_rows_on_h100_a100_and_older():
@@ -54,6 +61,8 @@ def _csv(row_edit) -> str:
         (lambda ln: ln.replace(",bf16,", ",bf17,", 1), "precision"),
         (lambda ln: ln.replace(",holdout,", ",maybe,", 1), "role"),
         (lambda ln: ln.replace(",0.3905,", ",-1,", 1), "j_per_output_token"),
+        (lambda ln: ln.replace(",1637,4.574,", ",1637,-4.574,", 1), "median_itl_ms"),
+        (lambda ln: ln.replace(",1637,4.574,", ",1637,fast,", 1), "median_itl_ms"),
     ],
 )
 def test_a_bad_row_is_one_line(edit, needle):
@@ -167,3 +176,26 @@ def test_predicted_energy_per_token_moves_with_batch_as_every_measured_sweep_doe
     t = compare().trend_check()
     assert len(t) >= 9
     assert t["ok"].all(), t.loc[~t["ok"], ["series", "wrong_steps"]].to_string()
+
+
+def test_every_leaderboard_v3_row_carries_its_median_itl_and_the_2023_rows_none():
+    rows = load_energy_rows()
+    for r in rows:
+        assert (r.median_itl_ms is not None) == r.software.startswith("vLLM"), r.id
+    # Llama-3.1-8B on one H100 at max_num_seqs 8 (the source file's configuration)
+    assert next(r for r in rows if r.id == 4).median_itl_ms == pytest.approx(7.316)
+
+
+def test_the_median_step_is_priced_only_where_it_holds_no_prompt():
+    rows = {r.id: r for r in load_energy_rows()}
+    small, big, hf = rows[4], rows[10], rows[33]  # batch 8 and 512 of the fit sweep; 2023 HF
+    steps = row_steps(small)
+    assert small.batch / small.gen_len < 0.5
+    assert median_step_s(small, steps) == steps[0][0].time_s
+    assert big.batch / big.gen_len >= 0.5 and median_step_s(big, row_steps(big)) is None
+    assert median_step_s(hf, row_steps(hf)) is None
+    t = compare([small, big]).table.set_index("id")
+    assert t.loc[4, "itl_error"] == pytest.approx(
+        steps[0][0].time_s / (small.median_itl_ms * 1e-3) - 1
+    )
+    assert t.loc[10, "itl_error"] != t.loc[10, "itl_error"]  # NaN: not comparable

@@ -9,10 +9,12 @@ import pytest
 
 from memwall.count import op_table
 from memwall.energy.published import load_energy_rows
+from memwall.errors import MemwallError
 from memwall.hardware import get_device
 from memwall.parallel.energy import mixed_ops, mixed_step, serving_steps, step
-from memwall.parallel.published_energy import chunked_prefill, row_steps
+from memwall.parallel.published_energy import chunked_prefill, engine, row_steps
 from memwall.precision import parse_precision
+from memwall.predict.efficiency_data import sample_s_per_sequence
 from memwall.spec import Workload, load_model
 
 BF16 = parse_precision("bf16")
@@ -103,6 +105,35 @@ def test_vllm_rows_are_priced_chunked_and_the_2023_rows_are_not():
         load_model(big.model), get_device(big.device), BF16, big.batch, big.prompt_len,
         big.gen_len, big.tp,
     )  # fmt: skip
+    mixed = serving_steps(
+        load_model(big.model), get_device(big.device), BF16, big.batch, big.prompt_len,
+        big.gen_len, big.tp, chunked=True,
+    )  # fmt: skip
     t_apart = sum(k * e.time_s for e, k in apart)
-    t_mixed = sum(k * e.time_s for e, k in row_steps(big))
+    t_mixed = sum(k * e.time_s for e, k in mixed)
     assert t_mixed < 0.9 * t_apart
+    # the row itself also pays vLLM's sampling time per sequence: more than the forward alone
+    assert sum(k * e.time_s for e, k in row_steps(big)) > t_mixed
+
+
+def test_the_engine_sampling_time_by_hand():
+    # efficiency.json serving_engines vllm-0.11: ns per vocabulary entry per sampled sequence
+    spec = load_model("llama-3-8b")
+    per = sample_s_per_sequence("vllm-0.11", spec.vocab_size)
+    assert per == pytest.approx(0.30e-9 * 128256)
+    assert sample_s_per_sequence("vllm-0.11", 1000, "low") < sample_s_per_sequence(
+        "vllm-0.11", 1000, "high"
+    )
+    with pytest.raises(MemwallError, match="serving engine"):
+        sample_s_per_sequence("tgi-9", 1000)
+    dev = get_device("h100-sxm")
+    bare = mixed_step(spec, dev, BF16, 64, 700, 2, 300)
+    with_sampling = mixed_step(spec, dev, BF16, 64, 700, 2, 300, sample_s=per)
+    # each decode and each prompt's last token is sampled: 64 + 2 sequences
+    assert with_sampling.time_s - bare.time_s == pytest.approx(66 * per)
+    assert with_sampling.work == bare.work  # no counted FLOPs or bytes: static power only
+
+
+def test_vllm_rows_pay_the_engine_sampling_time_and_the_2023_rows_do_not():
+    rows = {r.id: r for r in load_energy_rows()}
+    assert engine(rows[4]) == "vllm-0.11" and engine(rows[33]) is None

@@ -39,11 +39,17 @@ class EnergyRow(BaseModel):
     j_per_output_token: float = Field(gt=0, allow_inf_nan=False)
     avg_power_w: float = Field(gt=0, allow_inf_nan=False)
     throughput_tok_s: float = Field(gt=0, allow_inf_nan=False)
+    median_itl_ms: float | None = Field(default=None, gt=0, allow_inf_nan=False)
     software: str = Field(min_length=3)
     series: str = Field(min_length=3)
     role: Literal["fit", "check", "holdout"]
     source: str = Field(min_length=20)
     assumed: str = Field(min_length=10)
+
+    @field_validator("median_itl_ms", mode="before")
+    @classmethod
+    def _blank_is_none(cls, v: object) -> object:
+        return None if isinstance(v, str) and not v.strip() else v
 
     @field_validator("precision")
     @classmethod

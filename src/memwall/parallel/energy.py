@@ -131,12 +131,16 @@ def mixed_step(
     prompt_len: int,
     tp: int = 1,
     launch: str = "graph",
+    sample_s: float = 0.0,
 ) -> Energy:
     """Predicted energy of one chunked-prefill step on `tp` devices: `batch` decodes over
     `seq_len` cached tokens each and `prompts` requests' prompts of `prompt_len` tokens in the
     same forward (`mixed_ops`); with tensor parallelism, the 2 all-reduces per layer carry
-    every token of the step. A server's steps differ in M (requests end and start, prompts differ
-    in length), so each GEMM's tile and wave quantisation is the average over the spread of M
+    every token of the step. `sample_s`: the engine's seconds per sampled sequence beyond the
+    forward (`predict.efficiency_data.sample_s_per_sequence`), paid for each decode and each
+    prompt's last token; its time is priced at static power (no counted FLOPs or bytes). A
+    server's steps differ in M (requests end and start, prompts differ in length), so each
+    GEMM's tile and wave quantisation is the average over the spread of M
     (`serving_m_spread`), not the saw-tooth of the one mean shape."""
     lay = Layout(tp=tp)
     shard = shard_spec(spec, lay) if tp > 1 else spec
@@ -146,6 +150,7 @@ def mixed_step(
     t = predict_efficiency(
         ops, device, prec, launch, spread=False, m_spread=serving_m_spread()
     ).totals["time"]
+    t += sample_s * (batch + prompts)
     sent = 0.0
     if tp > 1:
         links = realistic_links(links_for(device.derived_from or device.name), device)
@@ -186,6 +191,7 @@ def serving_steps(
     tp: int = 1,
     launch: str = "graph",
     chunked: bool = False,
+    sample_s: float = 0.0,
 ) -> list[tuple[Energy, float]]:
     """The steps `serving_energy` mixes, each with its share of one output token: a decode
     step at the mean context (1 / batch) and a one-request prefill (1 / gen_len); `chunked`
@@ -196,7 +202,8 @@ def serving_steps(
     fraction, a share 1 - f of steps carries k prompts and f carries k + 1, each step counted
     1 / batch per output token. The expected step, not the step of the expected tokens: at
     small batch one step in many carries a whole prompt and is compute-bound, which an
-    average of a few tokens per step would hide under the decode's weight reads."""
+    average of a few tokens per step would hide under the decode's weight reads. `sample_s`:
+    the engine's seconds per sampled sequence beyond the forward (chunked steps, `mixed_step`)."""
     if chunked:
         ctx = prompt_len + gen_len // 2
         per_step = batch / gen_len  # requests admitted (and finished) per step
@@ -205,7 +212,7 @@ def serving_steps(
         out = []
         for n, share in ((k, 1.0 - frac), (k + 1, frac)):
             if share > 0:
-                e = mixed_step(spec, device, prec, batch, ctx, n, prompt_len, tp, launch)
+                e = mixed_step(spec, device, prec, batch, ctx, n, prompt_len, tp, launch, sample_s)
                 out.append((e, share / batch))
         return out
     decode = step(spec, device, prec, "decode", batch, prompt_len + gen_len // 2, tp, launch)

@@ -28,6 +28,7 @@ from memwall.energy.published import EnergyRow, load_energy_rows
 from memwall.hardware import get_device
 from memwall.parallel.energy import serving_steps
 from memwall.precision import parse_precision
+from memwall.predict.efficiency_data import sample_s_per_sequence
 from memwall.spec import load_model
 
 BATCH_BANDS = ((1, 1, "1"), (2, 16, "2-16"), (17, 128, "17-128"), (129, 1 << 30, ">128"))
@@ -49,13 +50,33 @@ def chunked_prefill(row: EnergyRow) -> bool:
     return row.software.startswith("vLLM")
 
 
-def row_steps(row: EnergyRow) -> list[tuple[Energy, float]]:
+def engine(row: EnergyRow) -> str | None:
+    """The serving engine whose per-sequence sampling time (`efficiency.json` serving_engines)
+    a row pays: the v3.0 rows ran vLLM 0.11.1; None for engines memwall has no entry for."""
+    return "vllm-0.11" if row.software.startswith("vLLM 0.11") else None
+
+
+def row_steps(row: EnergyRow, end: str = "value") -> list[tuple[Energy, float]]:
     """The steps one output token of a row is priced from, each with its share
-    (`memwall.parallel.energy.serving_steps`; chunked where the engine is, `chunked_prefill`)."""
+    (`memwall.parallel.energy.serving_steps`; chunked where the engine is, `chunked_prefill`;
+    the engine's sampling time per sequence at `end` of its range)."""
+    spec = load_model(row.model)
+    name = engine(row)
+    sample = sample_s_per_sequence(name, spec.vocab_size, end) if name else 0.0
     return serving_steps(
-        load_model(row.model), get_device(row.device), parse_precision(row.precision),
-        row.batch, row.prompt_len, row.gen_len, row.tp, row.launch, chunked_prefill(row),
+        spec, get_device(row.device), parse_precision(row.precision), row.batch,
+        row.prompt_len, row.gen_len, row.tp, row.launch, chunked_prefill(row), sample,
     )  # fmt: skip
+
+
+def median_step_s(row: EnergyRow, steps: list[tuple[Energy, float]]) -> float | None:
+    """The predicted time of the step a row's median inter-token latency measures, where that is
+    a step without a prompt (chunked rows admitting under half a request per step: most steps
+    carry none, `serving_steps`' first step); None where the median step holds prompts, whose
+    lengths vary far more than one mean-length prompt says."""
+    if not chunked_prefill(row) or row.batch / row.gen_len >= 0.5:
+        return None
+    return steps[0][0].time_s
 
 
 def price_row(row: EnergyRow) -> Energy:
@@ -139,6 +160,9 @@ def compare(rows: list[EnergyRow] | None = None) -> EnergyComparison:
         pred, low, high, shares = e.total_j, e.low.total_j, e.high.total_j, e.shares()
         t_meas = 1.0 / r.throughput_tok_s  # wall seconds per output token, all GPUs together
         at_meas = at_time(steps, t_meas)
+        med = median_step_s(r, steps)
+        itl = r.median_itl_ms * 1e-3 if r.median_itl_ms is not None else None
+        itl_err = med / itl - 1.0 if med is not None and itl is not None else float("nan")
         out.append(
             {
                 "id": r.id, "device": r.device, "model": r.model, "precision": r.precision,
@@ -156,6 +180,9 @@ def compare(rows: list[EnergyRow] | None = None) -> EnergyComparison:
                 "error_at_measured_time": at_meas / r.j_per_output_token - 1.0,
                 "measured_w": r.avg_power_w, "predicted_w": e.avg_power_w,
                 "power_error": e.avg_power_w / r.avg_power_w - 1.0,
+                "median_itl_ms": r.median_itl_ms if r.median_itl_ms is not None else float("nan"),
+                "predicted_itl_ms": med * 1e3 if med is not None else float("nan"),
+                "itl_error": itl_err,
             }
         )  # fmt: skip
     return EnergyComparison(pd.DataFrame(out))

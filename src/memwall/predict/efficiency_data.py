@@ -10,7 +10,7 @@ import functools
 import json
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -102,6 +102,17 @@ class _Overlap(BaseModel):
     what: str
 
 
+class _EngineTerm(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    value: float = Field(ge=0.0, allow_inf_nan=False)
+    low: float = Field(ge=0.0, allow_inf_nan=False)
+    high: float = Field(ge=0.0, allow_inf_nan=False)
+    basis: Literal["fit", "measured", "assumed"]
+    source: str
+    fit: str = ""
+    what: str
+
+
 class _Table(BaseModel):
     model_config = ConfigDict(extra="ignore")
     format: str
@@ -113,6 +124,7 @@ class _Table(BaseModel):
     gemm_tiles: _Tiles
     memory_compute_overlap: _Overlap
     serving_m_spread: _Overlap
+    serving_engines: dict[str, dict[str, _EngineTerm]]
     compute_units: dict[str, _Units]
     attention_kernels: _Attention
 
@@ -151,6 +163,12 @@ def _check_table(t: _Table) -> _Table:
         raise MemwallError("efficiency.json memory_compute_overlap: unknown source")
     if t.serving_m_spread.source not in t.sources or t.serving_m_spread.value >= 1.0:
         raise MemwallError("efficiency.json serving_m_spread: unknown source or not below 1")
+    for name, terms in t.serving_engines.items():
+        for k, v in terms.items():
+            if v.source not in t.sources or not v.low <= v.value <= v.high:
+                raise MemwallError(
+                    f"efficiency.json serving_engines {name}.{k}: bad source or range"
+                )
     for c, terms in t.classes.items():
         if set(terms) != set(TERMS):
             raise MemwallError(f"efficiency.json class {c}: needs every term {', '.join(TERMS)}")
@@ -339,6 +357,17 @@ def serving_m_spread() -> float:
     """How far a steady-state server's GEMM rows M move around the mean from step to step, as a
     fraction either side (`predict.gemm_shape`: quantisation priced as the average)."""
     return load_table().serving_m_spread.value
+
+
+def sample_s_per_sequence(engine: str, vocab_size: int, end: str = "value") -> float:
+    """Seconds a serving `engine` (a key of efficiency.json serving_engines) spends per sampled
+    sequence per step beyond the forward, for a model of `vocab_size` tokens; MemwallError on an
+    unknown engine."""
+    engines = load_table().serving_engines
+    if engine not in engines:
+        raise MemwallError(f"unknown serving engine {engine!r}; known: {', '.join(engines)}")
+    term = engines[engine]["sample_ns_per_vocab"]
+    return getattr(term, end) * 1e-9 * vocab_size
 
 
 def _tiles() -> tuple[tuple[int, int, float], ...]:

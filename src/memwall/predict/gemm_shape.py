@@ -52,21 +52,15 @@ def shape_efficiency(
     if m_spread > 0:
         m = np.asarray(m, dtype=float)
         factors = np.linspace(1.0 - m_spread, 1.0 + m_spread, SPREAD_POINTS)
-        time = sum(f / _one_shape(m * f, k, n, units, tiles, k_half) for f in factors)
+        time = sum(f / _one_shape((m * f, k, n), (units, tiles, k_half)) for f in factors)
         return factors.sum() / time
-    return _one_shape(m, k, n, units, tiles, k_half)
+    return _one_shape((m, k, n), (units, tiles, k_half))
 
 
-def _one_shape(
-    m: np.ndarray,
-    k: np.ndarray,
-    n: np.ndarray,
-    units: float | None,
-    tiles: tuple[tuple[int, int, float], ...],
-    k_half: float,
-) -> np.ndarray:
-    """`shape_efficiency` of exactly the shapes (m, k, n)."""
-    m, k, n = (np.asarray(x, dtype=float) for x in (m, k, n))
+def _one_shape(shape: tuple, library: tuple) -> np.ndarray:
+    """`shape_efficiency` of exactly the shapes (m, k, n) on (units, tiles, k_half)."""
+    units, tiles, k_half = library
+    m, k, n = (np.asarray(x, dtype=float) for x in shape)
     known = np.isfinite(m) & np.isfinite(k) & np.isfinite(n) & (m > 0) & (n > 0) & (k > 0)
     out = np.ones(np.broadcast(m, k, n).shape)
     if units is None or not known.any() or not tiles:
