@@ -17,9 +17,11 @@ serving a small random-weight Llama-style model on this CPU; guidellm drives it
    steps have run at 0.8-1.5x their fitted cost). Two other predictions are printed beside
    the calibrated one: one re-priced at the speed a short probe measured just before the run
    (a closed loop of 4 clients, a workload of its own; it has not beaten the calibration
-   alone over two runs: a 2-second probe is as noisy as the drift it measures), and a
-   diagnostic at the run's own measured step speed (it uses the run itself, so it is no
-   prediction: it isolates the scheduling model from the machine's drift).
+   alone over two runs: a 2-second probe is as noisy as the drift it measures), one re-priced
+   at the speed the engine's steps ran at in the run before (a rolling calibration: the
+   previous run's 30-60 s of timed steps, a different workload, nothing of the run it
+   predicts), and a diagnostic at the run's own measured step speed (it uses the run itself,
+   so it is no prediction: it isolates the scheduling model from the machine's drift).
 
 Prints one table row per run and, last, the summary line over the workloads (errors of the
 two runs averaged per workload, then the median over workloads; the calibrated prediction).
@@ -178,11 +180,12 @@ def main() -> int:
                 + ", ".join(f"{k} {v:.3g} s" for k, v in costs.to_dict().items())
             )
             rows = []
+            last = 1.0  # the previous run's step speed; the calibration's own for the first
             for name, mix in MIXES.items():
                 cap = capacity(costs, mix)
                 for load in LOADS:
                     rate = round(load * cap, 2)
-                    errs, errs_probe, errs_speed, runs = [], [], [], []
+                    errs, errs_probe, errs_speed, errs_roll, runs = [], [], [], [], []
                     for rep in range(REPEATS):
                         w = W(rate, REQUESTS, mix[0], mix[4], mix[1], mix[2], mix[3], seed=10 + rep)
                         out = Path(tmp) / f"{name}-{load}-{rep}"
@@ -198,6 +201,9 @@ def main() -> int:
                         errs_probe.append(compare(arr, probed))
                         at_speed = simulate_requests(scaled(costs, drift), as_requests(arr), SCHED)
                         errs_speed.append(compare(arr, at_speed))
+                        rolled = simulate_requests(scaled(costs, last), as_requests(arr), SCHED)
+                        errs_roll.append(compare(arr, rolled))
+                        rolled_at, last = last, drift if math.isfinite(drift) else last
                         runs.append(arr)
                         done = len(arr["e2e"]) / arr["duration"]
                         sent = (len(arr["sent"]) - 1) / max(float(np.ptp(arr["sent"])), 1e-9)
@@ -207,8 +213,8 @@ def main() -> int:
                             f"{name:5} {rate:6.2f}/s run {rep}: {row_text(errs[-1])}"
                             f"  per-request E2E |err| median {per_req:.0%}"
                             f"  (sent {sent:.1f} req/s, served {done:.1f}: {kept};"
-                            f" the probe's steps {probe:.2f}x, the run's {drift:.2f}x the"
-                            " fitted cost)"
+                            f" the probe's steps {probe:.2f}x, the previous run's"
+                            f" {rolled_at:.2f}x, the run's {drift:.2f}x the fitted cost)"
                         )
                     spread = {
                         k: abs(errs[1][k]["measured"] / errs[0][k]["measured"] - 1) for k in METRICS
@@ -222,7 +228,12 @@ def main() -> int:
                     probe_err = {
                         k: statistics.mean(abs(e[k]["error"]) for e in errs_probe) for k in METRICS
                     }
-                    rows.append((name, rate, load, mean_err, spread, speed_err, probe_err))
+                    roll_err = {
+                        k: statistics.mean(abs(e[k]["error"]) for e in errs_roll) for k in METRICS
+                    }
+                    rows.append(
+                        (name, rate, load, mean_err, spread, speed_err, probe_err, roll_err)
+                    )
     took = time.monotonic() - t0
     print(f"\n(latencies ms measured/simulated, throughput tokens/s; took {took:.0f} s)")
     print("workload         |err| per metric (mean of runs); engine repeatability in brackets")
@@ -244,6 +255,11 @@ def main() -> int:
     print(
         "re-priced at the probe's speed measured just before each run: "
         + ", ".join(f"{k} {probed[k]:.0%}" for k in METRICS)
+    )
+    rolled = {k: statistics.median(r[7][k] for r in rows) for k in METRICS}
+    print(
+        "re-priced at the speed of the previous run's steps (rolling calibration): "
+        + ", ".join(f"{k} {rolled[k]:.0%}" for k in METRICS)
     )
     fast = {k: statistics.median(r[5][k] for r in rows) for k in METRICS}
     print(

@@ -120,7 +120,7 @@ def test_the_engine_sampling_time_by_hand():
     # efficiency.json serving_engines vllm-0.11: ns per vocabulary entry per sampled sequence
     spec = load_model("llama-3-8b")
     per = sample_s_per_sequence("vllm-0.11", spec.vocab_size)
-    assert per == pytest.approx(0.30e-9 * 128256)
+    assert per == pytest.approx(0.39e-9 * 128256)  # 50 microseconds
     assert sample_s_per_sequence("vllm-0.11", 1000, "low") < sample_s_per_sequence(
         "vllm-0.11", 1000, "high"
     )
