@@ -14,6 +14,7 @@ from memwall.api import serve
 from memwall.energy.shares import BATCHES, VARIANTS, energy_shares
 from memwall.errors import MemwallError
 from memwall.hardware import get_device
+from memwall.parallel.published_energy import compare
 from memwall.report.base import Figure, Paragraph, ReportContext, ReportOptions, Table
 from memwall.report.render import section_json
 from memwall.report.sections import energy, remedies, serving
@@ -172,6 +173,17 @@ def test_energy_table_is_energy_shares():
     assert "predicted" in text
     assert all(c.unit == "J/token" for c in tables[0].columns if c.key.endswith("_per_token"))
     check_figures(res, "predicted", "J/token")
+    # the section says how far the model is from published measurements: bench_energy's numbers
+    t = compare().table
+    check = t[t["role"] == "check"]
+    v = d["validation"]
+    assert v["check_rows"] == len(check) >= 20
+    assert v["check_median_abs_error"] == check["error"].abs().median()
+    sweeps = (t.groupby("series").size() >= 2).sum()  # a trend needs two batches
+    assert v["trend_sweeps_right"] <= v["trend_sweeps"] == sweeps
+    said = blocks(res, Paragraph)[1].text
+    assert f"{len(check)} rows that chose no value" in said
+    assert f"{v['check_median_abs_error']:.1%}" in said and "B200" in said
 
 
 def test_energy_names_what_does_not_fit():

@@ -15,6 +15,7 @@ from plotly.subplots import make_subplots
 from memwall.energy.shares import BATCHES, VARIANTS, energy_shares
 from memwall.errors import MemwallError
 from memwall.memory import inference_memory
+from memwall.parallel.published_energy import EnergyComparison, compare
 from memwall.report.base import Column, ReportContext, SectionResult
 from memwall.report.figures import PALETTE, style
 from memwall.report.fmt import pct
@@ -134,6 +135,37 @@ def _finding(rows: list[dict[str, Any]], head: str, models: list[str]) -> str:
     return text
 
 
+def _validation() -> tuple[str, dict[str, Any]]:
+    """How far the energy model is from published measurements (`benchmarks/bench_energy.py`'s
+    comparison): the rows that chose no value, the held-out newer part, the trend with batch."""
+    t = compare().table
+    check, hold = t[t["role"] == "check"], t[t["role"] == "holdout"]
+    tr = EnergyComparison(t).trend_check()
+    trend = int(tr["ok"].sum()), len(tr)
+    data = {
+        "check_rows": len(check),
+        "check_median_abs_error": float(check["error"].abs().median()),
+        "check_worst_abs_error": float(check["error"].abs().max()),
+        "holdout_rows": len(hold),
+        "holdout_median_abs_error": float(hold["error"].abs().median()),
+        "trend_sweeps_right": trend[0],
+        "trend_sweeps": trend[1],
+        "source": "data/published_energy.csv (ML.ENERGY Leaderboard v3.0 and v1), "
+        "benchmarks/bench_energy.py",
+    }
+    text = (
+        f"Checked against published measurements (ML.ENERGY's leaderboards, measured with Zeus; "
+        f"data/published_energy.csv, each row sourced): on the {len(check)} rows that chose no "
+        f"value the predicted energy per output token is within "
+        f"{pct(data['check_median_abs_error'])} (median |error|, worst "
+        f"{pct(data['check_worst_abs_error'])}); on {len(hold)} B200 rows held out of every "
+        f"choice, {pct(data['holdout_median_abs_error'])}. Energy per token falls with the batch "
+        f"in every measured sweep, and the prediction moves the same way in {trend[0]} of "
+        f"{trend[1]} sweeps (benchmarks/bench_energy.py prints every row)."
+    )
+    return text, data
+
+
 def _alt(rows: list[dict[str, Any]], head: str) -> str:
     base = [r for r in rows if r["model"] == head and r["variant"] == VARIANTS[0][1]]
     lo, hi = base[0], base[-1]
@@ -196,6 +228,9 @@ class EnergySection:
             alt=_alt(rows, head),
         )
         res.text(_finding(rows, head, done))
+        ctx.progress("energy: the published measurements")
+        checked, validation = _validation()
+        res.text(checked)
         res.table(
             f"Energy per generated token on {dev.display_name} (predicted)",
             [
@@ -226,6 +261,7 @@ class EnergySection:
             "batches": list(BATCHES),
             "variants": [{"precision": p, "label": lab} for p, lab in VARIANTS],
             "does_not_fit": misfits,
+            "validation": validation,
             "rows": rows,
             "units": {
                 "*_j_per_token": "J per generated token",
