@@ -17,10 +17,18 @@ measured seconds per output token - 1, measured = 1 / the published throughput) 
 t` prices the same FLOPs and bytes over the measured time, the energy model alone; `W` compares
 average power (all GPUs of the row).
 
-`--fit` redoes the choice of the two fitted coefficients of the nvidia-hopper class (static
-power as a fraction of the TDP and energy per bf16 FLOP) on the fit rows alone: a grid over
-both, every other coefficient fixed, minimising the median |log(predicted / measured)|. It
-prints the best pair; data/energy.json holds the values it gave when they were chosen.
+A third compares the predicted step without a prompt with the row's published median
+inter-token latency where that step is the median one (rows admitting under half a request per
+step): the decode step alone, apart from any assumed prompt length.
+
+`--fit` redoes the fitted choices on the fit rows alone, in two stages. First the time: vLLM's
+sampling time per sequence per vocabulary entry (efficiency.json serving_engines) and the LM
+Arena prompt length, a grid over both minimising the mean |log(predicted / measured)| of the
+fit rows' throughput and comparable median inter-token latencies. Then the energy: the two
+coefficients of the nvidia-hopper class (static power as a fraction of the TDP and energy per
+bf16 FLOP), a grid over both with every other value fixed, minimising the mean |log(predicted /
+measured)| energy per token. It prints the best values; data/efficiency.json, the CSV's
+prompt_len and data/energy.json hold the values it gave when they were chosen.
 Run:
     .venv/bin/python benchmarks/bench_energy.py [--fit] [--role fit|check|holdout]
 """
@@ -188,6 +196,14 @@ def main(argv: list[str] | None = None) -> int:
     if len(checks):
         print_summary(EnergyComparison(checks), "batch_band", "check rows, batch")
         print_summary(EnergyComparison(checks), "series", "check rows, sweep")
+    print("\nmedian inter-token latency, published vs the predicted step without a prompt (rows "
+          "admitting under half a request per step):")  # fmt: skip
+    for role in ("fit", "check", "holdout"):
+        g = t[(t["role"] == role) & t["itl_error"].notna()]
+        if len(g):
+            e = g["itl_error"]
+            print(f"  {role:<8} {len(g):>3} rows: median |error| {e.abs().median():.1%}, "
+                  f"range {e.min():+.0%} to {e.max():+.0%}")  # fmt: skip
     trend_ok = print_trend(c)
     in_sample = t[t["role"] != "holdout"]
     for name, g in (("fit + check", in_sample), ("check (chose nothing)", checks)):
