@@ -194,6 +194,9 @@ def test_parse_catalog_rejects_broken_rows():
         parse_catalog(f"{header}\n{good.replace('2020-01-01', '2020')}\n")
     with pytest.raises(MemwallError, match="lacks columns"):
         parse_catalog("name,kind\nx,gpu\n")
+    # an unquoted comma in the notes shifts the row: refused, not silently cut
+    with pytest.raises(MemwallError, match="more than the header"):
+        parse_catalog(f"{header}\n{good}note, with a comma\n")
 
 
 def test_get_device_resolves_and_suggests():

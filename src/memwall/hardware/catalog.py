@@ -265,7 +265,14 @@ def parse_catalog(text: str) -> list[Device]:
     missing = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
     if missing:
         raise MemwallError(f"devices.csv lacks columns: {', '.join(missing)}")
-    devices = [_device_from_row(r) for r in reader]
+    rows = list(reader)
+    for r in rows:
+        if None in r:  # more fields than the header: an unquoted comma shifted the row
+            raise MemwallError(
+                f"devices.csv row {r.get('name')!r} has {len(r[None])} field(s) more than the "
+                "header (quote a field that holds a comma)"
+            )
+    devices = [_device_from_row(r) for r in rows]
     seen: set[str] = set()
     for d in devices:
         if d.name in seen:
