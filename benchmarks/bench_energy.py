@@ -46,7 +46,7 @@ import pandas as pd
 from memwall.energy import coefficients_for, parts
 from memwall.energy.published import load_energy_rows
 from memwall.hardware import get_device
-from memwall.parallel.energy import serving_steps
+from memwall.parallel.energy import admitted, serving_steps
 from memwall.parallel.published_energy import (
     EnergyComparison,
     chunked_prefill,
@@ -117,8 +117,7 @@ def fit_time(rows) -> tuple[float, float, int]:
                 spec, get_device(r.device), parse_precision(r.precision), r.batch, p_len,
                 r.gen_len, r.tp, r.launch, True,
             )  # fmt: skip
-            first = math.floor(r.batch / r.gen_len)  # prompts in the first step, one more after
-            sampled = [r.batch + first + i for i in range(len(steps))]
+            sampled = [r.batch + n for n, _ in admitted(r.batch, r.gen_len)]  # per step
             q = r.model_copy(update={"prompt_len": p_len})
             priced.append((r, spec.vocab_size, steps, sampled, median_step_s(q, steps)))
         for ns100 in range(0, 61, 1):

@@ -181,6 +181,7 @@ def test_energy_table_is_energy_shares():
     assert v["check_median_abs_error"] == check["error"].abs().median()
     sweeps = (t.groupby("series").size() >= 2).sum()  # a trend needs two batches
     assert v["trend_sweeps_right"] <= v["trend_sweeps"] == sweeps
+    assert v["measured_falling_sweeps"] <= v["trend_sweeps"]
     said = blocks(res, Paragraph)[1].text
     assert f"{len(check)} rows that chose no value" in said
     assert f"{v['check_median_abs_error']:.1%}" in said and "B200" in said

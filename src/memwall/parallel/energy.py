@@ -7,7 +7,7 @@ One device (tp = 1): the op table priced by `predict.efficiency` at the row's la
 exposed all-reduces), each device's work from its shard (`shard.shard_spec`) and the bytes its
 all-reduces send. A server in steady state spends, per output token, 1 / batch of a decode
 step over the mean context (prompt + half the output) and 1 / gen_len of one request's
-prefill; `serving_energy` returns that mix.
+prefill; `combine(serving_steps(...))` is that mix.
 
 A chunked-prefill engine (vLLM V1, where chunked prefill is always on) runs no prefill step of
 its own: each step's forward holds the running sequences' decode tokens and the prompt tokens
@@ -28,7 +28,7 @@ import pandas as pd
 
 from memwall.count import op_table
 from memwall.count.ops import HEAD_OPS
-from memwall.energy import Energy, Work, combine, step_energy, work_from_ops
+from memwall.energy import Energy, Work, step_energy, work_from_ops
 from memwall.errors import MemwallError
 from memwall.hardware import Device
 from memwall.parallel.collectives import price, realistic_links
@@ -163,22 +163,15 @@ def mixed_step(
     return step_energy(work_from_ops(ops, device, prec, sent), t, device, tp)
 
 
-def serving_energy(
-    spec: ModelSpec,
-    device: Device,
-    prec: Precision,
-    batch: int,
-    prompt_len: int,
-    gen_len: int,
-    tp: int = 1,
-    launch: str = "graph",
-    chunked: bool = False,
-) -> Energy:
-    """Energy per output token of a server holding `batch` sequences in steady state: 1 /
-    batch of a decode step at the mean context, 1 / gen_len of a one-request prefill (or,
-    `chunked`, the steps carrying prompts beside the decodes that `serving_steps` mixes)."""
-    steps = serving_steps(spec, device, prec, batch, prompt_len, gen_len, tp, launch, chunked)
-    return combine(steps)
+def admitted(batch: int, gen_len: int) -> list[tuple[int, float]]:
+    """Prompts a chunked-prefill step of a server in steady state carries, with the share of
+    steps that carry that many: batch / gen_len requests are admitted (and finish) per step on
+    average, so with k = floor(batch / gen_len) and f its fraction a share 1 - f of steps holds
+    k prompts and f holds k + 1 (shares of zero left out)."""
+    per_step = batch / gen_len
+    k = math.floor(per_step)
+    frac = per_step - k
+    return [(n, share) for n, share in ((k, 1.0 - frac), (k + 1, frac)) if share > 0]
 
 
 def serving_steps(
@@ -193,27 +186,23 @@ def serving_steps(
     chunked: bool = False,
     sample_s: float = 0.0,
 ) -> list[tuple[Energy, float]]:
-    """The steps `serving_energy` mixes, each with its share of one output token: a decode
-    step at the mean context (1 / batch) and a one-request prefill (1 / gen_len); `chunked`
-    (a chunked-prefill engine such as vLLM V1): steps holding the decodes and the prompts the
-    scheduler admits beside them (`mixed_step`). A step admits batch / gen_len requests on
-    average, each prompt whole in one step (the ML.ENERGY runs' token budget, 8192, holds the
-    decodes and every prompt at these batches): with k = floor(batch / gen_len) and f its
-    fraction, a share 1 - f of steps carries k prompts and f carries k + 1, each step counted
-    1 / batch per output token. The expected step, not the step of the expected tokens: at
-    small batch one step in many carries a whole prompt and is compute-bound, which an
-    average of a few tokens per step would hide under the decode's weight reads. `sample_s`:
+    """The steps a server in steady state mixes (`energy.combine` of them is its energy per
+    output token), each with its share of one output token: a decode step at the mean context
+    (1 / batch) and a one-request prefill (1 / gen_len); `chunked` (a chunked-prefill engine
+    such as vLLM V1): steps holding the decodes and the prompts the scheduler admits beside
+    them (`mixed_step`), as many as `admitted` says, each prompt whole in one step (the
+    ML.ENERGY runs' token budget, 8192, holds the decodes and every prompt at these batches),
+    each step counted 1 / batch per output token. The expected step, not the step of the
+    expected tokens: at small batch one step in many carries a whole prompt and is
+    compute-bound, which an average of a few tokens per step would hide under the decode's
+    weight reads. `sample_s`:
     the engine's seconds per sampled sequence beyond the forward (chunked steps, `mixed_step`)."""
     if chunked:
         ctx = prompt_len + gen_len // 2
-        per_step = batch / gen_len  # requests admitted (and finished) per step
-        k = math.floor(per_step)
-        frac = per_step - k
         out = []
-        for n, share in ((k, 1.0 - frac), (k + 1, frac)):
-            if share > 0:
-                e = mixed_step(spec, device, prec, batch, ctx, n, prompt_len, tp, launch, sample_s)
-                out.append((e, share / batch))
+        for n, share in admitted(batch, gen_len):
+            e = mixed_step(spec, device, prec, batch, ctx, n, prompt_len, tp, launch, sample_s)
+            out.append((e, share / batch))
         return out
     decode = step(spec, device, prec, "decode", batch, prompt_len + gen_len // 2, tp, launch)
     prefill = step(spec, device, prec, "prefill", 1, prompt_len, tp, launch)

@@ -1,7 +1,7 @@
 """Published energy measurements priced by memwall, and how far the predictions are.
 
 Each row of `data/published_energy.csv` (validated by `memwall.energy.published`) is priced as
-a server in steady state (`memwall.parallel.energy.serving_energy`): the realistic predictor's
+a server in steady state (`memwall.parallel.energy.serving_steps`): the realistic predictor's
 decode step at the row's batch over the mean context and a one-request prefill (vLLM rows: one
 chunked-prefill step holding the decodes and batch / gen_len prompts), for every GPU of the
 row, then joules per output token from `memwall.energy`. The signed error is predicted /
@@ -26,7 +26,7 @@ import pandas as pd
 from memwall.energy import Energy, coefficients_for, combine, parts
 from memwall.energy.published import EnergyRow, load_energy_rows
 from memwall.hardware import get_device
-from memwall.parallel.energy import serving_steps
+from memwall.parallel.energy import admitted, serving_steps
 from memwall.precision import parse_precision
 from memwall.predict.efficiency_data import sample_s_per_sequence
 from memwall.spec import load_model
@@ -74,9 +74,10 @@ def median_step_s(row: EnergyRow, steps: list[tuple[Energy, float]]) -> float | 
     a step without a prompt (chunked rows admitting under half a request per step: most steps
     carry none, `serving_steps`' first step); None where the median step holds prompts, whose
     lengths vary far more than one mean-length prompt says."""
-    if not chunked_prefill(row) or row.batch / row.gen_len >= 0.5:
+    if not chunked_prefill(row):
         return None
-    return steps[0][0].time_s
+    prompts, share = admitted(row.batch, row.gen_len)[0]
+    return steps[0][0].time_s if prompts == 0 and share > 0.5 else None
 
 
 def price_row(row: EnergyRow) -> Energy:
@@ -142,6 +143,7 @@ class EnergyComparison:
                     "series": series, "model": g["model"].iloc[0], "device": g["device"].iloc[0],
                     "batches": " ".join(str(x) for x in b), "steps": steps,
                     "sign_agrees": steps - len(wrong), "ok": not wrong,
+                    "measured_falls": bool((m[1:] < m[:-1]).all()),
                     "wrong_steps": "; ".join(
                         f"{b[i]}->{b[i + 1]}: measured {m[i + 1] / m[i] - 1:+.1%}, "
                         f"predicted {p[i + 1] / p[i] - 1:+.1%}" for i in wrong
