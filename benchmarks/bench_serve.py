@@ -23,6 +23,11 @@ serving a small random-weight Llama-style model on this CPU; guidellm drives it
    predicts), and a diagnostic at the run's own measured step speed (it uses the run itself,
    so it is no prediction: it isolates the scheduling model from the machine's drift).
 
+4. The machine's own steadiness, before and after (`memwall.measure.steadiness`: a fixed loop
+   of small torch operations timed in quarter-second windows), and the share of the engine's
+   step time its loop thread spent on the CPU: on a shared host the same work can run 1.5x
+   slower from one second to the next, which no calibration can foresee.
+
 Prints one table row per run and, last, the summary line over the workloads (errors of the
 two runs averaged per workload, then the median over workloads; the calibrated prediction).
 Takes 5-8 minutes.
@@ -43,6 +48,7 @@ import numpy as np
 
 import memwall.measure.engine as engine
 from memwall.measure.engine_steps import read
+from memwall.measure.steadiness import speed_windows
 from memwall.serve.calibrate import Scheduler, compare, fit_entry, fit_steps, simulate_requests
 from memwall.serve.workload import Requests
 
@@ -108,6 +114,13 @@ def step_drift(costs, steps: dict) -> float:
     return float(np.median(np.asarray(steps["seconds"]) / np.asarray(pred))) if pred else math.nan
 
 
+def step_cpu_share(steps: dict) -> float:
+    """The engine loop thread's CPU time over its steps' wall time (nan: not recorded)."""
+    cpu, wall = np.asarray(steps["cpu"], float), np.asarray(steps["seconds"], float)
+    ok = np.isfinite(cpu)
+    return float(cpu[ok].sum() / wall[ok].sum()) if ok.any() else math.nan
+
+
 def scaled(costs, factor: float):
     """The step costs times `factor` (the entry cost, outside the loop, unchanged)."""
     if not math.isfinite(factor):
@@ -148,6 +161,8 @@ def main() -> int:
     load0 = os.getloadavg()[0]
     if load0 > 0.5:
         print(f"warning: load average {load0:.2f} before starting: the machine is busy")
+    steady0 = speed_windows()
+    print(f"machine before: {steady0.text()}")
     with tempfile.TemporaryDirectory() as tmp:
         model = engine.build_tiny_model(Path(tmp) / "model", **MODEL)
         steps_log = Path(tmp) / "steps.log"
@@ -234,6 +249,8 @@ def main() -> int:
                     rows.append(
                         (name, rate, load, mean_err, spread, speed_err, probe_err, roll_err)
                     )
+        cpu_share = step_cpu_share(read(str(steps_log), since, time.time()))
+    steady1 = speed_windows()
     took = time.monotonic() - t0
     print(f"\n(latencies ms measured/simulated, throughput tokens/s; took {took:.0f} s)")
     print("workload         |err| per metric (mean of runs); engine repeatability in brackets")
@@ -245,6 +262,17 @@ def main() -> int:
     load1 = os.getloadavg()[0]
     print(f"load average: {load0:.2f} at the start, {load1:.2f} at the end (the engine and")
     print("guidellm use about 1.5 of this machine's cores; more means other work ran)")
+    print(
+        f"machine after: {steady1.text()}; the engine's steps ran on the CPU for "
+        f"{cpu_share:.1%} of their time (the rest: waiting for the GIL or a core)"
+    )
+    worst = max(steady0.spread, steady1.spread)
+    if worst > 1.1:
+        print(
+            f"warning: the same fixed work took up to {worst - 1:.0%} longer from one quarter "
+            "second to the next (p90/p10): this machine's own speed is not steady enough to "
+            "resolve errors of that size"
+        )
     med = {k: statistics.median(r[3][k] for r in rows) for k in METRICS}
     rep = {k: statistics.median(r[4][k] for r in rows) for k in METRICS}
     print(

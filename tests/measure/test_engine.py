@@ -6,6 +6,7 @@ under CI (CI=true), where `make test` installs both, so that the path cannot rot
 from __future__ import annotations
 
 import json
+import math
 import os
 
 import pytest
@@ -72,8 +73,11 @@ def test_engine_under_load(tiny, tmp_path):
 def test_step_records_are_read_by_time(tmp_path):
     log = tmp_path / "steps.log"
     log.write_text(
-        "100.0 0.004 1 1 50 50\n101.0 0.009 64 1 64 4096\n102.0 0.0\n103.5 0.005 8 8 900 7200\n"
+        "100.0 0.004 1 1 50 50\n101.0 0.009 64 1 64 4096\n102.0 0.0\n"
+        "103.5 0.005 8 8 900 7200 0.0045\n"
     )
     steps = read(str(log), since=100.5)
     assert steps["start"] == [101.0, 103.5]  # the cut line is skipped
     assert steps["token_keys"] == [4096.0, 7200.0]
+    # the loop thread's CPU time: absent (nan) in records written before it was kept
+    assert math.isnan(steps["cpu"][0]) and steps["cpu"][1] == 0.0045

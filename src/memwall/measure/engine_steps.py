@@ -8,8 +8,9 @@ module is imported, two of its methods are wrapped, not changed:
   SDPA-style paged attention computes over the whole batch on a CPU);
 - `ContinuousBatchingManager._generation_loop_body` times one pass of the batching loop
   (schedule, forward, sample, hand the tokens to the streams) and, if a forward ran in it,
-  appends `start seconds T S K TK` to the file. Passes that only waited for requests are not
-  written.
+  appends `start seconds T S K TK cpu` to the file, cpu being the loop thread's own CPU time in
+  that pass (seconds - cpu: time it waited, for the GIL or for a core). Passes that only waited
+  for requests are not written.
 With MEMWALL_ENGINE_NO_PREFIX_SHARING set, the manager's config also gets
 `allow_block_sharing = False` (transformers serve has no flag for it): prompts are then
 prefilled in full, as a simulation without prefix caching assumes.
@@ -27,7 +28,7 @@ import time
 from typing import Any
 
 TARGET = "transformers.generation.continuous_batching.continuous_api"
-COLUMNS = ("start", "seconds", "tokens", "seqs", "keys", "token_keys")
+COLUMNS = ("start", "seconds", "tokens", "seqs", "keys", "token_keys", "cpu")
 
 
 def _shape(batch: dict) -> tuple[int, int, int, int]:
@@ -53,11 +54,12 @@ def _patch(module: Any, path: str, share_prefixes: bool = True) -> None:
 
     def generation_loop_body(self, *args, **kwargs):
         seen.shape = None
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.thread_time()
         go_on = body(self, *args, **kwargs)
-        dt = time.perf_counter() - t0
+        dt, cpu = time.perf_counter() - t0, time.thread_time() - c0
         if seen.shape is not None:
-            out.write(f"{time.time() - dt:.6f} {dt:.6f} " + " ".join(map(str, seen.shape)) + "\n")
+            shape = " ".join(map(str, seen.shape))
+            out.write(f"{time.time() - dt:.6f} {dt:.6f} {shape} {cpu:.6f}\n")
         return go_on
 
     model_runner.ModelRunner.compute_batch = compute_batch
@@ -110,7 +112,9 @@ def read(path: str, since: float = 0.0, until: float = float("inf")) -> dict[str
     with open(path) as f:
         for line in f:
             parts = line.split()
-            if len(parts) != len(COLUMNS):
+            if len(parts) == len(COLUMNS) - 1:
+                parts.append("nan")  # written before the cpu column existed
+            elif len(parts) != len(COLUMNS):
                 continue  # a line cut short when the server stopped
             values = [float(p) for p in parts]
             if since <= values[0] <= until:
