@@ -28,6 +28,7 @@ serving a small random-weight Llama-style model on this CPU; guidellm drives it
    step time its loop thread spent on the CPU: on a shared host the same work can run 1.5x
    slower from one second to the next, which no calibration can foresee.
 
+Saves the comparison for `memwall report` (`memwall.records.engine_check`; `--no-save`: not).
 Prints one table row per run and, last, the summary line over the workloads (errors of the
 two runs averaged per workload, then the median over workloads; the calibrated prediction).
 Takes 5-8 minutes.
@@ -36,6 +37,7 @@ Takes 5-8 minutes.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import math
 import os
 import statistics
@@ -47,8 +49,10 @@ from pathlib import Path
 import numpy as np
 
 import memwall.measure.engine as engine
+from memwall.errors import MemwallError
 from memwall.measure.engine_steps import read
 from memwall.measure.steadiness import speed_windows
+from memwall.records import engine_check
 from memwall.serve.calibrate import Scheduler, compare, fit_entry, fit_steps, simulate_requests
 from memwall.serve.workload import Requests
 
@@ -84,6 +88,15 @@ LOADS = (0.3, 0.7, 1.6)  # x the capacity the calibrated model predicts
 REQUESTS = 60
 REPEATS = 2
 METRICS = ("ttft_p50", "tpot_p50", "e2e_p50", "ttft_p90", "tpot_p90", "e2e_p90", "throughput")
+
+
+def transformers_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("transformers")
+    except PackageNotFoundError:
+        return "unknown"
 
 
 def measured_arrays(bench: dict) -> dict:
@@ -171,7 +184,8 @@ def main() -> int:
         config = dataclasses.replace(CONFIG, steps_log=str(steps_log), prefix_sharing=False)
         with engine.serve(model, config, log=Path(tmp) / "serve.log") as url:
             # warm-up: the first requests after start-up run slower (allocation, caches)
-            engine.run_load(url, model, W(0, 12, 128, 16, profile="synchronous"), Path(tmp) / "w")
+            warm = W(0, 12, 128, 16, profile="synchronous")
+            tool = engine.run_load(url, model, warm, Path(tmp) / "w")["tool"]
             calib, lone = [], []
             since = time.time()
             for i, w in enumerate(CALIBRATION):
@@ -246,8 +260,12 @@ def main() -> int:
                     roll_err = {
                         k: statistics.mean(abs(e[k]["error"]) for e in errs_roll) for k in METRICS
                     }
+                    means = {
+                        side: {k: statistics.mean(e[k][side] for e in errs) for k in METRICS}
+                        for side in ("measured", "simulated")
+                    }
                     rows.append(
-                        (name, rate, load, mean_err, spread, speed_err, probe_err, roll_err)
+                        (name, rate, load, mean_err, spread, speed_err, probe_err, roll_err, means)
                     )
         cpu_share = step_cpu_share(read(str(steps_log), since, time.time()))
     steady1 = speed_windows()
@@ -296,6 +314,44 @@ def main() -> int:
         + ", ".join(f"{k} {fast[k]:.0%}" for k in METRICS)
     )
     print(f"p90s: TTFT {med['ttft_p90']:.0%}, TPOT {med['tpot_p90']:.0%}, E2E {med['e2e_p90']:.0%}")
+    if "--no-save" not in sys.argv:
+        machine = dict(
+            steadiness_before=steady0.spread, steadiness_after=steady1.spread,
+            engine_cpu_share=cpu_share, load_before=load0, load_after=load1,
+        )  # fmt: skip
+        record = {
+            "format": engine_check.ENGINE_CHECK_FORMAT,
+            "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "engine": f"{engine.ENGINE} (transformers {transformers_version()})",
+            "load_generator": tool,
+            "model": MODEL,
+            "requests_per_run": REQUESTS,
+            "machine": machine,
+            "workloads": [
+                {
+                    "mix": name,
+                    "prompt_mean": MIXES[name][0],
+                    "output_len": MIXES[name][4],
+                    "rate": rate,
+                    "load": load,
+                    "runs": REPEATS,
+                    **r[8],
+                    "error": r[3],
+                    "rolling_error": r[7],
+                    "repeatability": r[4],
+                }  # fmt: skip
+                for r in rows
+                for name, rate, load in [r[:3]]
+            ],
+            "summary": med,
+            "rolling": rolled,
+            "own_speed": fast,
+            "repeatability": rep,
+        }
+        try:
+            print(f"saved for memwall report: {engine_check.save(record)}")
+        except MemwallError as e:
+            print(f"not saved: {e}")
     print(
         f"summary: TTFT p50 {med['ttft_p50']:.0%}, TPOT p50 {med['tpot_p50']:.0%}, "
         f"E2E p50 {med['e2e_p50']:.0%}, throughput {med['throughput']:.0%} "

@@ -60,7 +60,7 @@ def few_requests(monkeypatch):
     monkeypatch.setattr(serving, "FRACTIONS", (0.25, 0.5, 1.2))
 
 
-def test_serving_is_the_serve_library(few_requests, tmp_path):
+def test_serving_is_the_serve_library(few_requests, tmp_path, data_dir):
     """Every row of the sweep is what memwall.api.serve gives for the same server and rate;
     the rates are fractions of the throughput of the same requests queued at once."""
     ctx = context()
@@ -93,6 +93,33 @@ def test_serving_is_the_serve_library(few_requests, tmp_path):
     tables = blocks(res, Table)
     assert len(tables) == 1 and tables[0].folded and len(tables[0].rows) == len(rows)
     check_figures(res, "predicted", "seconds", "bf16")
+    # no real engine was checked on this machine: the section says how to do it
+    assert d["engine_check"] is None
+    assert "bench_serve.py" in blocks(res, Paragraph)[-1].text
+
+
+def test_serving_shows_the_real_engine_checked_here(few_requests, data_dir):
+    """A saved bench_serve comparison is shown as measured beside simulated, with its errors,
+    the engine's own repeatability and the machine's unsteadiness."""
+    from engine_records import record
+    from memwall.records import engine_check
+
+    engine_check.save(record())
+    res = serving.SECTION.build(context())
+    saved = res.data["engine_check"]
+    assert saved["load_generator"] == "guidellm 0.8.1" and len(saved["workloads"]) == 2
+    table = blocks(res, Table)[-1]
+    assert not table.folded and "measured" in table.caption and "simulated" in table.caption
+    assert [r["mix"] for r in table.rows] == ["short", "long"]
+    w = engine_check.load().workloads[0]
+    assert table.rows[0]["ttft_m"] == w.measured.ttft_p50
+    assert table.rows[0]["ttft_s"] == w.simulated.ttft_p50
+    assert table.rows[0]["tpot_e"] == w.error.tpot_p50
+    text = blocks(res, Paragraph)[-1].text
+    s = engine_check.load().summary
+    for v in (s.ttft_p50, s.tpot_p50, s.e2e_p50, s.throughput):
+        assert serving.pct(v) in text
+    assert "2026-12-07" in text and "not steady" in text and serving.pct(0.55) in text
 
 
 def test_serving_kv_wall_is_named(few_requests):

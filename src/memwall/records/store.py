@@ -40,6 +40,11 @@ def collectives_path(name: str = "local") -> Path:
     return data_dir() / "collectives" / f"{name}.json"
 
 
+def engine_check_path() -> Path:
+    """The latest real-engine check (`benchmarks/bench_serve.py`) run on this machine."""
+    return data_dir() / "serve" / "engine-check.json"
+
+
 def trained_models_dir() -> Path:
     """The small models trained here (a cache): $MEMWALL_CACHE_DIR/compress, else the
     platformdirs user cache dir's compress/ (their pruned, fine-tuned variants in variants/)."""
