@@ -351,7 +351,8 @@ class ServingSection:
         text = (
             f"Measured on this machine ({rec.date[:10]}): {rec.engine} serving a {size}-layer "
             f"random-weight model on this CPU, driven by {rec.load_generator} over "
-            f"{len(rec.workloads)} workloads of {rec.requests_per_run} requests per run; "
+            f"{len(rec.workloads)} workload{'s' if len(rec.workloads) != 1 else ''} of "
+            f"{rec.requests_per_run} requests per run; "
             "memwall.serve simulated the same requests (their send times and lengths) with "
             "step costs fitted to the engine's own timed steps. Median |error| of TTFT / TPOT "
             f"/ E2E p50: {pct(s.ttft_p50)} / {pct(s.tpot_p50)} / {pct(s.e2e_p50)} calibrated, "
