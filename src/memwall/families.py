@@ -36,7 +36,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, StrictBool, ValidationError, model_validator
 
-from memwall.errors import MemwallError, suggest
+from memwall.errors import MemwallError, first_problem, suggest
 
 ENV_VAR = "MEMWALL_FAMILIES"
 MAX_FILE_BYTES = 1024 * 1024
@@ -155,9 +155,7 @@ def _build(name: str, pool: dict) -> Family:
     try:
         e = _Entry.model_validate(data)
     except ValidationError as err:
-        first = err.errors()[0]
-        where = ".".join(str(x) for x in first["loc"])
-        raise MemwallError(f"family {name!r} entry is invalid at {where}: {first['msg']}") from None
+        raise MemwallError(f"family {name!r} entry is invalid at {first_problem(err)}") from None
     return Family(
         name=name, **e.model_dump(exclude={"fields", "derive"}), fields=e.fields, derive=e.derive
     )

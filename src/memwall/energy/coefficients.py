@@ -16,7 +16,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from memwall.errors import MemwallError
+from memwall.errors import MemwallError, first_problem
 from memwall.hardware import DTYPES, Device, normalize_dtype
 
 ENDS = ("value", "low", "high")
@@ -118,9 +118,7 @@ def parse_table(text: str) -> EnergyTable:
     except json.JSONDecodeError as e:
         raise MemwallError(f"energy.json is not valid JSON: {e.msg} (line {e.lineno})") from None
     except ValidationError as e:
-        err = e.errors()[0]
-        where = ".".join(str(x) for x in err["loc"])
-        raise MemwallError(f"energy.json: {where}: {err['msg']}") from None
+        raise MemwallError(f"energy.json: {first_problem(e)}") from None
 
 
 @functools.lru_cache(maxsize=1)

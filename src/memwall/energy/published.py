@@ -17,7 +17,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from memwall.errors import MemwallError
+from memwall.errors import MemwallError, first_problem
 from memwall.precision import parse_precision
 
 ROLES = ("fit", "check", "holdout")
@@ -66,9 +66,7 @@ def parse_energy_rows(text: str) -> list[EnergyRow]:
         try:
             out.append(EnergyRow.model_validate(r))
         except ValidationError as e:
-            err = e.errors()[0]
-            where = ".".join(str(x) for x in err["loc"])
-            msg = f"{where}: {err['msg']}" if where else err["msg"]
+            msg = first_problem(e)
             raise MemwallError(f"published_energy.csv row {r.get('id')!r}: {msg}") from None
         except MemwallError as e:
             raise MemwallError(f"published_energy.csv row {r.get('id')!r}: {e}") from None

@@ -46,7 +46,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from memwall.count import op_table
-from memwall.errors import MemwallError
+from memwall.errors import MemwallError, first_problem
 from memwall.hardware import Device, get_device
 from memwall.precision import Precision, parse_precision
 from memwall.predict.efficiency import compute_dtype, device_class, predict_efficiency
@@ -130,12 +130,7 @@ def parse_published(text: str) -> list[PublishedRow]:
         try:
             row = PublishedRow.model_validate(r)
         except (ValidationError, MemwallError) as e:
-            if isinstance(e, ValidationError):
-                err = e.errors()[0]
-                where = ".".join(str(x) for x in err["loc"])
-                msg = f"{where}: {err['msg']}" if where else err["msg"]
-            else:
-                msg = str(e)
+            msg = first_problem(e) if isinstance(e, ValidationError) else str(e)
             raise MemwallError(f"published_inference.csv row {r.get('id')!r}: {msg}") from None
         out.append(row)
     ids = [r.id for r in out]

@@ -20,7 +20,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, ValidationError
 
-from memwall.errors import MemwallError
+from memwall.errors import MemwallError, first_problem
 from memwall.io import write_json
 from memwall.records.store import engine_check_path
 
@@ -102,9 +102,7 @@ def check(obj: Any, where: str = "engine check record") -> EngineCheck:
     try:
         return EngineCheck.model_validate(obj)
     except ValidationError as e:
-        err = e.errors()[0]
-        loc = ".".join(str(p) for p in err["loc"]) or "top level"
-        raise MemwallError(f"{where} is malformed: {loc}: {err['msg']}") from None
+        raise MemwallError(f"{where} is malformed: {first_problem(e, 'top level')}") from None
 
 
 def save(obj: dict[str, Any], path: str | Path | None = None) -> Path:

@@ -25,7 +25,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from torch import nn
 
-from memwall.errors import MemwallError
+from memwall.errors import MemwallError, first_problem
 from memwall.optimizers import get_optimizer
 from memwall.precision import Precision
 from memwall.trace.models import dtype_name, resolve_dtype
@@ -95,9 +95,7 @@ def load_config(cfg: dict | str = "criteo_terabyte") -> DLRMConfig:
     try:
         return DLRMConfig.model_validate(cfg)
     except ValidationError as e:
-        err = e.errors()[0]
-        where = ".".join(str(x) for x in err["loc"]) or "config"
-        raise MemwallError(f"bad DLRM config: {where}: {err['msg']}") from None
+        raise MemwallError(f"bad DLRM config: {first_problem(e, 'config')}") from None
 
 
 def _mlp(dims: list[int], last_sigmoid: bool) -> nn.Sequential:
