@@ -222,7 +222,9 @@ def main() -> int:
                         engine.run_load(url, model, PROBE, Path(tmp) / f"p-{name}-{load}-{rep}")
                         probe = step_drift(costs, read(str(steps_log), t_probe, time.time()))
                         t_run = time.time()
-                        arr = measured_arrays(engine.run_load(url, model, w, out)["benchmarks"][0])
+                        result = engine.run_load(url, model, w, out)
+                        t_run = result.get("started", t_run)  # a lost schedule was run again
+                        arr = measured_arrays(result["benchmarks"][0])
                         drift = step_drift(costs, read(str(steps_log), t_run, time.time()))
                         sim = simulate_requests(costs, as_requests(arr), SCHED)
                         errs.append(compare(arr, sim))
@@ -243,7 +245,13 @@ def main() -> int:
                             f"  per-request E2E |err| median {per_req:.0%}"
                             f"  (sent {sent:.1f} req/s, served {done:.1f}: {kept};"
                             f" the probe's steps {probe:.2f}x, the previous run's"
-                            f" {rolled_at:.2f}x, the run's {drift:.2f}x the fitted cost)"
+                            f" {rolled_at:.2f}x, the run's {drift:.2f}x the fitted cost"
+                            + (
+                                f"; guidellm's schedule lost and run again x{n}"
+                                if (n := result.get("schedule_reruns", 0))
+                                else ""
+                            )
+                            + ")"
                         )
                     spread = {
                         k: abs(errs[1][k]["measured"] / errs[0][k]["measured"] - 1) for k in METRICS
