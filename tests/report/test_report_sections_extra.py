@@ -120,6 +120,16 @@ def test_serving_shows_the_real_engine_checked_here(few_requests, data_dir):
     for v in (s.ttft_p50, s.tpot_p50, s.e2e_p50, s.throughput):
         assert serving.pct(v) in text
     assert "2026-12-07" in text and "not steady" in text and serving.pct(0.55) in text
+    figs = blocks(res, Figure)
+    assert [f.key for f in figs] == ["serving", "serving-engine"]
+    f = figs[1]
+    assert "measured" in f.caption and "simulated" in f.caption and "seconds" in f.caption
+    assert f.alt and serving.pct(s.tpot_p50) in f.alt
+    points = [t for t in f.figure.data if t.mode == "markers"]
+    assert [t.name for t in points] == ["TTFT p50", "TPOT p50", "E2E p50"]
+    assert list(points[1].x) == [wl.measured.tpot_p50 for wl in engine_check.load().workloads]
+    assert list(points[1].y) == [wl.simulated.tpot_p50 for wl in engine_check.load().workloads]
+    json.dumps(section_json(res))
 
 
 def test_serving_kv_wall_is_named(few_requests):

@@ -232,6 +232,54 @@ def _figure(rows: list[dict[str, Any]], cap: dict[str, Any], label: str) -> go.F
     return fig
 
 
+ENGINE_METRICS = (("ttft_p50", "TTFT p50"), ("tpot_p50", "TPOT p50"), ("e2e_p50", "E2E p50"))
+
+
+def _engine_figure(rec: Any) -> go.Figure:
+    """Measured (x) against simulated (y) p50 latencies per workload, with the diagonal."""
+    fig = go.Figure()
+    values = []
+    for (key, name), color in zip(ENGINE_METRICS, PALETTE, strict=False):
+        xs = [getattr(w.measured, key) for w in rec.workloads]
+        ys = [getattr(w.simulated, key) for w in rec.workloads]
+        values += xs + ys
+        labels = [f"{w.mix} at {w.rate:.3g} req/s ({w.load:.2g}x capacity)" for w in rec.workloads]
+        fig.add_trace(
+            go.Scatter(
+                x=xs, y=ys, mode="markers", name=name, text=labels,
+                marker={"color": color, "size": 9},
+                hovertemplate="%{text}<br>measured %{x:.3g} s<br>simulated %{y:.3g} s",
+            )
+        )  # fmt: skip
+    lo, hi = min(values) / 1.5, max(values) * 1.5
+    fig.add_trace(
+        go.Scatter(
+            x=[lo, hi, hi, lo], y=[lo * 0.9, hi * 0.9, hi * 1.1, lo * 1.1], fill="toself",
+            mode="none", fillcolor="rgba(120,120,120,0.15)", name="within 10%",
+            hoverinfo="skip",
+        )
+    )  # fmt: skip
+    fig.add_trace(
+        go.Scatter(
+            x=[lo, hi], y=[lo, hi], mode="lines", name="exact",
+            line={"color": "#555", "dash": "dash", "width": 1}, hoverinfo="skip",
+        )
+    )  # fmt: skip
+    style(fig, "Real engine here: measured vs simulated", "measured (s)", "simulated (s)",
+          logx=True, logy=True)  # fmt: skip
+    fig.update_layout(height=340)
+    return fig
+
+
+def _engine_alt(rec: Any) -> str:
+    s = rec.summary
+    return (
+        f"Measured against simulated p50 latencies of {len(rec.workloads)} workloads of a real "
+        f"engine here: median errors TTFT {pct(s.ttft_p50)}, TPOT {pct(s.tpot_p50)}, E2E "
+        f"{pct(s.e2e_p50)}."
+    )
+
+
 class ServingSection:
     name = "serving"
     title = "Serving"
@@ -368,6 +416,18 @@ class ServingSection:
                 "which no calibration can foresee."
             )
         res.text(text, "A real engine here")
+        res.figure(
+            _engine_figure(rec),
+            "The real engine measured on this machine against memwall.serve's simulation of the "
+            "same requests: p50 of time to first token, time per output token and end-to-end "
+            "latency per workload (mean over its runs), seconds, log scales; on the diagonal the "
+            "simulation is exact, the shaded band is within 10%. Measured by "
+            f"`benchmarks/bench_serve.py` on {rec.date[:10]}; simulated with step costs "
+            "calibrated on the engine's own timed steps.",
+            "serving-engine",
+            alt=_engine_alt(rec),
+            half=True,
+        )
         rows = [
             {
                 "mix": w.mix,
