@@ -295,9 +295,9 @@ def main() -> int:
     worst = max(steady0.spread, steady1.spread)
     if worst > 1.1:
         print(
-            f"warning: the same fixed work took up to {worst - 1:.0%} longer from one quarter "
-            "second to the next (p90/p10): this machine's own speed is not steady enough to "
-            "resolve errors of that size"
+            f"warning: the same fixed work took {worst - 1:.0%} longer in the slow quarter "
+            "seconds (p90) than in the fast ones (p10): this machine's own speed is not steady "
+            "enough to resolve errors of that size"
         )
     med = {k: statistics.median(r[3][k] for r in rows) for k in METRICS}
     rep = {k: statistics.median(r[4][k] for r in rows) for k in METRICS}

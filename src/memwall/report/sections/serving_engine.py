@@ -101,9 +101,9 @@ def add(res: SectionResult) -> dict[str, Any] | None:
     )
     if spread > 1.1:
         text += (
-            f" The machine's own speed was not steady: a fixed loop took up to "
-            f"{pct(spread - 1)} longer from one quarter second to the next (p90/p10), "
-            "which no calibration can foresee."
+            f" The machine's own speed was not steady: a fixed loop took {pct(spread - 1)} "
+            "longer in its slow quarter seconds (p90) than in its fast ones (p10), measured "
+            "before and after the run, which no calibration can foresee."
         )
     res.text(text, "A real engine here")
     res.figure(
