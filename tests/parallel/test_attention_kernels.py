@@ -40,7 +40,9 @@ def test_auto_is_what_the_frameworks_run_on_the_device():
     assert resolve_attention(H100, "auto") == "cudnn"  # Transformer Engine on Hopper
     assert resolve_attention(get_device("h200-sxm"), "auto") == "cudnn"
     assert resolve_attention(A100, "auto") == "fa2"
-    assert resolve_attention(get_device("b200"), "auto") is None  # no figures: class default
+    assert resolve_attention(get_device("b200"), "auto") == "cudnn"  # Blackwell: TE -> cuDNN
+    assert resolve_attention(get_device("gb200"), "auto") == "cudnn"
+    assert resolve_attention(get_device("mi300x"), "auto") is None  # no figures: class default
     assert resolve_attention(get_device("h100-sxm@clock=0.8"), "auto") == "cudnn"  # what-if
     assert {"auto", "cudnn", "fa3", "fa2", "triton", "torch"} <= set(attention_names())
 
@@ -66,6 +68,22 @@ def test_kernel_figures_replace_the_class_terms_and_scale_for_head_dim_64():
     same, note = attention_terms(efficiency_terms(b200), b200, "fa2", 128)
     assert same["attn_frac"].value == efficiency_terms(b200)["attn_frac"].value
     assert "no published figures for b200" in note
+
+
+def test_blackwell_cudnn_figures_hold_for_head_dim_128_only():
+    """The B200 cuDNN figures (cudnn-frontend's SDPA benchmark) are at head dim 128: a narrower
+    head keeps the class terms and says so, rather than borrowing another architecture's ratio."""
+    b200 = get_device("b200")
+    base = efficiency_terms(b200)
+    figs = _figures("cudnn", "blackwell")
+    assert figs.hd64 is None and figs.bwd_hd64 is None
+    t128, note = attention_terms(base, b200, "auto", 128)
+    assert t128["attn_frac"].value == figs.attn_frac.value
+    assert t128["attn_bwd_frac"].value == figs.attn_bwd_frac.value
+    assert "cudnn-frontend" in t128["attn_frac"].source and "blackwell" in note
+    t64, note64 = attention_terms(base, b200, "auto", 64)
+    assert t64["attn_frac"].value == base["attn_frac"].value
+    assert "head dim 128 only" in note64
 
 
 def test_fa2_makes_a_long_sequence_h100_step_slower_by_its_published_ratio():

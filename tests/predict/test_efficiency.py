@@ -222,6 +222,21 @@ def test_eight_bit_matmuls_reach_a_smaller_share_of_their_doubled_peak_on_hopper
     assert ratio == pytest.approx(a100.peak("int8") / a100.peak("bf16"), rel=1e-6)
 
 
+def test_blackwell_gemm_terms_are_the_measured_maximum_achievable_matmul():
+    """B200 and GB200 price GEMMs at their own MAMF rows (bf16 77.6% and 72.9% of peak), and an
+    8-bit GEMM at the FP8 row over the bf16 one of the same device (0.983, 0.992): on Blackwell
+    the FP8 GEMM keeps nearly the 16-bit share, unlike Hopper's 0.85."""
+    b200, gb200 = get_device("b200"), get_device("gb200")
+    tb, tg = efficiency_terms(b200), efficiency_terms(gb200)
+    assert tb["mm_frac"].value == pytest.approx(0.776)
+    assert tg["mm_frac"].value == pytest.approx(0.729)
+    assert tg["mm_frac"].origin.startswith("device")  # was the class default 0.8
+    for t, rel in ((tb, 0.983), (tg, 0.992)):
+        assert t["mm8_rel"].value == pytest.approx(rel) and "float8" in t["mm8_rel"].source
+        assert t["mm8_rel"].low <= t["mm8_rel"].value <= t["mm8_rel"].high
+    assert tb["mm8_rel"].value > efficiency_terms(get_device("h100-sxm"))["mm8_rel"].value
+
+
 def test_attention_stays_sixteen_bit_when_the_matmuls_are_eight_bit():
     """Fused attention's matmuls run at the 16-bit peak under FP8/INT8 precisions (FP8 context
     attention is opt-in: TensorRT-LLM's --use_fp8_context_fmha; FlashAttention-2 has no FP8),

@@ -76,8 +76,8 @@ class _Figures(BaseModel):
     model_config = ConfigDict(extra="forbid")
     attn_frac: _Value
     attn_bwd_frac: _Value
-    hd64: _Value
-    bwd_hd64: _Value
+    hd64: _Value | None = None  # None: figures at head dim 128 only
+    bwd_hd64: _Value | None = None
 
 
 class _Kernel(BaseModel):
@@ -195,7 +195,9 @@ def _check_attention(t: _Table) -> None:
                 raise MemwallError(f"efficiency.json attention kernel {name}: unknown arch {arch}")
             for term in KERNEL_FIGURES:
                 v = getattr(figs, term)
-                if v.source not in t.sources or not v.low <= v.value <= v.high:
+                if v is None and term in ("hd64", "bwd_hd64"):  # figures at head dim 128 only
+                    continue
+                if v is None or v.source not in t.sources or not v.low <= v.value <= v.high:
                     raise MemwallError(
                         f"efficiency.json attention kernel {name} ({arch}): {term} has an "
                         "unknown source or lies outside its range"
@@ -320,16 +322,23 @@ def attention_terms(
     figs = t.attention_kernels.kernels[name].archs.get(arch) if arch else None
     if figs is None:
         return terms, f"attention {name}: no published figures for {real}; {_class(terms)}"
+    narrow = head_dim is not None and head_dim < 128
+    if narrow and (figs.hd64 is None or figs.bwd_hd64 is None):
+        return terms, (
+            f"attention {name}: {arch} figures are for head dim 128 only, not {head_dim}; "
+            f"{_class(terms)}"
+        )
     out = dict(terms)
     for term, hd in (("attn_frac", figs.hd64), ("attn_bwd_frac", figs.bwd_hd64)):
         v = getattr(figs, term)
         src = t.sources[v.source]
-        if hd.source != v.source:
+        if hd is not None and hd.source != v.source:
             src += "; head dim: " + t.sources[hd.source]
         old = terms[term]
+        mix = (1.0, 1.0, 1.0) if hd is None else (hd.value, hd.low, hd.high)
         out[term] = Term(
-            term, v.value * _hd_mix(hd.value, head_dim), v.low * _hd_mix(hd.low, head_dim),
-            v.high * _hd_mix(hd.high, head_dim), old.unit, old.what, src,
+            term, v.value * _hd_mix(mix[0], head_dim), v.low * _hd_mix(mix[1], head_dim),
+            v.high * _hd_mix(mix[2], head_dim), old.unit, old.what, src,
             f"attention kernel {name} ({arch} figures{_hd_words(head_dim)})",
         )  # fmt: skip
     return out, (
