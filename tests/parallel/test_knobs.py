@@ -256,6 +256,45 @@ def test_bug2_zero3_has_no_post_step_gather_and_overlaps_each_micro_batch():
     assert big.breakdown["dp_comm"] == pytest.approx((1 - r) * hidden)
 
 
+def test_tp_overlap_hides_tensor_parallel_collectives_behind_the_matmuls():
+    """--tp-overlap (Megatron's --tp-comm-overlap): each pass's tensor-parallel collectives
+    hide behind that pass's GEMMs, leaving max(M - C, M (1 - overlap_rate)) exposed; without
+    it they are all exposed. Published runs that state it carry tp_overlap in the CSV."""
+    from memwall.parallel.shard import forward
+
+    lay = Layout(tp=8, dp=1, sequence_parallel=True)
+    plain = _train(LLAMA, lay, batch=2, seq=4096)
+    over = _train(LLAMA, lay, batch=2, seq=4096, tp_overlap=True)
+    tp = _coll(plain, "tp")
+    assert plain.breakdown["tp_comm"] == pytest.approx(sum(c.time for c in tp))
+    rate = efficiency_terms(H100)["overlap_rate"].value
+    shard = replace(LLAMA, n_heads=4, n_kv_heads=1, d_ff=LLAMA.d_ff // 8, vocab_size=16032)
+    mm = forward(shard, "prefill", 1, 4096, BF16, H100, True, "eager", "auto")["matmul"]
+    assert mm > 0
+    want = 0.0
+    for phase, hide in (("forward", mm), ("backward", 2 * mm)):
+        m = sum(c.time for c in tp if c.phase == phase) / plain.micro_batches
+        want += overlapped(m, hide, rate)
+    assert over.breakdown["tp_comm"] == pytest.approx(plain.micro_batches * want, rel=0.02)
+    assert over.breakdown["tp_comm"] < plain.breakdown["tp_comm"]
+    assert over.step_time < plain.step_time
+    d = memwall.api.parallel("llama-3-8b", devices=8, tp=8, sequence_parallel=True,
+                             tp_overlap=True).to_dict()  # fmt: skip
+    assert d["tp_overlap"] is True
+    code, _, err = _run("parallel", "gpt2", "--mode", "infer", "--devices", "2", "--tp", "2",
+                        "--tp-overlap")  # fmt: skip
+    assert code == 2 and "--tp-overlap" in err and len(err.strip().splitlines()) == 1
+
+
+def test_published_rows_state_tp_overlap_where_their_sources_do():
+    from memwall.parallel.published import published_rows
+
+    rows = {r["id"]: r for r in published_rows()}
+    assert rows["mcore-weak-70b"]["tp_overlap"] is True  # README: --tp-comm-overlap
+    assert rows["dgxc-nemotron4-340b-h100-128"]["tp_overlap"] is False  # yaml: false
+    assert not any(r["tp_overlap"] for r in rows.values() if r["tp"] == 1)
+
+
 # ---------------------------------------------------------------------------------- --help
 
 
@@ -263,7 +302,8 @@ def test_help_names_every_new_flag_with_its_unit():
     code, out, _ = _run("parallel", "--help")
     assert code == 0
     text = " ".join(out.split())
-    for flag in ("--cp", "--node-size", "--intra", "@nvlink", "@net", "@power", "@clock", "fp8"):
+    for flag in ("--cp", "--node-size", "--intra", "@nvlink", "@net", "@power", "@clock", "fp8",
+                 "--tp-overlap"):  # fmt: skip
         assert flag in text, flag
     assert "watts" in text and "in devices" in text and "bytes/s" in text
     code, out, err = _run("parallel", "gpt2", "--devices", "2", "--cp", "2", "--mode", "infer")

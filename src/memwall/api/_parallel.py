@@ -22,7 +22,7 @@ ALGORITHMS = ("auto", "ring", "tree")
 SEARCHED = (
     "tp", "cp", "pp", "dp", "ep", "zero", "sequence_parallel", "interleave", "checkpointing",
 )  # fmt: skip
-TRAIN_ONLY = ("cp", "zero", "checkpointing", "no_overlap")
+TRAIN_ONLY = ("cp", "zero", "checkpointing", "no_overlap", "tp_overlap")
 INTRA = ("switch", "ring")
 
 
@@ -47,6 +47,7 @@ def parallel(
     precision: str = "bf16",
     search: bool = False,
     no_overlap: bool | None = None,
+    tp_overlap: bool | None = None,
     algorithm: str = "auto",
     roofline: bool = False,
     node_size: int | None = None,
@@ -88,6 +89,11 @@ def parallel(
             interleaving and sequence parallelism are then chosen, and refused when given).
         no_overlap: do not hide gradient sync behind backward (train; default False; None:
             not given).
+        tp_overlap: overlap tensor-parallel communication with the GEMMs beside it, as
+            Megatron's --tp-comm-overlap and NeMo's tp_comm_overlap do (Transformer Engine
+            userbuffers): each pass's all-gathers and reduce-scatters hide behind its matmuls,
+            slowing them by the overlap rate of data/efficiency.json (train; default False: the
+            collectives are exposed; None: not given).
         algorithm: collective algorithm: auto (default), ring or tree.
         roofline: price with the plain roofline instead (every kernel at the dense peak and
             datasheet bandwidth, links at line rate, no work outside the op table): an upper
@@ -153,7 +159,7 @@ def parallel(
         1 if interleave is None else interleave, checkpointing or "none", batch, micro_batch,
         seq_len, precision, search, not no_overlap, algorithm, not roofline,
         cp=1 if cp is None else cp, node_size=node_size, intra=intra,
-        attention=attention or "auto",
+        attention=attention or "auto", tp_overlap=bool(tp_overlap),
     )  # fmt: skip
     d = r.to_dict()
     from memwall.hardware import get_device
@@ -205,8 +211,11 @@ def _summary(d: dict[str, Any]) -> str:
         out += f"; {att['note']}"
     if d["mode"] == "train":
         cross = d["communication_exceeds_compute_at"]
-        out += "; exposed communication exceeds compute from " + (
-            f"{cross} devices (more data parallelism, same batch)" if cross else "no device count "
-            "the batch allows"
-        )  # fmt: skip
+        out += (
+            f"; exposed communication exceeds compute from {cross} devices (more data "
+            "parallelism, same batch)"
+            if cross
+            else "; exposed communication stays under compute at every device count the batch "
+            "allows (more data parallelism, same batch)"
+        )
     return out

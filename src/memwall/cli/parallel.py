@@ -103,6 +103,16 @@ def parallel(
     no_overlap: Annotated[
         bool, typer.Option("--no-overlap", help="Do not hide gradient sync behind backward.")
     ] = False,
+    tp_overlap: Annotated[
+        bool,
+        typer.Option(
+            "--tp-overlap",
+            help="Overlap tensor-parallel communication with the GEMMs beside it (train), as "
+            "Megatron's --tp-comm-overlap and NeMo's tp_comm_overlap do: each pass's "
+            "collectives hide behind its matmuls, which run at the overlap rate meanwhile "
+            "(a fraction, data/efficiency.json). Default: exposed.",
+        ),
+    ] = False,
     algorithm: Annotated[Algo, typer.Option(help="Collective algorithm.")] = Algo.auto,
     roofline: Annotated[
         bool,
@@ -152,7 +162,8 @@ def parallel(
         interleave=given("--interleave", interleave),
         checkpointing=given("--checkpointing", checkpointing.value), batch=batch,
         micro_batch=micro_batch, seq_len=seq_len, precision=precision, search=do_search,
-        no_overlap=given("--no-overlap", no_overlap), algorithm=algorithm.value,
+        no_overlap=given("--no-overlap", no_overlap),
+        tp_overlap=given("--tp-overlap", tp_overlap), algorithm=algorithm.value,
         roofline=roofline, node_size=node_size, intra=intra.value if intra else None,
         attention=attention, price_per_hour=price_per_hour,
     )  # fmt: skip

@@ -101,10 +101,12 @@ def parallel_analysis(
     node_size: int | None = None,
     intra: str | None = None,
     attention: str = "auto",
+    tp_overlap: bool = False,
 ) -> ParallelResult:
     """Price one layout (or search all) of `model` on `devices` x `device`; `cp`: context
     parallelism; `node_size` / `intra`: another node (`links.with_topology`); `attention`:
-    the attention kernel family (`Options.attention`)."""
+    the attention kernel family (`Options.attention`); `tp_overlap`: tensor-parallel
+    communication overlapped with the GEMMs (`Options.tp_overlap`)."""
     check_mode(mode)
     spec = load_model(model)
     if spec.is_encoder_decoder:  # sharding splits one stack of n_layers; T5 has two
@@ -126,7 +128,8 @@ def parallel_analysis(
     gb = batch if batch is not None else (8 * devices if mode == "train" else 8)
     mb = micro_batch if micro_batch is not None else _default_micro(mode, gb, lay)
     opts = Options(mode, gb, mb, seq_len, prec, overlap=overlap, algorithm=algorithm,
-                   efficiency=efficiency, attention=check_attention(attention))  # fmt: skip
+                   efficiency=efficiency, attention=check_attention(attention),
+                   tp_overlap=tp_overlap)  # fmt: skip
     found = None
     if do_search:
         found = search(spec, dev, links, devices, opts)

@@ -3,9 +3,11 @@ training step, priced for `memwall.parallel.plan`.
 
 Data parallelism (the gradient sync runs over dp x cp ranks: context-parallel ranks hold the
 same weights and see different tokens, so Megatron reduces over both):
-- ZeRO 0: one all-reduce of the gradients; ZeRO 1-2: a reduce-scatter of the gradients and an
-  all-gather of the updated weights; with `overlap` both hide behind the last micro-batch's
-  backward (2 x forward), the time past it is exposed.
+- ZeRO 0: one all-reduce of the gradients, hidden behind the last micro-batch's backward.
+  ZeRO 1-2 (Megatron-Core's distributed optimizer): a reduce-scatter of the gradients behind the
+  last micro-batch's backward (--overlap-grad-reduce) and an all-gather of the updated weights
+  behind the next step's first forward (--overlap-param-gather: each bucket's gather is waited
+  on by the forward of the layers it holds); with `overlap` the time past each is exposed.
 - ZeRO 3 (FSDP, PyTorch's default `reshard_after_forward=True`): no step-level collective. Each
   micro-batch all-gathers the weights layer by layer in its forward (hidden behind that
   forward) and again in its backward, where each layer's gradient reduce-scatter runs too (both
@@ -110,10 +112,11 @@ def dp_collectives(
         e_rs = overlapped(rs.time, t_b, rate, ovl)
         flags = (ag.time > t_f or not ovl, rs.time > t_b or not ovl)
         return [with_exposed(ag, flags[0]), with_exposed(rs, flags[1])], e_ag + e_rs
-    ag = price("all_gather", "dp", n, weights, 1, "step", links, span)
-    t_sync = rs.time + ag.time
-    exposed = overlapped(t_sync, t_b, rate, ovl)
-    return [with_exposed(c, t_sync > t_b or not ovl) for c in (rs, ag)], exposed
+    ag = price("all_gather", "dp", n, weights, 1, "forward", links, span)
+    e_rs = overlapped(rs.time, t_b, rate, ovl)  # behind the last micro-batch's backward
+    e_ag = overlapped(ag.time, t_f, rate, ovl)  # behind the next step's first forward
+    flags = (rs.time > t_b or not ovl, ag.time > t_f or not ovl)
+    return [with_exposed(rs, flags[0]), with_exposed(ag, flags[1])], e_rs + e_ag
 
 
 def attention_time(

@@ -37,7 +37,6 @@ are exposed.
 from __future__ import annotations
 
 import functools
-import math
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -45,9 +44,17 @@ from memwall.errors import MemwallError
 from memwall.hardware import Device
 from memwall.memory import get_optimizer, inference_memory, training_memory
 from memwall.memory.training import state_bytes
-from memwall.parallel.collectives import Collective, price, realistic_links
+from memwall.parallel.collectives import Collective, node_rings, realistic_links
 from memwall.parallel.comm import cp_costs, dp_collectives, memory_zero
 from memwall.parallel.extras import accumulation_time, clipping_time, cross_entropy_time
+from memwall.parallel.groups import (
+    ep_collectives,
+    per_node,
+    placement,
+    pp_collectives,
+    tp_collectives,
+    tp_overlapped,
+)
 from memwall.parallel.layout import Layout, validate_layout
 from memwall.parallel.links import Links
 from memwall.parallel.shard import (
@@ -84,6 +91,9 @@ class Options:
     precision: Precision | None = None
     optimizer: str = "adam"
     overlap: bool = True  # data-parallel gradient sync hidden behind backward
+    # tensor-parallel all-gathers / reduce-scatters overlapped with the GEMMs beside them
+    # (Transformer Engine's userbuffers: Megatron's --tp-comm-overlap, NeMo's tp_comm_overlap)
+    tp_overlap: bool = False
     algorithm: str = "auto"
     efficiency: bool = True  # realistic (published efficiencies); False: the plain roofline
     # attention kernel family of data/efficiency.json (cudnn, fa3, fa2, triton, torch) or auto:
@@ -161,6 +171,7 @@ class Plan:
             "seq_len": o.seq_len,
             "precision": o.precision.label if o.precision else None,
             "overlap": o.overlap,
+            "tp_overlap": o.tp_overlap,
             "compute_model": REALISTIC if o.efficiency else ROOFLINE,
             "step_time": self.step_time,
             "tokens_per_s": self.tokens_per_s,
@@ -178,49 +189,6 @@ class Plan:
             **self.extra,
             "predicted": True,
         }
-
-
-def _placement(layout: Layout, node: int) -> dict[str, bool]:
-    """Which groups span more than one node (True) under tp-innermost placement (tp, cp, dp,
-    pp from the inside out; the data-parallel sync runs over dp x cp ranks)."""
-    t, c, d, p = layout.tp, layout.cp, layout.dp, layout.pp
-    return {
-        "tp": t > node,
-        "cp": t * c > node,
-        "dp": t * c * d > node,
-        "ep": t * layout.ep > node,
-        "pp": p > 1 and t * c * d * p > node,
-    }
-
-
-def _tp_collectives(spec, layout, act, calls_per_layer_pass, passes, phase, links, span, o):
-    """Tensor-parallel collectives of `passes` passes over the stage's layers."""
-    if layout.tp == 1:
-        return []
-    layers = math.ceil(spec.n_layers / layout.pp)
-    calls = calls_per_layer_pass * layers * passes
-    if layout.sequence_parallel:
-        return [
-            price("all_gather", "tp", layout.tp, act, calls, phase, links, span, o.algorithm),
-            price("reduce_scatter", "tp", layout.tp, act, calls, phase, links, span, o.algorithm),
-        ]
-    return [price("all_reduce", "tp", layout.tp, act, calls, phase, links, span, o.algorithm)]
-
-
-def _ep_collectives(spec, layout, tokens, act_bytes, passes, phase, links, span, o):
-    if layout.ep == 1:
-        return []
-    layers = math.ceil(spec.n_layers / layout.pp)
-    msg = tokens * spec.experts_per_token * spec.d_model * act_bytes
-    a2a = replace(links, intra=links.intra_all_to_all)  # a switchless mesh: every link at once
-    return [price("all_to_all", "ep", layout.ep, msg, 2 * layers * passes, phase, a2a, span)]
-
-
-def _pp_collectives(layout, act, passes, phase, links, span):
-    if layout.pp == 1:
-        return []
-    msg = act / layout.tp  # Megatron's scatter/gather over the tensor-parallel ranks
-    return [price("send_recv", "pp", 2, msg, passes * layout.interleave, phase, links, span)]
 
 
 def check_mode(mode: str) -> str:
@@ -257,7 +225,7 @@ def _plan_train(spec, device, links, lay: Layout, o: Options) -> Plan:
     prec = o.precision
     shard = shard_spec(spec, lay)
     m = o.batch // (o.micro_batch * lay.dp)
-    span = _placement(lay, links.node_size)
+    span = placement(lay, links.node_size)
     seq = o.seq_len // lay.cp  # each context-parallel rank's share of a sequence
     fwd = forward(
         shard, "prefill", o.micro_batch, seq, prec, device, o.efficiency, "eager", o.attention
@@ -272,22 +240,28 @@ def _plan_train(spec, device, links, lay: Layout, o: Options) -> Plan:
     tokens = o.micro_batch * seq
     fwd_passes = 2 if lay.checkpointing == "full" else 1
     mb: list[Collective] = []  # per micro-batch, exposed
-    mb += _tp_collectives(spec, lay, act, 2, fwd_passes, "forward", links, span["tp"], o)
-    mb += _tp_collectives(spec, lay, act, 2, 1, "backward", links, span["tp"], o)
-    mb += _ep_collectives(
+    mb += tp_collectives(spec, lay, act, 2, fwd_passes, "forward", links, span["tp"], o)
+    mb += tp_collectives(spec, lay, act, 2, 1, "backward", links, span["tp"], o)
+    mb += ep_collectives(
         spec, lay, tokens, prec.act_bytes, fwd_passes + 1, "fwd+bwd", links, span["ep"], o
     )
-    p2p = _pp_collectives(lay, act, 2, "fwd+bwd", links, span["pp"])
+    p2p = pp_collectives(lay, act, 2, "fwd+bwd", links, span["pp"])
     t_cp, cpc, t_cp_comm, cp_info = cp_costs(
         spec, shard, lay, o, device, links, span["cp"], fwd_passes
     )
     t_x = _extras_per_micro_batch(shard, fp, o.micro_batch * seq, device) if o.efficiency else 0.0
-    t_mb = t_f + t_b + t_r + t_x + _per_micro_batch_comm(mb) + _per_micro_batch_comm(p2p)
+    rate = efficiency_terms(device)["overlap_rate"].value if o.efficiency else 1.0
+    if o.tp_overlap:
+        mb, t_tp = tp_overlapped(mb, fwd["matmul"], fwd_passes, rate)
+    else:
+        t_tp = sum(c.time for c in mb if c.group == "tp")
+    t_other = sum(c.time for c in mb if c.group != "tp")
+    t_mb = t_f + t_b + t_r + t_x + t_tp + t_other + _per_micro_batch_comm(p2p)
     t_mb += t_cp + t_cp_comm  # context parallelism: ring attention's extra blocks and transfers
     bubble = (lay.pp - 1) / lay.interleave * t_mb
-    rate = efficiency_terms(device)["overlap_rate"].value if o.efficiency else 1.0
+    dp_links = node_rings(links, per_node(lay.tp, lay.cp * lay.dp, links.node_size))
     dp, t_dp_exposed = _dp_collectives(
-        shard, lay, fp, prec, links, span["dp"], o, m, t_f, t_b, rate
+        shard, lay, fp, prec, dp_links, span["dp"], o, m, t_f, t_b, rate
     )
     t_opt = _optimizer_time(fp, prec, o, device)
     t_clip = (
@@ -303,7 +277,7 @@ def _plan_train(spec, device, links, lay: Layout, o: Options) -> Plan:
         "loss_and_grad_accumulation": m * t_x,
         "grad_clipping": t_clip,
         "recompute": m * t_r,
-        "tp_comm": m * sum(c.time for c in mb if c.group == "tp"),
+        "tp_comm": m * t_tp,
         "ep_comm": m * sum(c.time for c in mb if c.group == "ep"),
         "pp_comm": m * _per_micro_batch_comm(p2p),
         "cp_attention": m * t_cp,
@@ -427,7 +401,7 @@ def _plan_infer(spec, device, links, lay: Layout, o: Options) -> Plan:
     prec = o.precision
     shard = shard_spec(spec, lay)
     m = o.batch // (o.micro_batch * lay.dp)
-    span = _placement(lay, links.node_size)
+    span = placement(lay, links.node_size)
     stages: dict[str, dict[str, Any]] = {}
     for phase, q_tokens in (("prefill", o.seq_len), ("decode", 1)):
         if phase == "decode" and not spec.is_decoder:
@@ -437,11 +411,11 @@ def _plan_infer(spec, device, links, lay: Layout, o: Options) -> Plan:
             _infer_attention(o), o.kv_dequant,
         )  # fmt: skip
         act = o.micro_batch * q_tokens * spec.d_model * prec.act_bytes
-        mb = _tp_collectives(spec, lay, act, 2, 1, phase, links, span["tp"], o)
-        mb += _ep_collectives(
+        mb = tp_collectives(spec, lay, act, 2, 1, phase, links, span["tp"], o)
+        mb += ep_collectives(
             spec, lay, o.micro_batch * q_tokens, prec.act_bytes, 1, phase, links, span["ep"], o
         )
-        mb += _pp_collectives(lay, act, 1, phase, links, span["pp"])
+        mb += pp_collectives(lay, act, 1, phase, links, span["pp"])
         t_mb = t["time"] + _per_micro_batch_comm(mb)
         total = (m + lay.pp - 1) * t_mb  # the micro-batches through the pipeline
         full = forward(spec, phase, o.micro_batch, o.seq_len, prec, device)["flops"]

@@ -31,6 +31,9 @@ def published_rows() -> list[dict[str, Any]]:
             row: dict[str, Any] = {**r, **{k: int(r[k]) for k in INTS}}
             row["value"] = float(r["value"])
             row["sequence_parallel"] = r["sequence_parallel"].strip().lower() == "true"
+            if (r.get("tp_overlap") or "").strip().lower() not in ("true", "false"):
+                raise ValueError("tp_overlap")
+            row["tp_overlap"] = r["tp_overlap"].strip().lower() == "true"
         except (TypeError, ValueError):
             raise MemwallError(
                 f"published_training.csv: row {r.get('id')!r} is malformed"
@@ -74,7 +77,8 @@ def predict_row(r: dict[str, Any], efficiency: bool = True) -> dict[str, Any]:
                  r["interleave"], r["checkpointing"], r["cp"])  # fmt: skip
     prec = training_precision(r["precision"])
     o = Options("train", r["global_batch"], r["micro_batch"], r["seq_len"], prec,
-                efficiency=efficiency, attention=r["attention"])  # fmt: skip
+                efficiency=efficiency, attention=r["attention"],
+                tp_overlap=r.get("tp_overlap", False))  # fmt: skip
     dev = get_device(r["device"])
     p = plan(row_spec(r), dev, links_for(r["device"]), lay, o)
     pred = p.mfu if r["metric"] == "mfu" else p.hfu

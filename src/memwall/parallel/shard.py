@@ -26,7 +26,7 @@ from memwall.errors import MemwallError
 from memwall.hardware import Device
 from memwall.parallel.layout import Layout
 from memwall.predict import predict_roofline
-from memwall.predict.efficiency import predict_efficiency
+from memwall.predict.efficiency import MATMUL_KINDS, predict_efficiency
 from memwall.spec import ModelSpec, Precision, Workload
 
 
@@ -85,12 +85,15 @@ def forward(
     skip the masked half. `attention`: the attention kernel family (`memwall.predict.efficiency
     .attention_terms`, at the shard's head dim; None: the class's terms). `kv_dequant`: how
     decode attention converts an 8-bit KV cache (`memwall.predict.efficiency.KV_DEQUANT`).
-    Keys: time, backward, flops, frac_compute_bound, attention."""
+    Keys: time, backward, flops, frac_compute_bound, attention, matmul (the forward's matrix
+    multiplications, which tensor-parallel communication can overlap)."""
     ops = op_table(spec, Workload(phase_of(spec, phase), batch, seq_len), precision, "full")
     if not efficiency:
-        t = predict_roofline(ops, device, overhead=False).totals
+        r = predict_roofline(ops, device, overhead=False)
+        t = r.totals
         out = {k: t[k] for k in ("time", "flops", "frac_compute_bound")}
-        return {**out, "backward": 2 * out["time"], "attention": 0.0}
+        mm = float(r.ops.loc[r.ops["kind"].isin(MATMUL_KINDS), "time"].sum())
+        return {**out, "backward": 2 * out["time"], "attention": 0.0, "matmul": mm}
     causal = spec.is_decoder and phase == "prefill"
     e = predict_efficiency(
         ops, device, precision, launch=launch, causal=causal, spread=False, attention=attention,
@@ -111,6 +114,7 @@ def forward(
         "flops": e.totals["flops"],
         "frac_compute_bound": compute / total,
         "attention": float(t_attn.sum()),
+        "matmul": float(df.loc[df["kind"].isin(MATMUL_KINDS), "time"].sum()),
     }
 
 
