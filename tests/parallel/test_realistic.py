@@ -108,3 +108,15 @@ def test_fsdp_throughput_per_gpu_holds_from_one_node_to_eight():
     assert max(got.values()) / min(got.values()) < 1.03
     published = [rows[f"mpt-13b-h100-{g}g-2k"]["value"] for g in (8, 16, 32, 64)]
     assert max(published) / min(published) < 1.01
+
+
+def test_mi355x_has_links_and_trains():
+    """The MI355X platform: Infinity Fabric 1075.2 GB/s aggregate (537.6 per direction) in nodes
+    of 8, so its MLPerf Llama 3.1 8B row is priced (data/published_training.csv)."""
+    from memwall.parallel.published import predict_row, published_rows
+
+    links = links_for("mi355x")
+    assert links.intra.bandwidth == pytest.approx(537.6e9) and links.node_size == 8
+    row = next(r for r in published_rows() if r["device"] == "mi355x")
+    d = predict_row(row)
+    assert d["fits"] and 0.1 < d["predicted"] < 0.9

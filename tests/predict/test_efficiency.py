@@ -288,3 +288,19 @@ def test_eight_bit_kv_cache_is_widened_on_the_conversion_pipe():
     assert per_q["t_compute"] > 2.5 * per_q["t_memory"]  # 4 query heads per KV head
     with pytest.raises(MemwallError, match="kv_dequant"):
         attention(w8, "per_token")
+
+
+def test_blackwell_sm_counts_drive_wave_quantisation():
+    """B200 and GB200 carry their SM counts (148, 152, as the devices report them), so a GEMM
+    whose tiles fill one wave of 132 SMs leaves part of a B200 idle."""
+    from memwall.predict.efficiency import compute_units
+    from memwall.predict.efficiency_data import _tiles
+    from memwall.predict.gemm_shape import shape_efficiency
+
+    b200, gb200 = get_device("b200"), get_device("gb200")
+    assert compute_units(b200) == 148 and compute_units(gb200) == 152
+    # 132 tiles of 128 x 256: one full wave on an H100, 132 / 148 of a wave on a B200
+    m, k, n = np.array([128.0 * 12]), np.array([8192.0]), np.array([256.0 * 11])
+    h100 = shape_efficiency(m, k, n, compute_units(get_device("h100-sxm")), _tiles(), 64.0)
+    b = shape_efficiency(m, k, n, 148, _tiles(), 64.0)
+    assert b[0] < h100[0]

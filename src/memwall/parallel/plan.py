@@ -43,6 +43,7 @@ from typing import Any
 from memwall.errors import MemwallError
 from memwall.hardware import Device
 from memwall.memory import get_optimizer, inference_memory, training_memory
+from memwall.memory.activations import layer_ops
 from memwall.memory.training import state_bytes
 from memwall.parallel.collectives import Collective, node_rings, realistic_links
 from memwall.parallel.comm import cp_costs, dp_collectives, memory_zero
@@ -213,8 +214,17 @@ def plan(spec: ModelSpec, device: Device, links: Links, layout: Layout, options:
     return _plan_infer(spec, device, links, layout, o)
 
 
-# the search prices hundreds of layouts that share a shard: its memory is computed once
-_training_memory = functools.lru_cache(maxsize=1024)(training_memory)
+# the search prices hundreds of layouts that share a shard: its op table is built once per
+# (shard, micro-batch, sequence, precision) and its memory once per strategy on top of it
+_layer_ops = functools.lru_cache(maxsize=256)(layer_ops)
+
+
+@functools.lru_cache(maxsize=1024)
+def _training_memory(shard, batch, seq, prec, optimizer, checkpointing, zero, devices):
+    ops = _layer_ops(shard, batch, seq, prec)
+    return training_memory(
+        shard, batch, seq, prec, optimizer, checkpointing, zero, devices, ops=ops
+    )  # fmt: skip
 
 
 def _per_micro_batch_comm(colls: list[Collective]) -> float:
