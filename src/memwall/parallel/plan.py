@@ -11,11 +11,13 @@ Training (one iteration of `batch` sequences; m = batch / (micro_batch x dp) mic
 - pipeline: one send/recv per micro-batch per virtual stage in each direction (activations split
   over the tensor-parallel ranks, Megatron's scatter/gather), and the 1F1B schedule time
   (m + (p-1)/v) x per-micro-batch time, whose bubble is (p-1)/v / (m + (p-1)/v);
-- data parallelism over dp x cp ranks (`memwall.parallel.comm`): gradient all-reduce (ZeRO 1-2:
-  reduce-scatter + all-gather of the weights) hidden behind the last micro-batch's backward;
-  ZeRO 3 (FSDP) gathers the weights in each micro-batch's forward and backward and
-  reduce-scatters in each backward, hidden behind that micro-batch's compute (under a pipeline:
-  one gather and one reduce-scatter a step); without `overlap` all of it adds; with
+- data parallelism over dp x cp ranks (`memwall.parallel.comm`): gradient all-reduce hidden
+  behind the last micro-batch's backward (ZeRO 1-2: the reduce-scatter there, the all-gather of
+  the weights behind the next step's first forward); a group spanning nodes runs one ring per
+  NIC, k of its ranks in a node giving k NICs' bandwidth (`collectives.node_rings`); ZeRO 3
+  (FSDP) gathers the weights in each micro-batch's forward and backward and reduce-scatters
+  in each backward, hidden behind that micro-batch's compute (under a pipeline: one gather and
+  one reduce-scatter a step); without `overlap` all of it adds; with
   efficiencies the compute beside a hidden collective runs at `overlap_rate` of its speed, so
   (1 - overlap_rate) of the collective's time adds even when it is hidden;
 - context parallelism (cp ranks split each sequence): ring attention's extra block steps and
@@ -23,7 +25,9 @@ Training (one iteration of `batch` sequences; m = batch / (micro_batch x dp) mic
 - optimizer step: memory-bound, reads and writes the device's weights, gradients and states;
 - attention at the published figures of the kernel family `Options.attention` names
   (`memwall.predict.efficiency.attention_terms`; auto: what the frameworks run on the device).
-Tensor, expert and pipeline communication is on the critical path (no overlap assumed).
+Expert and pipeline communication is on the critical path; tensor-parallel communication is
+too unless `Options.tp_overlap` hides each pass's collectives behind its GEMMs (Transformer
+Engine's userbuffers, `groups.tp_overlapped`).
 MFU = model FLOPs (3 x forward, no recomputation) / (devices x dense peak x step time); HFU adds
 the recomputed FLOPs.
 
