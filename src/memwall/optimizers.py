@@ -92,6 +92,12 @@ class StateBytes:
 
 
 def state_bytes(precision: Precision, master_weights: bool = True) -> StateBytes:
+    """Bytes per parameter of each model state. Mixed bf16 training keeps its gradients in fp32:
+    Megatron-LM turns on `accumulate_allreduce_grads_in_fp32` for bfloat16 ('accumulate and
+    all-reduce gradients in fp32 for bfloat16 data type', megatron/training/arguments.py), the
+    Llama 3 paper (section 3.3.2) accumulates and reduce-scatters gradients in fp32, and
+    torchtitan's and llm-foundry's FSDP reduce in fp32. Mixed fp16 keeps fp16 gradients (loss
+    scaling; Megatron and DeepSpeed), as does the paper's accounting (`precision.paper`)."""
     if precision.weight_bits not in (16, 32):
         raise MemwallError(
             f"training needs 16- or 32-bit weights, got {precision.weight_bits}-bit "
@@ -101,7 +107,8 @@ def state_bytes(precision: Precision, master_weights: bool = True) -> StateBytes
     mixed = precision.weight_bits < 32
     master = FP32 if (mixed and master_weights) else 0.0
     state = FP32 if (mixed and master_weights) or not mixed else w
-    return StateBytes(w, w, master, state, mixed)
+    fp32_grads = mixed and master_weights and precision.float_kind == "bf16" and not precision.paper
+    return StateBytes(w, FP32 if fp32_grads else w, master, state, mixed)
 
 
 def one_device_states(

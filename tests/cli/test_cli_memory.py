@@ -90,14 +90,16 @@ def test_breakdown_plot(cli, tmp_path):
     assert r.code == 0 and target.read_bytes()[:4] == b"\x89PNG"
 
 
-def test_json_parts_sum_to_16_bytes_per_parameter_for_mixed_adam(cli):
-    r = cli("memory", "gpt2", "--mode", "train", "--precision", "bf16", "--format", "json")
+@pytest.mark.parametrize("precision, per_param", [("bf16", 18), ("fp16", 16)])
+def test_json_parts_sum_per_parameter_for_mixed_adam(cli, precision, per_param):
+    # 2 (weights) + gradients (fp32 under bf16, 16-bit under fp16) + 8 (moments) + 4 (master)
+    r = cli("memory", "gpt2", "--mode", "train", "--precision", precision, "--format", "json")
     assert r.code == 0, r.err
     d = r.json
     pdv = d["per_device"]
     parts = d["model_state_parts"]
     assert parts == ["weights", "gradients", "optimizer_state", "master_weights"]
-    assert sum(pdv[k] for k in parts) == pytest.approx(16 * d["params"], rel=1e-12)
+    assert sum(pdv[k] for k in parts) == pytest.approx(per_param * d["params"], rel=1e-12)
     assert sum(pdv[k] for k in parts) == pytest.approx(pdv["model_states"], rel=1e-12)
     assert pdv["optimizer_state"] == pytest.approx(8 * d["params"])  # two fp32 moments
     assert pdv["master_weights"] == pytest.approx(4 * d["params"])

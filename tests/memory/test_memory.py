@@ -27,6 +27,7 @@ from memwall.memory import (
 from memwall.memory.activations import part_bytes, saved_tensors
 from memwall.memory.fit import resolve_device
 from memwall.memory.remat import pareto
+from memwall.optimizers import state_bytes
 from memwall.search import first_true, largest
 from memwall.spec import Workload, load_model, parse_precision, preset_config, spec_from_config
 from memwall.studies.figure4 import (
@@ -78,23 +79,27 @@ def test_unknown_optimizer_suggests_closest():
 @pytest.mark.parametrize(
     "stage, published_gb",
     # Rajbhandari et al., ZeRO (SC 2020), Fig. 1: 7.5B parameters, 64 devices, Adam with
-    # mixed precision (K = 12): 120 GB, 31.4 GB, 16.6 GB, 1.9 GB per device.
+    # mixed precision (K = 12): 120 GB, 31.4 GB, 16.6 GB, 1.9 GB per device. The paper trains
+    # in fp16 (fp16 weights and gradients, fp32 master and Adam states).
     [(0, 120.0), (1, 31.4), (2, 16.6), (3, 1.9)],
 )
 def test_zero_stages_reproduce_the_zero_paper(stage, published_gb):
-    s = model_states(7.5e9, "adam", parse_precision("bf16"), zero=stage, devices=64)
+    s = model_states(7.5e9, "adam", parse_precision("fp16"), zero=stage, devices=64)
     total = s["weights"] + s["gradients"] + s["optimizer"] + s["master_weights"]
     assert total / 1e9 == pytest.approx(published_gb, rel=0.02)
 
 
 def test_model_state_bytes_per_parameter():
-    # fp32 Adam: 4 + 4 + 8; mixed bf16 Adam: 2 + 2 + (4 master + 8); SGD fp32: 4 + 4
+    # fp32 Adam: 4 + 4 + 8; mixed bf16 Adam: 2 + 4 (fp32 gradients, as Megatron-LM keeps them
+    # for bf16) + (4 master + 8); mixed fp16 Adam: 2 + 2 + (4 + 8), the ZeRO paper's 16;
+    # SGD fp32: 4 + 4
     per = {
         ("fp32", "adam"): 16,
-        ("bf16", "adam"): 16,
+        ("bf16", "adam"): 18,
+        ("fp16", "adam"): 16,
         ("fp32", "sgd"): 8,
         ("fp32", "momentum"): 12,
-        ("bf16", "sgd"): 8,
+        ("bf16", "sgd"): 10,
     }
     for (prec, opt), want in per.items():
         s = model_states(1000, opt, parse_precision(prec))
@@ -106,6 +111,15 @@ def test_model_state_bytes_per_parameter():
     no_master = model_states(1000, "adam", parse_precision("bf16"), master_weights=False)
     assert no_master["optimizer"] / 1000 == 4  # two bf16 states
     assert no_master["master_weights"] == 0
+    assert no_master["gradients"] / 1000 == 2  # pure bf16: gradients in bf16 too
+
+
+def test_bf16_gradients_are_fp32_but_not_fp16_or_the_papers():
+    assert state_bytes(parse_precision("bf16")).grad == 4
+    assert state_bytes(parse_precision("fp16")).grad == 2
+    assert state_bytes(parse_precision("fp32")).grad == 4
+    paper = replace(parse_precision("bf16"), paper=True)
+    assert state_bytes(paper).grad == 2
 
 
 def test_offload_moves_optimizer_state_to_host():

@@ -120,3 +120,19 @@ def test_mi355x_has_links_and_trains():
     row = next(r for r in published_rows() if r["device"] == "mi355x")
     d = predict_row(row)
     assert d["fits"] and 0.1 < d["predicted"] < 0.9
+
+
+def test_bf16_gradients_are_reduced_in_fp32_fp16_ones_in_fp16():
+    # Megatron-LM accumulates and reduce-scatters bf16 training's gradients in fp32; fp16
+    # training keeps fp16 gradients (loss scaling). The data-parallel reduce-scatter carries them.
+    spec, dev = load_model("llama-3-8b"), get_device("h100-sxm")
+    lay = Layout(tp=1, dp=8, zero=1)
+
+    def dp_bytes(prec: str) -> float:
+        o = Options("train", 32, 1, 2048, parse_precision(prec))
+        p = plan(spec, dev, links_for("h100-sxm"), lay, o)
+        (rs,) = [c for c in p.collectives if c.group == "dp" and c.kind == "reduce_scatter"]
+        return rs.message * rs.calls
+
+    assert dp_bytes("bf16") == pytest.approx(4 * spec.n_params(), rel=1e-6)
+    assert dp_bytes("fp16") == pytest.approx(2 * spec.n_params(), rel=1e-6)
