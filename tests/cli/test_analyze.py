@@ -135,3 +135,23 @@ def test_integer_weights_keep_the_head_16_bit_and_say_so(cli):
     assert any("LM head 16-bit" in n for n in d["notes"])
     assert any("quantized too" in n for n in q["notes"])
     assert not bf["notes"]
+
+
+def test_accumulate_fp16_speeds_a_geforce_prompt_and_needs_a_catalog_device(cli):
+    args = ("analyze", "llama-3-8b", "--phase", "prefill", "--seq-len", "512",
+            "--precision", "fp16", "--device", "rtx-4090", "--format", "json")  # fmt: skip
+    base = cli(*args)
+    fast = cli(*args, "--accumulate", "fp16")
+    assert base.code == 0 and fast.code == 0, base.err + fast.err
+    t32 = base.json["prediction"]["totals"]["time"]
+    t16 = fast.json["prediction"]["totals"]["time"]
+    assert t16 < 0.8 * t32  # a 512-token prompt is mostly GEMMs
+    for bad in (
+        ("analyze", "llama-3-8b", "--accumulate", "fp16"),
+        ("analyze", "llama-3-8b", "--device", "rtx-4090", "--accumulate", "fp8"),
+        ("analyze", "torchvision:resnet18", "--device", "rtx-4090", "--accumulate", "fp16"),
+    ):
+        r = cli(*bad)
+        assert r.code == 2 and "accumulate" in r.err and "Traceback" not in r.err
+    h = cli("analyze", "--help")
+    assert "--accumulate" in h.out and "fp16" in h.out

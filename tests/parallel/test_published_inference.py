@@ -259,3 +259,24 @@ def test_tensorrt_llm_09_converts_the_fp8_kv_cache_once_per_query_head():
         per_q, per_kv = predict_row(r)[0], predict_row(r.model_copy(update={"kv_dequant": ""}))[0]
         # (1.65: with memory_compute_overlap's 5% the no-conversion price of row 111 is 1.69x)
         assert abs(per_q / r.value - 1) < 0.15 and per_kv > 1.65 * r.value, r.id
+
+
+def test_llama_cpp_geforce_rows_accumulate_in_fp16_and_only_those():
+    rows = load_published()
+    acc16 = [r for r in rows if r.accumulate == "fp16"]
+    assert acc16 and all(
+        r.software.startswith("llama.cpp") and r.device.startswith("rtx-") for r in acc16
+    )
+    others = [r for r in rows if r.software.startswith("llama.cpp") and r.device.startswith("rtx")]
+    assert len(others) == len(acc16)
+    prefill = next(r for r in acc16 if r.metric == "prefill_tok_s" and r.precision == "fp16")
+    as_fp32 = prefill.model_copy(update={"accumulate": ""})
+    assert predict_row(prefill)[0] > 1.3 * predict_row(as_fp32)[0]  # a GEMM-bound prompt
+
+
+def test_fp16_accumulation_is_refused_over_several_gpus():
+    text = csv_text()
+    old = ",generate,1,1,0,128,decode_tok_s"  # row 1: llama.cpp on an RTX 3090, fp16 accumulate
+    assert old in text and ROWS[0].accumulate == "fp16"
+    with pytest.raises(MemwallError, match="one device"):
+        parse_published(text.replace(old, ",generate,1,2,0,128,decode_tok_s", 1))

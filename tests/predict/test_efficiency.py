@@ -304,3 +304,30 @@ def test_blackwell_sm_counts_drive_wave_quantisation():
     h100 = shape_efficiency(m, k, n, compute_units(get_device("h100-sxm")), _tiles(), 64.0)
     b = shape_efficiency(m, k, n, 148, _tiles(), 64.0)
     assert b[0] < h100[0]
+
+
+def prefill_table(prec, seq=512):
+    return op_table(LLAMA, Workload("prefill", 1, seq), prec, "full", True)
+
+
+def test_fp16_accumulation_speeds_geforce_gemms_only():
+    # llama.cpp runs its GEMMs with CUBLAS_COMPUTE_16F; GeForce tensor cores run fp16
+    # accumulation at up to twice the fp32-accumulate rate the catalog lists, data-centre parts not
+    ops = prefill_table(F16)
+    geforce = get_device("rtx-4090")
+    acc32 = predict_efficiency(ops, geforce, F16, accumulate="fp32")
+    acc16 = predict_efficiency(ops, geforce, F16, accumulate="fp16")
+    mm = acc32.ops["kind"] == "matmul"
+    ratio = acc32.ops.loc[mm, "t_compute"].sum() / acc16.ops.loc[mm, "t_compute"].sum()
+    assert ratio == pytest.approx(efficiency_terms(geforce)["acc16_rel"].value, rel=1e-3)
+    assert 1.5 < ratio <= 2.0
+    other = ~mm & (acc32.ops["kind"] != "moe")
+    assert acc16.ops.loc[other, "time"].tolist() == acc32.ops.loc[other, "time"].tolist()
+    assert acc16.totals["time"] < acc32.totals["time"]
+    # the default accumulates in fp32: the same prediction as before the knob
+    assert predict_efficiency(ops, geforce, F16).totals == acc32.totals
+    h100 = get_device("h100-sxm")
+    same = predict_efficiency(ops, h100, F16, accumulate="fp16").totals["time"]
+    assert same == predict_efficiency(ops, h100, F16).totals["time"]
+    with pytest.raises(MemwallError, match="accumulate"):
+        predict_efficiency(ops, geforce, F16, accumulate="fp8")

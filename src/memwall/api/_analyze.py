@@ -65,6 +65,7 @@ def analyze(
     image_size: int | None = None,
     launch: str | None = None,
     price_per_hour: float | None = None,
+    accumulate: str | None = None,
 ) -> Result:
     """Per-operation FLOPs, bytes moved and arithmetic intensity (FLOPs/byte) of one workload
     of a model, counted in closed form or by tracing the real module; with `device`, each
@@ -111,6 +112,9 @@ def analyze(
         price_per_hour: with device: US dollars per device-hour; adds the predicted cost per
             million tokens to the energy block (joules per token, average power) that every
             prediction on a preset or config carries.
+        accumulate: with a catalog device: what 16-bit matmuls accumulate in, fp32 (default;
+            cuBLAS, PyTorch, TensorRT-LLM) or fp16 (llama.cpp on NVIDIA GPUs), which GeForce
+            tensor cores run up to twice as fast (efficiency term acc16_rel).
 
     Returns a `Result`: `.to_dict()` is `memwall analyze ... --format json`; `.ops` the
     operation table (with predicted time columns when `device` is given); `.plot(path)` the
@@ -125,6 +129,8 @@ def analyze(
     if phase is not None:
         phase = choice("--phase", phase, PHASES)
     convention = choice("--convention", convention, ("full", "paper"))
+    if accumulate is not None:
+        accumulate = choice("--accumulate", accumulate, ("fp32", "fp16"))
     if engine is not None:
         engine = choice("--engine", engine, ("closed", "trace"))
     if mla is not None:
@@ -136,7 +142,7 @@ def analyze(
         given = {
             "engine": engine, "gen_len": gen_len, "mla": mla, "seq_len": seq_len,
             "group_size": group_size, "quantize_head": quantize_head or None, "launch": launch,
-            "price_per_hour": price_per_hour,
+            "price_per_hour": price_per_hour, "accumulate": accumulate,
         }  # fmt: skip
         _check_module_flags(src, phase, convention, given)
         return _analyze_module(
@@ -145,13 +151,13 @@ def analyze(
     return _analyze_config(
         model, phase, batch, seq_len, gen_len, precision, group_size, quantize_head, convention,
         fused_attention, mla, engine or "closed", device, plot, image_size, launch,
-        price_per_hour,
+        price_per_hour, accumulate,
     )  # fmt: skip
 
 
 def _analyze_config(
     model, phase, batch, seq_len, gen_len, precision, group_size, quantize_head, convention,
-    fused, mla, engine, device, plot, image_size, launch, price_per_hour=None,
+    fused, mla, engine, device, plot, image_size, launch, price_per_hour=None, accumulate=None,
 ) -> Result:  # fmt: skip
     from memwall.io import check_output_path
     from memwall.spec import load_model_config, parse_precision
@@ -164,6 +170,8 @@ def _analyze_config(
         raise MemwallError("--plot needs --device (the roofline is drawn against a device)")
     if launch is not None and launch != "graph" and device is None:
         raise MemwallError("--launch needs --device (it sets how kernels reach that device)")
+    if accumulate is not None and accumulate != "fp32" and device is None:
+        raise MemwallError("--accumulate needs --device (it sets how that device's GEMMs run)")
     if mla is not None and not spec.is_mla:
         raise MemwallError(f"--mla applies to multi-head latent attention models; {spec.name} "
                            "has none")  # fmt: skip
@@ -174,7 +182,7 @@ def _analyze_config(
     pred = plotter = None
     if device is not None:
         causal = spec.is_decoder and wl.phase == "prefill"
-        pred, plotter = _predict(df, device, prec, launch or "graph", causal)
+        pred, plotter = _predict(df, device, prec, launch or "graph", causal, accumulate or "fp32")
         payload["prediction"] = pred.to_dict()
         if convention == "full":  # the paper's 8-bit accounting is not what a device runs
             payload["energy"] = analyze_energy(df, pred, wl, prec, price_per_hour)
@@ -186,7 +194,7 @@ def _analyze_config(
         + f" | convention={payload['convention']} precision={payload['precision']}"
         + f" engine={payload['engine']}"
     )
-    notes = _caption(payload, pred, launch or "graph")
+    notes = _caption(payload, pred, launch or "graph", accumulate or "fp32")
     if "energy" in payload:
         notes.append(payload["energy"]["caption"])
     return _finish(
@@ -307,7 +315,9 @@ def _payload(spec, wl, prec, df, convention: str, engine: str) -> dict:
     return payload
 
 
-def _predict(df, device: str, prec, launch: str, causal: bool = False) -> tuple[Any, Any]:
+def _predict(
+    df, device: str, prec, launch: str, causal: bool = False, accumulate: str = "fp32"
+) -> tuple[Any, Any]:
     """The predictor for `device`: a measured device (`local`, a saved measurement) prices the
     ops on its own measured roofline; a catalog or what-if device on its spec-sheet roofs
     times published efficiencies (with a range). Returns the prediction and its plotter."""
@@ -320,7 +330,12 @@ def _predict(df, device: str, prec, launch: str, causal: bool = False) -> tuple[
             "--launch applies to catalog and what-if devices; a measured device uses its "
             "own measured per-op overhead"
         )
-    pred = default_prediction(df, dev, prec, launch, causal)  # the report's too
+    if dev.measured and accumulate != "fp32":
+        raise MemwallError(
+            "--accumulate applies to catalog and what-if devices; a measured device uses its "
+            "own measured matmul rate"
+        )
+    pred = default_prediction(df, dev, prec, launch, causal, accumulate)  # the report's too
     return pred, _roofline_plotter(getattr(pred, "roofline", pred), dev)
 
 
@@ -333,7 +348,7 @@ def _roofline_plotter(pred, dev):
     return draw
 
 
-def _caption(payload: dict, pred, launch: str) -> list[str]:
+def _caption(payload: dict, pred, launch: str, accumulate: str = "fp32") -> list[str]:
     """The lines under the table: totals, the payload's notes, the prediction and its basis."""
     tot = payload["totals"]
     caption = (
@@ -348,7 +363,8 @@ def _caption(payload: dict, pred, launch: str) -> list[str]:
         if "time_low" in pred.totals:
             low, high = si(pred.totals["time_low"], "s"), si(pred.totals["time_high"], "s")
             caption += f"(range {low}-{high}; spec-sheet roofs x published efficiencies, "
-            caption += f"launch={launch})"
+            caption += f"launch={launch}"
+            caption += ", 16-bit GEMMs accumulate in fp16)" if accumulate == "fp16" else ")"
         else:
             caption += f"({pred.device.roof_origin} roofs)"
         caption += f"\n{pred.describe()}" if hasattr(pred, "describe") else ""
@@ -385,7 +401,8 @@ def _check_module_flags(src, phase: str | None, convention: str, given: dict) ->
         "a traced module runs fp32, bf16 or fp16 (integer formats are for presets and configs)",
     )
     not_applicable(
-        flags("launch"), "a traced module is priced on the plain roofline of --device (no launches)"
+        flags("launch", "accumulate"),
+        "a traced module is priced on the plain roofline of --device (no launches or efficiencies)",
     )
     not_applicable(flags("price_per_hour"), "energy and cost are predicted for presets and configs")
 

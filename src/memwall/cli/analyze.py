@@ -124,6 +124,13 @@ def analyze(
             help="With --device: " + PRICE_HELP,
         ),
     ] = None,
+    accumulate: Annotated[
+        str,
+        typer.Option(
+            help="With a catalog --device: what 16-bit GEMMs accumulate in, fp32 (cuBLAS, "
+            "PyTorch) or fp16 (llama.cpp on NVIDIA; GeForce runs it up to 2x faster)."
+        ),
+    ] = "fp32",
     fmt: FormatOpt = "table",  # type: ignore[assignment]
 ) -> None:
     """Per-operation FLOPs, bytes moved and arithmetic intensity (FLOPs/byte)."""
@@ -148,6 +155,7 @@ def analyze(
         image_size=image_size,
         launch=launch if "--launch" in typed else None,
         price_per_hour=price_per_hour,
+        accumulate=accumulate if "--accumulate" in typed else None,
     )
     pred = result.extra["prediction"]
 

@@ -98,6 +98,7 @@ class PublishedRow(BaseModel):
     excluded: str = ""  # empty: in the error statistics; else why the row cannot be what it says
     prefill_launch: Literal["", "eager", "graph", "kernel"] = ""  # empty: as `launch`
     kv_dequant: Literal["", "none", "kv_head", "query_head"] = ""  # empty: none (KV_DEQUANT)
+    accumulate: Literal["", "fp32", "fp16"] = ""  # 16-bit matmuls' accumulator; empty: fp32
 
     @field_validator("precision")
     @classmethod
@@ -119,6 +120,8 @@ class PublishedRow(BaseModel):
             raise ValueError(f"metric {m} needs seq_len >= 1")
         if m == "matmul_time_s" and self.tp != 1:
             raise ValueError("a matmul row runs on one device (tp 1)")
+        if self.accumulate == "fp16" and self.tp != 1:
+            raise ValueError("accumulate fp16 is priced on one device only (tp 1)")
         return self
 
 
@@ -166,13 +169,21 @@ Times = tuple[float, float, float]  # seconds: (predicted, low, high)
 
 
 def _one_device(
-    ops: pd.DataFrame, dev: Device, prec: Precision, launch: str, model: str, kv_dequant: str = ""
+    ops: pd.DataFrame,
+    dev: Device,
+    prec: Precision,
+    launch: str,
+    model: str,
+    kv_dequant: str = "",
+    accumulate: str = "",
 ) -> Times:
     if model == "roofline":  # at the dtype the efficiency model prices (a peak the device has)
         ops = ops.assign(dtype=[compute_dtype(dev, d, prec) for d in ops["dtype"]])
         t = predict_roofline(ops, dev, overhead=False).totals["time"]
         return t, t, t
-    p = predict_efficiency(ops, dev, prec, launch, kv_dequant=kv_dequant or "none").totals
+    p = predict_efficiency(
+        ops, dev, prec, launch, kv_dequant=kv_dequant or "none", accumulate=accumulate or "fp32"
+    ).totals
     return p["time"], p["time_low"], p["time_high"]
 
 
@@ -190,7 +201,9 @@ def _parts_one(row: PublishedRow, prec: Precision, dev: Device, model: str) -> d
         else:
             wl = Workload("generate", row.batch, row.seq_len, row.gen_len)
         ops = op_table(spec, wl, prec, "full", True)
-        out[part] = _one_device(ops, dev, prec, launch_of(row, part), model, row.kv_dequant)
+        out[part] = _one_device(
+            ops, dev, prec, launch_of(row, part), model, row.kv_dequant, row.accumulate
+        )
     return out
 
 
@@ -242,7 +255,9 @@ def predict_row(row: PublishedRow, model: str = "efficiency") -> Times:
     prec = parse_precision(row.precision, row.group_size, row.quantize_head == "yes")
     dev = get_device(row.device)
     if row.metric == "matmul_time_s":
-        return _one_device(_gemm_table(row, prec), dev, prec, row.launch, model)
+        return _one_device(
+            _gemm_table(row, prec), dev, prec, row.launch, model, accumulate=row.accumulate
+        )
     if row.tp > 1:
         return _combine(row, _parts_tp(row, prec, dev, model))
     return _combine(row, _parts_one(row, prec, dev, model))

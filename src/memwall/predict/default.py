@@ -20,11 +20,13 @@ def default_prediction(
     precision: Precision | None,
     launch: str = "graph",
     causal: bool = False,
+    accumulate: str = "fp32",
 ) -> Prediction | EffPrediction:
-    """The realistic prediction of `ops` on `device` (see the module docstring)."""
+    """The realistic prediction of `ops` on `device` (see the module docstring); `accumulate`:
+    what 16-bit matmuls accumulate in on a catalog device (fp32, or fp16 as llama.cpp does)."""
     if device.measured:
         return predict_roofline(ops, device)
-    return device_prediction(ops, device, precision, launch, causal)
+    return device_prediction(ops, device, precision, launch, causal, accumulate)
 
 
 def shares(pred: Prediction | EffPrediction) -> dict[str, float]:

@@ -84,13 +84,18 @@ def combine(t_memory: np.ndarray, t_compute: np.ndarray) -> np.ndarray:
 
 
 # The terms that set a kernel's time (the rest: attention backward and collectives, parallel path).
-KERNEL_TERMS = TERMS[:12] + ("mm_k_half", "mm8_rel", "kv8_dq_frac")
+KERNEL_TERMS = TERMS[:12] + ("mm_k_half", "mm8_rel", "acc16_rel", "kv8_dq_frac")
 # How a decode attention kernel converts an 8-bit KV cache: not element by element ("none", the
 # default: FP8 K/V fed to FP8 tensor-core MMAs, as Hopper's XQA and FlashAttention-3 do), once
 # per element it reads ("kv_head": a group's query heads share one thread block that widens K/V
 # to 16 bits for 16-bit MMAs, as TensorRT-LLM 0.9's pre-Hopper XQA does), or once per query head
 # ("query_head": one thread block per query head, TensorRT-LLM's masked multi-head attention).
 KV_DEQUANT = ("none", "kv_head", "query_head")
+# What a 16-bit matmul accumulates in: fp32 (cuBLAS's default, PyTorch, TensorRT-LLM) or fp16
+# (CUBLAS_COMPUTE_16F, as llama.cpp runs its GEMMs on NVIDIA GPUs), which GeForce tensor cores
+# run at up to twice the rate (acc16_rel).
+ACCUMULATE = ("fp32", "fp16")
+SIXTEEN_BIT = ("fp16", "bf16")  # matmuls acc16_rel applies to when accumulating in fp16
 CAUSAL_WORK = 0.5  # share of the L x L score blocks a causal flash-attention kernel computes
 MATMUL_KINDS = ("matmul", "moe")  # expert GEMMs and routers run on the matrix units too
 EIGHT_BIT = ("int8", "fp8")  # matmuls on the 8-bit tensor-core peak (mm8_rel applies)
@@ -186,6 +191,7 @@ def _columns(df: pd.DataFrame, units: float | None, attn_work: float) -> dict[st
     return {
         **cols,
         "bits8": df["dtype"].isin(EIGHT_BIT).to_numpy(),
+        "acc16": np.zeros(len(df), dtype=bool),  # set by predict_efficiency(accumulate="fp16")
         "inst": inst,
         "b": df["bytes"].to_numpy(float) / inst,
         "f": df["flops"].to_numpy(float) / inst,
@@ -215,6 +221,7 @@ def _row_times(c: dict[str, Any], dev: Device, p: dict[str, float], launch: str)
         peak, vpeak = c["_peak"], c["_vpeak"]
         vec_rate = vpeak * p["vec_frac"]
         mm_frac = p["mm_frac"] * np.where(c["bits8"], p["mm8_rel"], 1.0)
+        mm_frac = mm_frac * np.where(c["acc16"], p["acc16_rel"], 1.0)
         rate = np.where(  # a small-M matmul may run faster on the vector units (GEMV kernels)
             np.isin(kind, MATMUL_KINDS),
             np.maximum(peak * mm_frac * shape, vec_rate) * dq_mm,
@@ -258,7 +265,7 @@ class EffPrediction:
         """One line for a table caption: which terms are the device's own, which defaults."""
         own = [k for k, t in self.terms.items() if t.origin.startswith("device")]
         rest = len(self.terms) - len(own)
-        mine = f"measured for this chip: {', '.join(own)}; " if own else ""
+        mine = f"this chip's own: {', '.join(own)}; " if own else ""
         return (
             f"efficiency terms ({self.launch} launch): {mine}{rest} defaults of class "
             f"{self.device_class}; values and sources: --format json"
@@ -344,6 +351,7 @@ def predict_efficiency(
     head_dim: int | None = None,
     kv_dequant: str = "none",
     m_spread: float = 0.0,
+    accumulate: str = "fp32",
 ) -> EffPrediction:
     """Predicted time of each op on `device` with published efficiencies, and its range
     (`spread=False`: no range, the low and high equal the value; the parallel search's speed).
@@ -359,13 +367,17 @@ def predict_efficiency(
     by element ('none', the default), once per element read ('kv_head') or once per query head
     ('query_head'; see KV_DEQUANT). `m_spread`: each GEMM's tile and wave quantisation as the
     average over M spread by that fraction either side (a server in steady state, whose steps'
-    M varies; `predict.gemm_shape`), 0 the one shape. Raises MemwallError on an op dtype the
-    device has no peak for, or an unknown launch mode, attention kernel or kv_dequant.
+    M varies; `predict.gemm_shape`), 0 the one shape. `accumulate`: what 16-bit matmuls
+    accumulate in, 'fp32' (the default) or 'fp16' (llama.cpp on NVIDIA; the device's acc16_rel
+    speeds them up). Raises MemwallError on an op dtype the device has no peak for, or an
+    unknown launch mode, attention kernel, kv_dequant or accumulate.
     """
     if launch not in LAUNCH_MODES:
         raise MemwallError(f"unknown launch mode {launch!r}; accepted: {', '.join(LAUNCH_MODES)}")
     if kv_dequant not in KV_DEQUANT:
         raise MemwallError(f"unknown kv_dequant {kv_dequant!r}; accepted: {', '.join(KV_DEQUANT)}")
+    if accumulate not in ACCUMULATE:
+        raise MemwallError(f"unknown accumulate {accumulate!r}; accepted: {', '.join(ACCUMULATE)}")
     terms = efficiency_terms(device)
     attention_note = None
     if attention is not None:
@@ -377,6 +389,9 @@ def predict_efficiency(
     if not 0.0 <= m_spread < 1.0:
         raise MemwallError(f"m_spread must be in [0, 1), got {m_spread!r}")
     cols["m_spread"] = m_spread
+    if accumulate == "fp16":
+        kind, dtype = df["kind"], df["dtype"]
+        cols["acc16"] = (kind.isin(MATMUL_KINDS) & dtype.isin(SIXTEEN_BIT)).to_numpy()
     times = _row_times(cols, device, _params(terms, "value"), launch)
     if spread:
         low, high = _spread(cols, device, terms, launch, times["time"])
@@ -419,10 +434,11 @@ def device_prediction(
     precision: Precision | None,
     launch: str = "graph",
     causal: bool = False,
+    accumulate: str = "fp32",
 ) -> EffPrediction:
     """`predict_efficiency` with the spec-sheet roofline of the same ops kept as `.roofline`
     (what the datasheet alone says; the roofline plot draws it)."""
-    eff = predict_efficiency(ops, device, precision, launch, causal)
+    eff = predict_efficiency(ops, device, precision, launch, causal, accumulate=accumulate)
     df = ops.copy()
     df["dtype"] = [compute_dtype(device, d, precision) for d in df["dtype"]]
     return dataclasses.replace(eff, roofline=predict_roofline(df, device))

@@ -32,6 +32,7 @@ TERMS = (
     "dq_mm_4",
     "mm_k_half",
     "mm8_rel",
+    "acc16_rel",
     "attn_bwd_frac",
     "coll_frac",
     "net_frac",
