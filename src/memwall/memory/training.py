@@ -2,8 +2,10 @@
 
 Model states (bytes per parameter; the accounting of the ZeRO paper, Rajbhandari et al. 2020):
 - fp32 training: weights 4, gradients 4, optimizer states 4 each.
-- mixed precision (16-bit weights): weights 2, gradients 2, fp32 master weights 4 and fp32
-  optimizer states 4 each (Adam: 2 + 2 + 12 = 16 bytes per parameter). Without master weights
+- mixed precision (16-bit weights): weights 2, fp32 master weights 4 and fp32 optimizer states
+  4 each; gradients 4 under bf16 (fp32 accumulation and reduction, as Megatron-LM, FSDP and the
+  Llama 3 run keep them: Adam 2 + 4 + 12 = 18 bytes per parameter) and 2 under fp16 (the ZeRO
+  paper's Adam 2 + 2 + 12 = 16; `memwall.optimizers.state_bytes`). Without master weights
   (`master_weights=False`) the states are kept in the weights' precision.
 - ZeRO over N devices: stage 1 shards the optimizer states (master weights included), stage 2
   also the gradients, stage 3 also the weights; stage 3 gathers each layer's full weights before
@@ -105,6 +107,7 @@ class TrainingFootprint:
     recompute_flops: float
     events: tuple[Event, ...] = field(repr=False, default=())
     saved: tuple[Saved, ...] = field(repr=False, default=())
+    gradient_note: str = ""  # the gradients' precision where it is not the weights'
 
     @property
     def peak(self) -> float:
@@ -160,7 +163,7 @@ class TrainingFootprint:
         """The breakdown table (bytes per device)."""
         r = [
             ("weights", self.weights, "parameters in training precision"),
-            ("gradients", self.gradients, ""),
+            ("gradients", self.gradients, self.gradient_note),
             ("optimizer state", self.optimizer_state, self.optimizer),
             ("master weights", self.master_weights, "fp32 copy (mixed precision)"),
             ("activations (kept)", self.activations, f"checkpointing {self.checkpointing}"),
@@ -261,6 +264,9 @@ def training_memory(
         gradients=st.gradients,
         optimizer_state=st.optimizer,
         master_weights=st.master,
+        gradient_note=(
+            "fp32 (mixed bf16 accumulates and reduces in fp32)" if sb.grad > sb.weight else ""
+        ),
         activations=kept.forward * ag,
         activations_no_ckpt=kept.none * ag,
         recompute_peak=recompute_max,
