@@ -87,6 +87,14 @@ class Precision:
         return self.act_bits / 8
 
     @property
+    def hidden_bytes(self) -> float:
+        """Bytes per element of the hidden state that tensor-parallel all-reduces and pipeline
+        sends carry. Activations below 16 bits are a GEMM's input format only: the GEMM writes
+        16-bit outputs (vLLM's apply_fp8_linear: `cutlass_scaled_mm(..., out_dtype=input.dtype)`;
+        TensorRT-LLM's FP8 GEMMs likewise), and those are what a row-parallel layer reduces."""
+        return self.act_bytes if self.act_bits >= 16 else 2.0  # bf16 or fp16
+
+    @property
     def kv_bytes(self) -> float:
         return self._stored_bytes(self.kv_bits)
 

@@ -136,3 +136,19 @@ def test_bf16_gradients_are_reduced_in_fp32_fp16_ones_in_fp16():
 
     assert dp_bytes("bf16") == pytest.approx(4 * spec.n_params(), rel=1e-6)
     assert dp_bytes("fp16") == pytest.approx(2 * spec.n_params(), rel=1e-6)
+
+
+def test_fp8_inference_all_reduces_16_bit_gemm_outputs():
+    # an FP8 GEMM quantizes its input only and writes 16-bit outputs (vLLM's apply_fp8_linear,
+    # out_dtype=input.dtype): the row-parallel all-reduce sums those, two bytes per element
+    spec, dev = load_model("llama-3-8b"), get_device("h100-sxm")
+    lay = Layout(tp=4)
+
+    def prefill_all_reduce(prec: str) -> float:
+        o = Options("infer", 1, 1, 2048, parse_precision(prec))
+        p = plan(spec, dev, links_for("h100-sxm"), lay, o)
+        (ar,) = [c for c in p.extra["prefill_collectives"] if c["kind"] == "all_reduce"]
+        return ar["bytes"]
+
+    assert prefill_all_reduce("8/8/8") == prefill_all_reduce("bf16") == 2048 * spec.d_model * 2
+    assert parse_precision("8/8/8").hidden_bytes == 2 and parse_precision("fp32").hidden_bytes == 4

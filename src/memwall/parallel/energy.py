@@ -155,7 +155,7 @@ def mixed_step(
     if tp > 1:
         links = realistic_links(links_for(device.derived_from or device.name), device)
         tokens = batch + prompts * prompt_len
-        msg = tokens * spec.d_model * prec.act_bytes
+        msg = tokens * spec.d_model * prec.hidden_bytes
         c = price("all_reduce", "tp", tp, msg, 2 * spec.n_layers, "decode", links,
                   tp > links.node_size)  # fmt: skip
         t += c.time

@@ -424,7 +424,7 @@ def _plan_infer(spec, device, links, lay: Layout, o: Options) -> Plan:
             shard, phase, o.micro_batch, o.seq_len, prec, device, o.efficiency, o.infer_launch,
             _infer_attention(o), o.kv_dequant,
         )  # fmt: skip
-        act = o.micro_batch * q_tokens * spec.d_model * prec.act_bytes
+        act = o.micro_batch * q_tokens * spec.d_model * prec.hidden_bytes  # 16-bit GEMM outputs
         mb = tp_collectives(spec, lay, act, 2, 1, phase, links, span["tp"], o)
         mb += ep_collectives(
             spec, lay, o.micro_batch * q_tokens, prec.act_bytes, 1, phase, links, span["ep"], o
