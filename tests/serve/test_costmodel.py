@@ -62,3 +62,11 @@ def test_attention_at_own_context(gpt2_model):
     two_mid = m.step(2, 2, 2 * 500.5, 2 * 500.5)
     assert one_long == pytest.approx(two_mid)
     assert m.decode_step(2, 999) > one_long
+
+
+def test_serving_all_reduces_carry_16_bit_values_for_an_fp8_model():
+    # the same rule as memwall parallel's inference plan: FP8 GEMMs write 16-bit outputs
+    spec, _ = load_model_config("llama-3-70b")
+    fp8, _ = tp_comm(spec, "h100-sxm", 4, parse_precision("8/8/8"))
+    bf16, _ = tp_comm(spec, "h100-sxm", 4, parse_precision("bf16"))
+    assert fp8(4096.0) == bf16(4096.0)

@@ -32,7 +32,7 @@ def tp_block_prediction(
 ) -> dict[str, Any]:  # fmt: skip
     """Predicted seconds of the unsplit block, and of the t-way split (compute + all-reduces)."""
     shard = shard_spec(spec, Layout(tp=tp))
-    msg = batch * seq_len * spec.d_model * prec.act_bytes
+    msg = batch * seq_len * spec.d_model * prec.hidden_bytes
     ar = price("all_reduce", "tp", tp, msg, 2, "forward", links, spans_nodes=tp > links.node_size)
     compute = block_time(shard, device, batch, seq_len, prec)
     return {

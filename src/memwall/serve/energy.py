@@ -71,7 +71,7 @@ def run_energy(
     kv_tokens = float((steps["kv_used"] * block_size).sum())
     link = 0.0
     if tp > 1:
-        per_token = 2 * spec.n_layers * spec.d_model * prec.act_bytes
+        per_token = 2 * spec.n_layers * spec.d_model * prec.hidden_bytes
         link = tokens * per_token * 2 * (tp - 1) / tp
     work = Work(
         {d: tokens * v for d, v in token.flops.items()},

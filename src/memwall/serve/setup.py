@@ -51,7 +51,7 @@ def tp_comm(spec: Any, device: str, tp: int, precision: Any) -> tuple[Callable |
     links = links_for(device)
     spans = tp > links.node_size
     calls = 2 * spec.n_layers
-    act = precision.act_bytes * spec.d_model
+    act = precision.hidden_bytes * spec.d_model  # 16-bit GEMM outputs, even for FP8/INT8
 
     def comm(tokens: float) -> float:
         c = price("all_reduce", "tp", tp, tokens * act, calls, "serve", links, spans)
