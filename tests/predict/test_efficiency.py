@@ -331,3 +331,15 @@ def test_fp16_accumulation_speeds_geforce_gemms_only():
     assert same == predict_efficiency(ops, h100, F16).totals["time"]
     with pytest.raises(MemwallError, match="accumulate"):
         predict_efficiency(ops, geforce, F16, accumulate="fp8")
+
+
+def test_the_roofline_of_an_fp16_accumulating_run_stays_an_upper_bound():
+    ops = prefill_table(F16)
+    geforce = get_device("rtx-4090")
+    acc16 = device_prediction(ops, geforce, F16, accumulate="fp16")
+    acc32 = device_prediction(ops, geforce, F16)
+    assert acc16.roofline.totals["time"] < acc32.roofline.totals["time"]  # the 2x roof
+    assert acc16.roofline.totals["time"] <= acc16.totals["time"]
+    assert acc16.roofline.device.peak("fp16") == 2 * geforce.peak("fp16")  # whitepaper ratio
+    h100 = get_device("h100-sxm")
+    assert device_prediction(ops, h100, F16, accumulate="fp16").roofline.device is h100

@@ -336,7 +336,8 @@ def _predict(
             "own measured matmul rate"
         )
     pred = default_prediction(df, dev, prec, launch, causal, accumulate)  # the report's too
-    return pred, _roofline_plotter(getattr(pred, "roofline", pred), dev)
+    roofline = getattr(pred, "roofline", pred)
+    return pred, _roofline_plotter(roofline, roofline.device)
 
 
 def _roofline_plotter(pred, dev):

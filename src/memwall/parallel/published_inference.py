@@ -49,7 +49,12 @@ from memwall.count import op_table
 from memwall.errors import MemwallError, first_problem
 from memwall.hardware import Device, get_device
 from memwall.precision import Precision, parse_precision
-from memwall.predict.efficiency import compute_dtype, device_class, predict_efficiency
+from memwall.predict.efficiency import (
+    accumulate_roofs,
+    compute_dtype,
+    device_class,
+    predict_efficiency,
+)
 from memwall.predict.roofline import predict_roofline
 from memwall.spec import Workload, load_model_config
 
@@ -179,7 +184,8 @@ def _one_device(
 ) -> Times:
     if model == "roofline":  # at the dtype the efficiency model prices (a peak the device has)
         ops = ops.assign(dtype=[compute_dtype(dev, d, prec) for d in ops["dtype"]])
-        t = predict_roofline(ops, dev, overhead=False).totals["time"]
+        roofs = accumulate_roofs(dev, accumulate or "fp32")
+        t = predict_roofline(ops, roofs, overhead=False).totals["time"]
         return t, t, t
     p = predict_efficiency(
         ops, dev, prec, launch, kv_dequant=kv_dequant or "none", accumulate=accumulate or "fp32"

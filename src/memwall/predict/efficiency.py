@@ -428,6 +428,19 @@ def predict_efficiency(
     )
 
 
+def accumulate_roofs(device: Device, accumulate: str) -> Device:
+    """`device` with the roofs a run accumulating 16-bit matmuls in `accumulate` is bounded by:
+    under fp16 its fp16/bf16 peaks times acc16_rel's high end (the spec-sheet ratio, 2 on
+    GeForce), so the plain roofline stays an upper bound of the efficiency prediction."""
+    if accumulate != "fp16":
+        return device
+    ratio = efficiency_terms(device)["acc16_rel"].high
+    if ratio == 1.0:
+        return device
+    peaks = {d: v * ratio if d in SIXTEEN_BIT else v for d, v in device.peaks.items()}
+    return dataclasses.replace(device, peaks=peaks)
+
+
 def device_prediction(
     ops: pd.DataFrame,
     device: Device,
@@ -441,4 +454,5 @@ def device_prediction(
     eff = predict_efficiency(ops, device, precision, launch, causal, accumulate=accumulate)
     df = ops.copy()
     df["dtype"] = [compute_dtype(device, d, precision) for d in df["dtype"]]
-    return dataclasses.replace(eff, roofline=predict_roofline(df, device))
+    roof = predict_roofline(df, accumulate_roofs(device, accumulate))
+    return dataclasses.replace(eff, roofline=roof)
