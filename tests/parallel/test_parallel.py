@@ -168,6 +168,20 @@ def test_moe_expert_all_to_all():
     assert one.step_time > 0 and any(c.group_size == 8 for c in one.collectives)
 
 
+def test_fp8_expert_dispatch_is_8_bit_and_combine_16_bit():
+    """FP8 serving dispatches FP8 tokens but combines the experts' 16-bit outputs (DeepEP's
+    combine is BF16 only): the combine's all-to-all carries twice the dispatch's bytes."""
+    spec = load_model("mixtral-8x7b")
+    o8 = Options("infer", 8, 2, 256, parse_precision("8/8/8"))
+    p8 = plan(spec, H100, H100_LINKS, Layout(tp=2, dp=4, ep=4), o8)
+    a2a = sorted((c for c in p8.collectives if c.kind == "all_to_all"), key=lambda c: c.message)
+    assert len(a2a) == 2 and a2a[1].message == pytest.approx(2 * a2a[0].message)
+    p16 = plan(spec, H100, H100_LINKS, Layout(tp=2, dp=4, ep=4), Options("infer", 8, 2, 256, BF16))
+    b16 = sum(c.bytes_moved for c in p16.collectives if c.kind == "all_to_all")
+    b8 = sum(c.bytes_moved for c in p8.collectives if c.kind == "all_to_all")
+    assert b8 == pytest.approx(0.75 * b16)  # one 8-bit and one 16-bit leg instead of two 16-bit
+
+
 def test_measured_links(tmp_path):
     f = tmp_path / "c.json"
     obj = {"format": COLLECTIVES_FORMAT, "world": 2, "backend": "gloo",

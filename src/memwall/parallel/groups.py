@@ -72,13 +72,25 @@ def tp_overlapped(mb, t_matmul, fwd_passes, rate):
     return out + [c for c in mb if c.group != "tp"], exposed
 
 
-def ep_collectives(spec, layout, tokens, act_bytes, passes, phase, links, span, o):
+def ep_collectives(spec, layout, tokens, prec, passes, phase, links, span, o):
+    """The expert-parallel all-to-alls of one micro-batch: per layer and pass a dispatch of each
+    token's copies to the ranks of its experts and a combine of the experts' outputs back.
+    The dispatch carries the GEMM input format (`act_bytes`: FP8 when activations are 8-bit, as
+    DeepEP's and vLLM's FP8 dispatch quantize before sending), the combine the experts' 16-bit
+    outputs (`hidden_bytes`: DeepEP's combine is BF16 only); equal widths give one entry."""
     if layout.ep == 1:
         return []
     layers = math.ceil(spec.n_layers / layout.pp)
-    msg = tokens * spec.experts_per_token * spec.d_model * act_bytes
+    per_byte = tokens * spec.experts_per_token * spec.d_model
     a2a = replace(links, intra=links.intra_all_to_all)  # a switchless mesh: every link at once
-    return [price("all_to_all", "ep", layout.ep, msg, 2 * layers * passes, phase, a2a, span)]
+    widths = (prec.act_bytes, prec.hidden_bytes)
+    if widths[0] == widths[1]:
+        return [price("all_to_all", "ep", layout.ep, per_byte * widths[0], 2 * layers * passes,
+                      phase, a2a, span)]  # fmt: skip
+    return [
+        price("all_to_all", "ep", layout.ep, per_byte * w, layers * passes, phase, a2a, span)
+        for w in widths
+    ]
 
 
 def pp_collectives(layout, act, passes, phase, links, span):

@@ -256,9 +256,7 @@ def _plan_train(spec, device, links, lay: Layout, o: Options) -> Plan:
     mb: list[Collective] = []  # per micro-batch, exposed
     mb += tp_collectives(spec, lay, act, 2, fwd_passes, "forward", links, span["tp"], o)
     mb += tp_collectives(spec, lay, act, 2, 1, "backward", links, span["tp"], o)
-    mb += ep_collectives(
-        spec, lay, tokens, prec.act_bytes, fwd_passes + 1, "fwd+bwd", links, span["ep"], o
-    )
+    mb += ep_collectives(spec, lay, tokens, prec, fwd_passes + 1, "fwd+bwd", links, span["ep"], o)
     p2p = pp_collectives(lay, act, 2, "fwd+bwd", links, span["pp"])
     t_cp, cpc, t_cp_comm, cp_info = cp_costs(
         spec, shard, lay, o, device, links, span["cp"], fwd_passes
@@ -427,7 +425,7 @@ def _plan_infer(spec, device, links, lay: Layout, o: Options) -> Plan:
         act = o.micro_batch * q_tokens * spec.d_model * prec.hidden_bytes  # 16-bit GEMM outputs
         mb = tp_collectives(spec, lay, act, 2, 1, phase, links, span["tp"], o)
         mb += ep_collectives(
-            spec, lay, o.micro_batch * q_tokens, prec.act_bytes, 1, phase, links, span["ep"], o
+            spec, lay, o.micro_batch * q_tokens, prec, 1, phase, links, span["ep"], o
         )
         mb += pp_collectives(lay, act, 1, phase, links, span["pp"])
         t_mb = t["time"] + _per_micro_batch_comm(mb)
