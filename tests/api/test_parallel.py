@@ -120,3 +120,23 @@ def test_library_only_checks():
         memwall.api.parallel("gpt2", algorithm="butterfly")
     r = memwall.api.parallel("gpt2", mode="infer", devices=2)
     assert r["mode"] == "infer" and r["layout"]["zero"] == 0
+
+
+def test_training_sets_published_runs_of_the_same_architecture_beside_the_prediction():
+    """NVIDIA's measured MFU of Llama 3.1 70B in bf16 on H100s comes with memwall's prediction
+    of that very run; a model with no published run on the device gets none."""
+    from memwall.parallel.published import predict_row, published_rows
+
+    res = memwall.api.parallel("llama-3-70b", devices=64, device="h100-sxm", tp=4, pp=2,
+                               batch=64, micro_batch=1)  # fmt: skip
+    pub = res.payload["published"]
+    assert pub and pub[0]["id"] == "dgxc-llama31-70b-h100-64"  # nearest in GPU count first
+    row = next(r for r in published_rows() if r["id"] == pub[0]["id"])
+    assert pub[0]["published"] == row["value"] == 0.541
+    assert pub[0]["predicted"] == pytest.approx(predict_row(row)["predicted"])
+    assert pub[0]["error"] == pytest.approx(pub[0]["predicted"] / 0.541 - 1)
+    assert all(p["id"].find("fp8") < 0 for p in pub)  # bf16 asked: no FP8 runs beside it
+    assert any("published runs of this architecture" in n for n in res.notes)
+    none = memwall.api.parallel("gpt2", devices=2, device="h100-sxm", batch=8, seq_len=128)
+    assert none.payload["published"] == []
+    assert not any("published runs" in n for n in none.notes)

@@ -182,6 +182,21 @@ def test_fp8_expert_dispatch_is_8_bit_and_combine_16_bit():
     assert b8 == pytest.approx(0.75 * b16)  # one 8-bit and one 16-bit leg instead of two 16-bit
 
 
+def test_plan_memory_counts_the_runtime_as_memwall_memory_does():
+    """A layout fits only with room for the CUDA context (the same line `memwall memory`
+    shows), in training and in inference."""
+    from memwall.memory.states import framework_overhead
+
+    over = framework_overhead("gpu")[0]
+    spec = load_model("llama-2-7b")
+    for o in (Options("train", 8, 1, 1024, BF16), Options("infer", 8, 1, 1024, BF16)):
+        p = plan(spec, H100, H100_LINKS, Layout(tp=2, dp=4), o)
+        d = p.per_device
+        assert d["framework_overhead"] == over > 0
+        states = d["weights"] + d.get("gradients", 0) + d.get("optimizer_state", 0)
+        assert d["peak"] >= states + over
+
+
 def test_measured_links(tmp_path):
     f = tmp_path / "c.json"
     obj = {"format": COLLECTIVES_FORMAT, "world": 2, "backend": "gloo",

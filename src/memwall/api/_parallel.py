@@ -171,9 +171,17 @@ def parallel(
         from memwall.count import MOE_ROUTING
 
         d["moe_routing"] = MOE_ROUTING
+    if mode == "train":  # published measurements of this architecture, device and precision
+        from memwall.parallel.published import published_beside
+
+        d["published"] = published_beside(spec, device, d["precision"], r.plan.devices)
     payload = plain(d)
     rows = payload["collectives"]
     notes = [_summary(payload)] + ([f"note: {d['moe_routing']}"] if "moe_routing" in d else [])
+    if payload.get("published"):
+        from memwall.parallel.published import beside_line
+
+        notes.append(beside_line(payload["published"]))
     notes.append(payload["energy"]["caption"])
     return Result(
         command="parallel",

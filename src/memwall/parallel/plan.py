@@ -48,6 +48,7 @@ from memwall.errors import MemwallError
 from memwall.hardware import Device
 from memwall.memory import get_optimizer, inference_memory, training_memory
 from memwall.memory.activations import layer_ops
+from memwall.memory.states import framework_overhead
 from memwall.memory.training import state_bytes
 from memwall.parallel.collectives import Collective, node_rings, realistic_links
 from memwall.parallel.comm import cp_costs, dp_collectives, memory_zero
@@ -312,7 +313,7 @@ def _plan_train(spec, device, links, lay: Layout, o: Options) -> Plan:
         micro_batches=m,
         step_time=step,
         breakdown=breakdown,
-        per_device=_train_memory(fp, lay, spec, o, m),
+        per_device=with_overhead(_train_memory(fp, lay, spec, o, m), device),
         capacity=device.mem_capacity,
         collectives=colls,
         model_flops=model_flops,
@@ -392,6 +393,15 @@ def _optimizer_time(fp, prec, o: Options, device: Device) -> float:
     return nbytes / device.memory_bandwidth()
 
 
+def with_overhead(per_device: dict[str, float], device: Device) -> dict[str, float]:
+    """`per_device` with the runtime's own memory (CUDA context and library handles,
+    `data/memory_assumptions.json`) as its own line and in the peak, as `memwall memory`
+    counts it: a layout that fits must leave room for the process that runs it."""
+    over, _short, _source = framework_overhead(device.kind)
+    out = {k: v for k, v in per_device.items() if k != "peak"}
+    return {**out, "framework_overhead": over, "peak": per_device["peak"] + over}
+
+
 def _train_memory(fp, lay: Layout, spec: ModelSpec, o: Options, m: int) -> dict[str, float]:
     kept = fp.activations * sequence_parallel_ratio(lay)
     flight = in_flight(lay, m)
@@ -465,7 +475,7 @@ def _plan_infer(spec, device, links, lay: Layout, o: Options) -> Plan:
             "ep_comm": sum(c.time for c in colls if c.group == "ep"),
             "pp_comm": sum(c.time for c in colls if c.group == "pp"),
         },
-        per_device=per_device,
+        per_device=with_overhead(per_device, device),
         capacity=device.mem_capacity,
         collectives=tuple(colls),
         model_flops=s["flops"],
