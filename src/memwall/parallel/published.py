@@ -4,8 +4,8 @@ each: the same architecture, layout, batch and GPU, priced by `memwall.parallel.
 from __future__ import annotations
 
 import csv
-import math
 import io
+import math
 from importlib import resources
 from typing import Any
 
