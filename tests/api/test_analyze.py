@@ -177,3 +177,23 @@ def test_plot_where_the_cli_would(cli, tmp_path):
     assert out.read_text().lstrip().startswith("<?xml")
     with pytest.raises(MemwallError, match="has no figure"):
         memwall.analyze("gpt2").plot(tmp_path / "c.png")
+
+
+def test_published_runs_of_the_model_and_device_come_beside_the_prediction():
+    """llama.cpp's measured fp16 decode of Llama-2-7B on an RTX 3090 comes with memwall's
+    prediction of that very run; another precision, no device, or a device without runs: none."""
+    from memwall.parallel.published_inference import compare, load_published
+
+    r = memwall.analyze("llama-2-7b", device="rtx-3090", precision="fp16", phase="generate",
+                            seq_len=0, gen_len=16)  # fmt: skip
+    pub = r.payload["published"]
+    assert [p["id"] for p in pub] == [2] and pub[0]["metric"] == "decode_tok_s"
+    row = compare([x for x in load_published() if x.id == 2]).table.iloc[0]
+    assert pub[0]["measured"] == row["measured"] and pub[0]["predicted"] == row["predicted"]
+    assert pub[0]["error"] == pytest.approx(pub[0]["predicted"] / pub[0]["measured"] - 1)
+    assert any(n.startswith("published runs of this model") for n in r.notes)
+    q4 = memwall.analyze("llama-2-7b", device="rtx-3090", precision="4/16/16")
+    assert 1 in [p["id"] for p in q4.payload["published"]]  # Q4 rows, not the fp16 one
+    assert 2 not in [p["id"] for p in q4.payload["published"]]
+    assert "published" not in memwall.analyze("llama-2-7b").payload
+    assert memwall.analyze("gpt2", device="h100-sxm").payload["published"] == []

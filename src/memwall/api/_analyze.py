@@ -197,6 +197,11 @@ def _analyze_config(
     notes = _caption(payload, pred, launch or "graph", accumulate or "fp32")
     if "energy" in payload:
         notes.append(payload["energy"]["caption"])
+    if device is not None:  # real engines' measurements of this model, device and precision
+        from memwall.parallel.beside import inference_beside, inference_line
+
+        payload["published"] = inference_beside(model, device, prec.label)
+        notes += [inference_line(payload["published"])] if payload["published"] else []
     return _finish(
         payload, df, pred, plotter, plot, OP_COLUMNS, title, notes, spec=spec, kv_cache=True
     )

@@ -94,6 +94,9 @@ class LayerOps:
     batch: int
     seq_len: int
     act_bytes: float
+    layer_names: frozenset[str] = frozenset()  # per-layer ops (read once: searches ask often)
+    layer_flops: float = 0.0  # forward FLOPs of one layer, and of the whole pass:
+    total_flops: float = 0.0
 
 
 def training_workload(spec: ModelSpec, batch: int, seq_len: int) -> Workload:
@@ -104,25 +107,20 @@ def training_workload(spec: ModelSpec, batch: int, seq_len: int) -> Workload:
 
 
 def layer_ops(
-    spec: ModelSpec,
-    batch: int,
-    seq_len: int,
-    precision: Precision,
-    fused_attention: bool = True,
+    spec: ModelSpec, batch: int, seq_len: int, precision: Precision, fused_attention: bool = True
 ) -> LayerOps:
-    df = op_table(
-        spec,
-        training_workload(spec, batch, seq_len),
-        precision,
-        convention="full",
-        fused_attention=fused_attention,
-    )
-    out, inp, flops = {}, {}, {}
+    wl = training_workload(spec, batch, seq_len)
+    df = op_table(spec, wl, precision, convention="full", fused_attention=fused_attention)
+    out, inp, flops, names, per_layer = {}, {}, {}, set(), 0.0
     for r in df.itertuples(index=False):
         out[r.name] = r.bytes_written / r.count
         inp[r.name] = r.bytes_act / r.count
         flops[r.name] = r.flops / r.count
-    return LayerOps(df, out, inp, flops, batch * seq_len, batch, seq_len, precision.act_bytes)
+        if r.layer == "all":
+            names.add(r.name)
+            per_layer += r.flops / r.count
+    a = (batch * seq_len, batch, seq_len, precision.act_bytes, frozenset(names), per_layer)
+    return LayerOps(df, out, inp, flops, *a, float(df["flops"].sum()))
 
 
 def _check_impl(impl: str) -> None:
@@ -413,8 +411,7 @@ def backward_transients(
         fwd = (logits + fp32_logits + (fp32_logits if a < FP32 else 0)) if eager else 2 * logits
     else:
         head = fwd = 2 * ops.batch * spec.d_model * a
-    layer_ops = set(ops.table.loc[ops.table["layer"] == "all", "name"])  # one pass, not per op
-    per_op = [ops.inp[k] + ops.out[k] for k in ops.out if k in layer_ops]
+    per_op = [ops.inp[k] + ops.out[k] for k in ops.out if k in ops.layer_names]
     fwd_layer = max(per_op) + td  # a no-grad layer forward: one op's tensors + the residual
     return {"layer": layer, "head": head, "forward_head": fwd, "forward_layer": fwd_layer}
 

@@ -380,9 +380,7 @@ def _step_flops(
     o: LayerOps, ck: Checkpointing, n: int, fused_attention: bool
 ) -> tuple[float, float]:
     """Forward FLOPs of the step and the FLOPs its recomputation adds."""
-    layer_rows = o.table["layer"] == "all"
-    per_layer = float((o.table.loc[layer_rows, "flops"] / o.table.loc[layer_rows, "count"]).sum())
-    fwd = float(o.table["flops"].sum())
+    per_layer, fwd = o.layer_flops, o.total_flops
     if ck.kind == "selective":
         core = ("attention",) if fused_attention else ("attn_score", "softmax", "attn_value")
         return fwd, n * sum(o.flops[c] for c in core)

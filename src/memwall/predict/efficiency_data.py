@@ -234,8 +234,24 @@ def device_class(device: Device, table: _Table | None = None) -> str:
 
 
 def efficiency_terms(device: Device, table: _Table | None = None) -> dict[str, Term]:
-    """Every term for `device`: its own published value where there is one, else the class's."""
-    t = table or load_table()
+    """Every term for `device`: its own published value where there is one, else the class's.
+    (A layout search asks thousands of times: the data file's answer is cached per device.)"""
+    if table is None:
+        key = (device.name, device.derived_from, device.vendor, device.kind, device.mem_type)
+        return dict(_cached_terms(key, device))
+    return _terms(device, table)
+
+
+_TERMS_CACHE: dict[tuple, dict[str, Term]] = {}
+
+
+def _cached_terms(key: tuple, device: Device) -> dict[str, Term]:
+    if key not in _TERMS_CACHE:
+        _TERMS_CACHE[key] = _terms(device, load_table())
+    return _TERMS_CACHE[key]
+
+
+def _terms(device: Device, t: _Table) -> dict[str, Term]:
     cls = device_class(device, t)
     real = device.derived_from or device.name  # a what-if device keeps its base's efficiencies
     own = t.devices.get(real, {})

@@ -104,6 +104,7 @@ def check_ops(ops: pd.DataFrame) -> pd.DataFrame:
     if ops.empty:
         raise MemwallError("operation table is empty: nothing to predict")
     df = ops.copy()
+    df.attrs = {}  # the count's metadata stays on its table: pandas deep-copies attrs every op
     for c, default in (("count", 1), ("steps", 1)):
         if c not in df.columns:
             df[c] = default
