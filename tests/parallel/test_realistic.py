@@ -152,3 +152,17 @@ def test_fp8_inference_all_reduces_16_bit_gemm_outputs():
 
     assert prefill_all_reduce("8/8/8") == prefill_all_reduce("bf16") == 2048 * spec.d_model * 2
     assert parse_precision("8/8/8").hidden_bytes == 2 and parse_precision("fp32").hidden_bytes == 4
+
+
+def test_nemotron_rows_are_priced_with_grouped_query_attention():
+    """Nemotron-4 340B is a GPT with 8 KV heads: its rows' model FLOPs are the source's GQA
+    formula (8.62124e15 per 4,096-token sequence, 3 x forward), not the 1.01e16 of full MHA."""
+    from memwall.parallel.published import published_rows, row_spec
+    from memwall.parallel.shard import forward
+    from memwall.precision import training_precision
+
+    row = next(r for r in published_rows() if r["id"] == "dgxc-nemotron4-340b-h100-128")
+    spec = row_spec(row)
+    assert (spec.n_heads, spec.n_kv_heads) == (96, 8)
+    f = forward(spec, "prefill", 1, 4096, training_precision("bf16"), get_device("h100-sxm"))
+    assert 3 * f["flops"] == pytest.approx(8.62124e15, rel=1e-3)

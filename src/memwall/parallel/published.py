@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+from dataclasses import replace
 from importlib import resources
 from typing import Any
 
@@ -60,6 +61,10 @@ def row_spec(r: dict[str, Any]) -> ModelSpec:
         cfg = {"model_type": "gpt2", "n_embd": r["d_model"], "n_layer": r["n_layers"],
                "n_head": r["n_heads"], "n_inner": r["d_ff"], "vocab_size": r["vocab_size"],
                "n_positions": r["seq_len"], "tie_word_embeddings": True}  # fmt: skip
+        spec = spec_from_config(cfg, name=r["id"])
+        # a GPT with grouped-query attention (Nemotron-4): GPT-2's config has no KV-head key,
+        # so the row's count is set on the spec (count prices K/V projections from it)
+        return replace(spec, n_kv_heads=r["n_kv_heads"])
     else:
         cfg = {"model_type": "llama", "hidden_size": r["d_model"],
                "num_hidden_layers": r["n_layers"], "num_attention_heads": r["n_heads"],
