@@ -166,3 +166,22 @@ def test_nemotron_rows_are_priced_with_grouped_query_attention():
     assert (spec.n_heads, spec.n_kv_heads) == (96, 8)
     f = forward(spec, "prefill", 1, 4096, training_precision("bf16"), get_device("h100-sxm"))
     assert 3 * f["flops"] == pytest.approx(8.62124e15, rel=1e-3)
+
+
+def test_untied_heads_follow_the_rows_tied_embeddings_column():
+    """Megatron-Core's GPTs and Nemotron-4 have a separate LM head (the published parameter
+    counts need it); MPT ties it; a value other than true, false or empty is refused."""
+    from memwall.errors import MemwallError
+    from memwall.parallel import published
+    from memwall.parallel.published import published_rows, row_spec
+
+    rows = {r["id"]: r for r in published_rows()}
+    assert row_spec(rows["mcore-weak-1.7b"]).tied_embeddings is False
+    assert row_spec(rows["dgxc-nemotron4-340b-h100-128"]).tied_embeddings is False
+    assert row_spec(rows["mpt-13b-h100-8g-2k"]).tied_embeddings is True
+    text = published.resources.files("memwall.data").joinpath("published_training.csv")
+    good = text.read_text("utf-8")
+    bad = good.replace('Hopper",false,false\n', 'Hopper",false,maybe\n', 1)
+    assert bad != good and len(published_rows(good)) == len(rows)
+    with pytest.raises(MemwallError, match="mcore-weak-1.7b"):
+        published_rows(bad)

@@ -23,9 +23,11 @@ INTS = ("n_layers", "d_model", "n_heads", "n_kv_heads", "d_ff", "vocab_size", "s
         "tp", "pp", "dp", "cp", "interleave", "zero", "global_batch", "micro_batch")  # fmt: skip
 
 
-def published_rows() -> list[dict[str, Any]]:
-    """Every row, typed; MemwallError naming the row when one is malformed or unsourced."""
-    text = resources.files("memwall.data").joinpath("published_training.csv").read_text("utf-8")
+def published_rows(text: str | None = None) -> list[dict[str, Any]]:
+    """Every row (of the data file, or of `text` in its format), typed; MemwallError naming the
+    row when one is malformed or unsourced."""
+    if text is None:
+        text = resources.files("memwall.data").joinpath("published_training.csv").read_text()
     lines = [ln for ln in text.splitlines() if ln.strip() and not ln.startswith("#")]
     rows = []
     for r in csv.DictReader(io.StringIO("\n".join(lines))):
@@ -36,6 +38,10 @@ def published_rows() -> list[dict[str, Any]]:
             if (r.get("tp_overlap") or "").strip().lower() not in ("true", "false"):
                 raise ValueError("tp_overlap")
             row["tp_overlap"] = r["tp_overlap"].strip().lower() == "true"
+            tied = (r.get("tied_embeddings") or "").strip().lower()
+            if tied not in ("", "true", "false"):
+                raise ValueError("tied_embeddings")
+            row["tied_embeddings"] = None if tied == "" else tied == "true"
         except (TypeError, ValueError):
             raise MemwallError(
                 f"published_training.csv: row {r.get('id')!r} is malformed"
@@ -60,7 +66,8 @@ def row_spec(r: dict[str, Any]) -> ModelSpec:
     if r["family"] == "gpt2":
         cfg = {"model_type": "gpt2", "n_embd": r["d_model"], "n_layer": r["n_layers"],
                "n_head": r["n_heads"], "n_inner": r["d_ff"], "vocab_size": r["vocab_size"],
-               "n_positions": r["seq_len"], "tie_word_embeddings": True}  # fmt: skip
+               "n_positions": r["seq_len"],
+               "tie_word_embeddings": r.get("tied_embeddings") is not False}  # fmt: skip
         spec = spec_from_config(cfg, name=r["id"])
         # a GPT with grouped-query attention (Nemotron-4): GPT-2's config has no KV-head key,
         # so the row's count is set on the spec (count prices K/V projections from it)
@@ -70,6 +77,8 @@ def row_spec(r: dict[str, Any]) -> ModelSpec:
                "num_hidden_layers": r["n_layers"], "num_attention_heads": r["n_heads"],
                "num_key_value_heads": r["n_kv_heads"], "intermediate_size": r["d_ff"],
                "vocab_size": r["vocab_size"], "max_position_embeddings": r["seq_len"]}  # fmt: skip
+        if r.get("tied_embeddings") is not None:
+            cfg["tie_word_embeddings"] = r["tied_embeddings"]
     return spec_from_config(cfg, name=r["id"])
 
 
