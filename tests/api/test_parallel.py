@@ -140,3 +140,19 @@ def test_training_sets_published_runs_of_the_same_architecture_beside_the_predic
     none = memwall.api.parallel("gpt2", devices=2, device="h100-sxm", batch=8, seq_len=128)
     assert none.payload["published"] == []
     assert not any("published runs" in n for n in none.notes)
+
+
+def test_plot_draws_the_step_of_each_layout_and_refuses_a_bad_path_first(tmp_path):
+    """`plot` writes a real image named in the payload; a path in a missing folder is one
+    MemwallError before any pricing."""
+    out = tmp_path / "step.png"
+    res = memwall.api.parallel("gpt2", devices=2, batch=8, seq_len=128, search=True, plot=out)
+    assert res.payload["plot"] == str(out)
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 10_000
+    svg = tmp_path / "one.svg"
+    memwall.api.parallel("gpt2", devices=2, tp=2, batch=8, seq_len=128, plot=svg)
+    assert "tp2" in svg.read_text() and "MFU" in svg.read_text()
+    with pytest.raises(MemwallError, match="--plot file"):
+        memwall.api.parallel("gpt2", devices=2, batch=8, plot=tmp_path / "no" / "x.png")
+    with pytest.raises(MemwallError, match="--plot file"):
+        memwall.api.parallel("gpt2", devices=2, batch=8, plot=tmp_path / "x.txt")

@@ -9,6 +9,7 @@ user did not type), so `zero=0` with `search=True` is refused as `--zero 0` is.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from memwall.api._common import choice, model_text, not_applicable, plain, si
@@ -54,6 +55,7 @@ def parallel(
     intra: str | None = None,
     attention: str | None = None,
     price_per_hour: float | None = None,
+    plot: str | Path | None = None,
 ) -> Result:
     """Split MODEL over N devices: per-device memory and work, every collective (alpha-beta
     model over the catalog's links), step time and MFU, all predicted; with `search`, every
@@ -113,6 +115,9 @@ def parallel(
             tokens to the energy block (joules per token, average power), which every plan
             carries (inference: per output token of the decode step, per prompt token of the
             prefill; training: per trained token).
+        plot: write the figure (.png, .svg, .pdf) to this path: the step part by part, one bar
+            per layout (the fastest eight of a search), the MFU and any published run beside;
+            a bad path is refused before any work, and the path is named in the payload.
 
     Returns a `Result`: `.to_dict()` is `memwall parallel ... --format json`, `.to_frame()`
     the collectives per step (the CSV), `extra["result"]` the plan (and search) objects.
@@ -126,6 +131,10 @@ def parallel(
 
     model = model_text(model)
     needs_device(price_per_hour, device)
+    if plot is not None:
+        from memwall.plots.save import check_plot_path
+
+        plot = check_plot_path(plot)  # a bad path is refused before any work
     mode = choice("--mode", mode, MODES)
     algorithm = choice("--algorithm", algorithm, ALGORITHMS)
     if checkpointing is not None:
@@ -176,6 +185,10 @@ def parallel(
 
         d["published"] = published_beside(spec, device, d["precision"], r.plan.devices)
     payload = plain(d)
+    if plot is not None:
+        from memwall.plots.parallel import plot_step
+
+        payload["plot"] = str(plot_step(payload, plot))
     rows = payload["collectives"]
     notes = [_summary(payload)] + ([f"note: {d['moe_routing']}"] if "moe_routing" in d else [])
     if payload.get("published"):

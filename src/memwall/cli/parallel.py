@@ -6,6 +6,7 @@ renders its Result as Rich tables, JSON or CSV."""
 from __future__ import annotations
 
 from enum import Enum
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -147,6 +148,13 @@ def parallel(
     price_per_hour: Annotated[
         float | None, typer.Option("--price-per-hour", metavar="USD", help=PRICE_HELP)
     ] = None,
+    plot: Annotated[
+        Path | None,
+        typer.Option(
+            help="Write a figure (.png, .svg, .pdf): the predicted step part by part, one bar "
+            "per layout (the fastest eight with --search), in seconds, with the MFU."
+        ),
+    ] = None,
     fmt: FormatOpt = "table",  # type: ignore[assignment]
 ) -> None:
     """Split MODEL over N devices: per-device memory and work, every collective, step time, MFU."""
@@ -165,7 +173,7 @@ def parallel(
         no_overlap=given("--no-overlap", no_overlap),
         tp_overlap=given("--tp-overlap", tp_overlap), algorithm=algorithm.value,
         roofline=roofline, node_size=node_size, intra=intra.value if intra else None,
-        attention=attention, price_per_hour=price_per_hour,
+        attention=attention, price_per_hour=price_per_hour, plot=plot,
     )  # fmt: skip
     emit(fmt, result.payload, result.rows, lambda: _tables(result), result.columns)
 
