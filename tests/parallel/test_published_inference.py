@@ -19,6 +19,8 @@ from memwall.parallel.published_inference import (
     PHASE_OF,
     SPEEDS,
     compare,
+    exceeds_gpu_memory,
+    gpu_working_set_bytes,
     launch_of,
     load_published,
     measured_time_s,
@@ -198,14 +200,20 @@ def test_tensorrt_llm_09_mixtral_rows_are_priced_sixteen_bit():
     assert others == {"8/8/8"}
 
 
-def test_rows_faster_than_reading_their_weights_are_excluded_and_only_those():
+def test_rows_faster_than_reading_their_weights_or_too_big_for_the_gpu_are_excluded_only():
     """A row is excluded exactly when its published speed beats reading each GPU's share of the
-    weights once per forward pass at the spec-sheet bandwidth (no engine can), so the exclusion
-    is a rule anyone can check, not a choice; the reason says so and the row stays in the file."""
+    weights once per forward pass at the spec-sheet bandwidth (no engine can), or when its
+    weights are more than its machine lets the GPU hold (the run paged): rules anyone can check,
+    not choices; the reason says which, and the row stays in the file."""
     under = {r.id for r in ROWS if measured_time_s(r) < weight_bound_s(r)}
+    too_big = {r.id for r in ROWS if exceeds_gpu_memory(r)}
     marked = {r.id for r in ROWS if r.excluded}
-    assert marked == under == {115, 126, 139}
-    assert all("physics" in r.excluded and "weights" in r.excluded for r in ROWS if r.excluded)
+    assert under == {115, 126, 139} and too_big == {14}  # f16 7B on a 16 GB M3
+    assert marked == under | too_big
+    assert all("physics" in r.excluded and "weights" in r.excluded for r in ROWS if r.id in under)
+    assert all(r.excluded.startswith("does not fit") for r in ROWS if r.id in too_big)
+    assert gpu_working_set_bytes(16) == pytest.approx(10922.67 * 2**20, rel=1e-6)
+    assert gpu_working_set_bytes(64) == 49152 * 2**20
 
 
 def test_excluded_rows_are_priced_but_left_out_of_the_statistics():

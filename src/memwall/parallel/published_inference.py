@@ -26,9 +26,11 @@ and no in-range verdict. A row's `kv_dequant` says how its decode attention kern
 `predict.efficiency.KV_DEQUANT`), on one device and through the tensor-parallel plan alike.
 
 A row whose `excluded` column gives a reason is priced and printed but left out of the error
-statistics (`Comparison.included`, `Comparison.excluded`). The one reason used so far is
-physical: the published speed is faster than reading each GPU's share of the weights once per
-forward pass at the spec-sheet memory bandwidth (`weight_bound_s`), which no engine can do.
+statistics (`Comparison.included`, `Comparison.excluded`). Both reasons used are physical
+rules anyone can check: the published speed is faster than reading each GPU's share of the
+weights once per forward pass at the spec-sheet memory bandwidth (`weight_bound_s`), which no
+engine can do; or the weights are more than the measured machine lets its GPU hold
+(`exceeds_gpu_memory`), so the run paged memory, which memwall does not price.
 """
 
 from __future__ import annotations
@@ -104,6 +106,12 @@ class PublishedRow(BaseModel):
     prefill_launch: Literal["", "eager", "graph", "kernel"] = ""  # empty: as `launch`
     kv_dequant: Literal["", "none", "kv_head", "query_head"] = ""  # empty: none (KV_DEQUANT)
     accumulate: Literal["", "fp32", "fp16"] = ""  # 16-bit matmuls' accumulator; empty: fp32
+    host_memory_gb: float | None = Field(default=None, gt=0)  # a unified-memory machine's RAM
+
+    @field_validator("host_memory_gb", mode="before")
+    @classmethod
+    def _host_memory(cls, v: object) -> object:
+        return None if v in (None, "") else v
 
     @field_validator("precision")
     @classmethod
@@ -291,6 +299,29 @@ def weight_bound_s(row: PublishedRow) -> float:
     if m in ("tpot_s", "decode_tok_s"):
         return once("decode") * (1 if m == "tpot_s" else g)
     return once("prefill") + (g - 1) * once("decode")  # latency_s, throughput_tok_s
+
+
+def gpu_working_set_bytes(host_memory_gb: float) -> float:
+    """Bytes of a unified-memory Apple machine the GPU may use: Metal's
+    recommendedMaxWorkingSetSize as llama.cpp logs it, 2/3 of the RAM up to 32 GB (10922.67 MiB
+    on 16 GB: abetlen/llama-cpp-python issue 687; 21845.34 MiB on 32 GB: ggml-org/llama.cpp PR
+    2011) and 3/4 above (49152 MiB on 64 GB: llama.cpp issue 1870; 73728 MiB on 96 GB: issue
+    3213)."""
+    ram = host_memory_gb * 2**30
+    return ram * (2 / 3 if host_memory_gb <= 32 else 3 / 4)
+
+
+def exceeds_gpu_memory(row: PublishedRow) -> bool:
+    """Whether a row's weights (each GPU's share) are more than its machine lets the GPU hold
+    (`gpu_working_set_bytes`; rows without `host_memory_gb` are not checked): such a run pages
+    memory in and out, which memwall does not price."""
+    if row.host_memory_gb is None or row.metric == "matmul_time_s":
+        return False
+    prec = parse_precision(row.precision, row.group_size, row.quantize_head == "yes")
+    spec, _ = load_model_config(row.model)
+    ops = op_table(spec, Workload("decode", row.batch, max(1, row.seq_len)), prec, "full", True)
+    weights = float(ops["bytes_weight"].sum()) / row.tp
+    return weights > gpu_working_set_bytes(row.host_memory_gb)
 
 
 def measured_time_s(row: PublishedRow) -> float:
