@@ -348,3 +348,20 @@ def test_remedies_rows_are_compress_pareto(tmp_path, monkeypatch):
     claims = blocks(res, Table)[1]
     assert [c["verdict"] for c in claims.rows] == [c["verdict"] for c in res.data["claims"]]
     check_figures(res, "measured", "MiB")
+
+
+# ---------------------------------------------------------------- parallel headline
+
+
+def test_the_headline_sets_nvidias_measured_run_beside_memwalls_prediction():
+    """The report's headline training layout comes with the published run of the same
+    architecture, device and precision: what it measured, what memwall predicts for it."""
+    from memwall.report.sections import parallel
+
+    res = parallel.SectionResult()
+    out = parallel.SECTION._headline(context(), res)
+    pub = out["published"][0]
+    assert pub["id"] == "dgxc-llama31-70b-h100-64" and pub["published"] == 0.541
+    texts = [b.text for b in blocks(res, Paragraph)]
+    assert any("Measured by others: dgxc-llama31-70b-h100-64" in t and "54.1%" in t for t in texts)
+    json.dumps(out)

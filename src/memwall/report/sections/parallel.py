@@ -97,6 +97,7 @@ class ParallelSection:
             "mfu_low": lo,
             "mfu_high": hi,
             "limits": p["limits"],
+            "published": p.get("published") or [],
         }
         rng = f" (range {pct(lo)}-{pct(hi)})" if lo is not None else ""
         res.text(
@@ -105,6 +106,14 @@ class ParallelSection:
             f"{p['step_time']:.3g} s per step and {pct(p['mfu'])} MFU{rng}; it is limited by "
             f"{p['limits']}."
         )
+        if out["published"]:  # a real run of the same architecture, device and precision
+            b = out["published"][0]
+            res.text(
+                f"Measured by others: {b['id']} ({b['gpus']} GPUs, {b['layout']}, seq "
+                f"{b['seq_len']}) reached {pct(b['published'])} {b['metric'].upper()} "
+                f"({b['source']}); memwall predicts {pct(b['predicted'])} for that run "
+                f"({100 * b['error']:+.0f}%)."
+            )
         return out
 
 
