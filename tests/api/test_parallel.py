@@ -156,3 +156,23 @@ def test_plot_draws_the_step_of_each_layout_and_refuses_a_bad_path_first(tmp_pat
         memwall.api.parallel("gpt2", devices=2, batch=8, plot=tmp_path / "no" / "x.png")
     with pytest.raises(MemwallError, match="--plot file"):
         memwall.api.parallel("gpt2", devices=2, batch=8, plot=tmp_path / "x.txt")
+
+
+def test_inference_sets_published_runs_at_the_same_tensor_parallelism_beside():
+    """An inference plan over 4 A100s at tp 4 comes with TensorRT-LLM's fp16 Llama-2-70B runs at
+    tp 4 (not its 1- or 2-GPU ones), each with memwall's prediction of that very run."""
+    from memwall.parallel.published_inference import compare, load_published
+
+    res = memwall.api.parallel("llama-2-70b", mode="infer", devices=4, tp=4,
+                               device="a100-sxm-80gb", precision="fp16")  # fmt: skip
+    pub = res.payload["published"]
+    assert pub and all(p["tp"] == 4 for p in pub) and 146 in [p["id"] for p in pub]
+    want = compare([r for r in load_published() if r.id == 146]).table.iloc[0]
+    got = next(p for p in pub if p["id"] == 146)
+    assert got["measured"] == want["measured"] and got["predicted"] == want["predicted"]
+    assert any("tp 4" in n for n in res.notes)
+    two = memwall.api.parallel("llama-2-70b", mode="infer", devices=2, tp=2,
+                               device="a100-sxm-80gb", precision="bf16").payload  # fmt: skip
+    assert [p["id"] for p in two["published"]] == [164]  # gpt-fast's bf16 decode at tp 2 only
+    gpt2 = memwall.api.parallel("gpt2", mode="infer", devices=2, tp=2, device="a100-sxm-80gb")
+    assert gpt2.payload["published"] == []

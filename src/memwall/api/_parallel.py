@@ -184,6 +184,10 @@ def parallel(
         from memwall.parallel.published import published_beside
 
         d["published"] = published_beside(spec, device, d["precision"], r.plan.devices)
+    else:  # real engines' runs of this model, device and precision at this tensor parallelism
+        from memwall.parallel.beside import inference_beside
+
+        d["published"] = inference_beside(model, device, d["precision"], tp=r.plan.layout.tp)
     payload = plain(d)
     if plot is not None:
         from memwall.plots.parallel import plot_step
@@ -192,9 +196,11 @@ def parallel(
     rows = payload["collectives"]
     notes = [_summary(payload)] + ([f"note: {d['moe_routing']}"] if "moe_routing" in d else [])
     if payload.get("published"):
+        from memwall.parallel.beside import inference_line
         from memwall.parallel.published import beside_line
 
-        notes.append(beside_line(payload["published"]))
+        line = beside_line if mode == "train" else inference_line
+        notes.append(line(payload["published"]))
     notes.append(payload["energy"]["caption"])
     return Result(
         command="parallel",
