@@ -152,6 +152,10 @@ def test_plot_draws_the_step_of_each_layout_and_refuses_a_bad_path_first(tmp_pat
     svg = tmp_path / "one.svg"
     memwall.api.parallel("gpt2", devices=2, tp=2, batch=8, seq_len=128, plot=svg)
     assert "tp2" in svg.read_text() and "MFU" in svg.read_text()
+    inf = tmp_path / "infer.svg"  # an inference plan with engines' runs beside it
+    memwall.api.parallel("llama-2-70b", mode="infer", devices=4, tp=4, device="a100-sxm-80gb",
+                         precision="fp16", plot=inf)  # fmt: skip
+    assert "throughput_tok_s" in inf.read_text()
     with pytest.raises(MemwallError, match="--plot file"):
         memwall.api.parallel("gpt2", devices=2, batch=8, plot=tmp_path / "no" / "x.png")
     with pytest.raises(MemwallError, match="--plot file"):

@@ -63,11 +63,22 @@ def plot_step(d: dict[str, Any], path: str | Path) -> Path:
     )
     pub = d.get("published") or []
     if pub:
-        p = pub[0]
-        title += (
-            f"\npublished (measured): {p['id']} {p['metric'].upper()} {100 * p['published']:.1f}%;"
-            f" memwall {100 * p['predicted']:.1f}% for that run ({100 * p['error']:+.0f}%)"
-        )
+        title += "\n" + _published(pub[0])
     ax.set_title(title, fontsize=9)
     fig.legend(fontsize=7, loc="outside lower center", ncol=min(6, len(parts)), frameon=False)
     return save_figure(fig, path)
+
+
+def _published(p: dict[str, Any]) -> str:
+    """One published run beside the prediction: a training run's MFU, or an engine's speed."""
+    err = f"({100 * p['error']:+.0f}%)"
+    if "published" in p:  # training: a fraction of the dense peak
+        return (
+            f"published (measured): {p['id']} {p['metric'].upper()} {100 * p['published']:.1f}%;"
+            f" memwall {100 * p['predicted']:.1f}% for that run {err}"
+        )
+    unit = "tok/s" if p["unit"] == "tokens/s" else "s"
+    return (
+        f"published (measured): #{p['id']} {p['metric']} {p['measured']:.4g} {unit}; memwall "
+        f"{p['predicted']:.4g} for that run {err}"
+    )
