@@ -185,3 +185,16 @@ def test_untied_heads_follow_the_rows_tied_embeddings_column():
     assert bad != good and len(published_rows(good)) == len(rows)
     with pytest.raises(MemwallError, match="mcore-weak-1.7b"):
         published_rows(bad)
+
+
+def test_mpt_rows_use_llm_foundrys_exact_gelu_and_fit_as_they_ran():
+    """llm-foundry's MPTMLP runs one nn.GELU(approximate='none') kernel, not HF GPT-2's eager
+    tanh-GELU chain: priced so, MPT-7B at micro-batch 6 without checkpointing (a run that went)
+    fits its 80 GB, where the chain's saved tensors put it at over 100 GiB."""
+    from memwall.parallel.published import predict_row, published_rows, row_spec
+
+    rows = {r["id"]: r for r in published_rows()}
+    assert row_spec(rows["mpt-7b-h100-8g-2k"]).activation == "gelu"
+    assert row_spec(rows["mcore-weak-1.7b"]).activation != "gelu"  # the family's default
+    assert predict_row(rows["mpt-7b-h100-8g-2k"])["fits"]
+    assert predict_row(rows["mpt-125m-a100-80g-8g-2k"])["fits"]

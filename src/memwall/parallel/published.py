@@ -42,6 +42,7 @@ def published_rows(text: str | None = None) -> list[dict[str, Any]]:
             if tied not in ("", "true", "false"):
                 raise ValueError("tied_embeddings")
             row["tied_embeddings"] = None if tied == "" else tied == "true"
+            row["activation"] = (r.get("activation") or "").strip().lower()
         except (TypeError, ValueError):
             raise MemwallError(
                 f"published_training.csv: row {r.get('id')!r} is malformed"
@@ -68,6 +69,8 @@ def row_spec(r: dict[str, Any]) -> ModelSpec:
                "n_head": r["n_heads"], "n_inner": r["d_ff"], "vocab_size": r["vocab_size"],
                "n_positions": r["seq_len"],
                "tie_word_embeddings": r.get("tied_embeddings") is not False}  # fmt: skip
+        if r.get("activation"):
+            cfg["activation_function"] = r["activation"]
         spec = spec_from_config(cfg, name=r["id"])
         # a GPT with grouped-query attention (Nemotron-4): GPT-2's config has no KV-head key,
         # so the row's count is set on the spec (count prices K/V projections from it)
@@ -79,6 +82,8 @@ def row_spec(r: dict[str, Any]) -> ModelSpec:
                "vocab_size": r["vocab_size"], "max_position_embeddings": r["seq_len"]}  # fmt: skip
         if r.get("tied_embeddings") is not None:
             cfg["tie_word_embeddings"] = r["tied_embeddings"]
+        if r.get("activation"):
+            cfg["hidden_act"] = r["activation"]
     return spec_from_config(cfg, name=r["id"])
 
 
