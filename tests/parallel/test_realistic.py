@@ -198,3 +198,16 @@ def test_mpt_rows_use_llm_foundrys_exact_gelu_and_fit_as_they_ran():
     assert row_spec(rows["mcore-weak-1.7b"]).activation != "gelu"  # the family's default
     assert predict_row(rows["mpt-7b-h100-8g-2k"])["fits"]
     assert predict_row(rows["mpt-125m-a100-80g-8g-2k"])["fits"]
+
+
+def test_parallel_and_serve_refuse_python_code_models_naming_the_commands_that_take_them():
+    """parallel and serve price an architecture (a preset or a config.json): torchvision:NAME
+    and module:function are one line that says which commands take them, before any work."""
+    from memwall.errors import MemwallError
+
+    for call in (
+        lambda: memwall.api.parallel("torchvision:resnet50", devices=2),
+        lambda: memwall.api.serve("my.mod:build", device="h100-sxm"),
+    ):
+        with pytest.raises(MemwallError, match="analyze, memory and profile take it"):
+            call()

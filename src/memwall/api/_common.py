@@ -46,6 +46,22 @@ def model_text(model: Any) -> str:
     return model
 
 
+def config_model(model: Any, command: str) -> str:
+    """The MODEL of a command that prices an architecture (a preset or a config.json): one line
+    naming the commands that take Python code when `model` is torchvision:NAME or
+    module:function."""
+    from memwall.sources import module_source
+
+    text = model_text(model)
+    src = module_source(text)
+    if src is not None:
+        raise MemwallError(
+            f"memwall {command} prices a model from its architecture (a preset name or a "
+            f"config.json path); {src.label} is Python code: analyze, memory and profile take it"
+        )
+    return text
+
+
 def not_applicable(given: Sequence[str], why: str) -> None:
     """One line naming every flag of `given` (the ones the caller set), and why they do not
     apply; nothing when `given` is empty (the same words the CLI always printed)."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from memwall.api._common import choice, model_text, not_applicable, plain, si
+from memwall.api._common import choice, config_model, not_applicable, plain, si
 from memwall.api._result import Result
 
 MODES = ("train", "infer")
@@ -129,7 +129,7 @@ def parallel(
     from memwall.api._energy import needs_device, parallel_energy
     from memwall.parallel.api import parallel_analysis
 
-    model = model_text(model)
+    model = config_model(model, "parallel")
     needs_device(price_per_hour, device)
     if plot is not None:
         from memwall.plots.save import check_plot_path

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from memwall.api._common import choice, model_text, plain, si
+from memwall.api._common import choice, config_model, plain, si
 from memwall.api._result import Result
 from memwall.errors import MemwallError
 
@@ -130,7 +130,7 @@ def serve(
     from memwall.api._energy import needs_device, serve_energy
     from memwall.api._serve_setup import prepare
 
-    model = model_text(model)
+    model = config_model(model, "serve")
     needs_device(price_per_hour, device)
     scheduler = choice("--scheduler", scheduler, SCHEDULERS)
     if plot is not None:

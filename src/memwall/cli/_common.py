@@ -73,6 +73,14 @@ ModelArg = Annotated[
         "choose to run, returning (module, inputs) (never run from a config file)."
     ),
 ]
+# `parallel` and `serve` price a model from its architecture: presets and config files only.
+ConfigModelArg = Annotated[
+    str,
+    typer.Argument(
+        help="Preset name (gpt2, llama-3-8b, llama-3-70b, ...) or path to an HF config.json "
+        "(Python code and torchvision models are for analyze, memory and profile)."
+    ),
+]
 PhaseOpt = Annotated[
     Phase | None, typer.Option(help="Default: encode for encoders, prefill for decoders.")
 ]

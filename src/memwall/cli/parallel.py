@@ -15,8 +15,8 @@ from memwall.api._parallel import parallel as api_parallel
 from memwall.api._result import Result
 from memwall.cli._common import (
     PRICE_HELP,
+    ConfigModelArg,
     FormatOpt,
-    ModelArg,
     app,
     binary,
     emit,
@@ -54,7 +54,7 @@ def _opt_int(help_: str):
 
 @app.command("parallel")
 def parallel(
-    model: ModelArg,
+    model: ConfigModelArg,
     mode: Annotated[Mode, typer.Option(help="train: one iteration; infer: prefill + decode.")] = (
         Mode.train
     ),

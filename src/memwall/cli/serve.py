@@ -14,8 +14,8 @@ import typer
 
 from memwall.cli._common import (
     PRICE_HELP,
+    ConfigModelArg,
     FormatOpt,
-    ModelArg,
     app,
     emit,
     rich_table,
@@ -46,7 +46,7 @@ def _opt(help: str, *names: str) -> typer.models.OptionInfo:
 
 @app.command("serve")
 def serve(
-    model: ModelArg,
+    model: ConfigModelArg,
     device: Annotated[str, _opt("Device: a catalog name (h100-sxm), NAME@KEY=F or measured.")],
     tp: Annotated[int, _opt("Tensor-parallel degree.")] = 1,
     precision: Annotated[str, _opt("bf16, fp16, fp8, int8, int4 or W/A/KV bits.")] = "bf16",
