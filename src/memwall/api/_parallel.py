@@ -181,9 +181,9 @@ def parallel(
 
         d["moe_routing"] = MOE_ROUTING
     if mode == "train":  # published measurements of this architecture, device and precision
-        from memwall.parallel.published import published_beside
+        from memwall.parallel.beside import training_beside
 
-        d["published"] = published_beside(spec, device, d["precision"], r.plan.devices)
+        d["published"] = training_beside(spec, device, d["precision"], r.plan.devices)
     else:  # real engines' runs of this model, device and precision at this tensor parallelism
         from memwall.parallel.beside import inference_beside
 
@@ -196,10 +196,9 @@ def parallel(
     rows = payload["collectives"]
     notes = [_summary(payload)] + ([f"note: {d['moe_routing']}"] if "moe_routing" in d else [])
     if payload.get("published"):
-        from memwall.parallel.beside import inference_line
-        from memwall.parallel.published import beside_line
+        from memwall.parallel.beside import inference_line, training_line
 
-        line = beside_line if mode == "train" else inference_line
+        line = training_line if mode == "train" else inference_line
         notes.append(line(payload["published"]))
     notes.append(payload["energy"]["caption"])
     return Result(

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import io
-import math
 from dataclasses import replace
 from importlib import resources
 from typing import Any
@@ -27,7 +26,8 @@ def published_rows(text: str | None = None) -> list[dict[str, Any]]:
     """Every row (of the data file, or of `text` in its format), typed; MemwallError naming the
     row when one is malformed or unsourced."""
     if text is None:
-        text = resources.files("memwall.data").joinpath("published_training.csv").read_text()
+        data = resources.files("memwall.data").joinpath("published_training.csv")
+        text = data.read_text("utf-8")
     lines = [ln for ln in text.splitlines() if ln.strip() and not ln.startswith("#")]
     rows = []
     for r in csv.DictReader(io.StringIO("\n".join(lines))):
@@ -119,48 +119,3 @@ def predict_row(r: dict[str, Any], efficiency: bool = True) -> dict[str, Any]:
         "bubble": p.breakdown["bubble"] / p.step_time,
         "breakdown": dict(p.breakdown),
     }
-
-
-ARCH = ("n_layers", "d_model", "n_heads", "n_kv_heads", "d_ff", "vocab_size")
-
-
-def published_beside(
-    spec: ModelSpec, device: str, precision: str, devices: int, limit: int = 3
-) -> list[dict[str, Any]]:
-    """Published training runs of `spec`'s architecture (layers, widths, heads, vocabulary) on
-    `device` in `precision`, nearest in GPU count first, each with memwall's prediction of it:
-    a measurement nobody here made to set a prediction beside. Empty when none is on record."""
-    dev = get_device(device).name
-    name = training_precision(precision).label
-    out = []
-    for r in published_rows():
-        if get_device(r["device"]).name != dev or training_precision(r["precision"]).label != name:
-            continue
-        arch = row_spec(r)
-        if any(getattr(arch, k) != getattr(spec, k) for k in ARCH):
-            continue
-        p = predict_row(r)
-        layout = f"tp{r['tp']} pp{r['pp']}" + (f" cp{r['cp']}" if r["cp"] > 1 else "")
-        layout += f" dp{r['dp']}" + (f" v{r['interleave']}" if r["interleave"] > 1 else "")
-        layout += " tp-overlap" if r["tp_overlap"] else ""
-        out.append({
-            "id": r["id"], "gpus": r["gpus"], "layout": layout, "seq_len": r["seq_len"],
-            "global_batch": r["global_batch"], "metric": r["metric"], "published": r["value"],
-            "predicted": p["predicted"], "error": p["error"],
-            "source": r["source"].split(";")[0].split(" table")[0].strip(),
-        })  # fmt: skip
-    out.sort(key=lambda x: (abs(math.log(x["gpus"] / max(1, devices))), x["id"]))
-    return out[:limit]
-
-
-def beside_line(rows: list[dict[str, Any]]) -> str:
-    """One line for the terminal: each published run, what it measured, what memwall predicts."""
-    if not rows:
-        return ""
-    parts = [
-        f"{r['id']} ({r['gpus']} GPUs, {r['layout']}, seq {r['seq_len']}, batch "
-        f"{r['global_batch']}): {r['metric'].upper()} {100 * r['published']:.1f}% measured, "
-        f"memwall {100 * r['predicted']:.1f}% ({100 * r['error']:+.0f}%) [{r['source']}]"
-        for r in rows
-    ]
-    return "published runs of this architecture on this device: " + "; ".join(parts)

@@ -282,16 +282,13 @@ def weight_bound_s(row: PublishedRow) -> float:
     the weights the op table says it reads (all experts a batch routes to) once, at the
     spec-sheet memory bandwidth, with nothing else priced. For a speed, the time of its tokens;
     for a matmul row, its weight bytes alone."""
-    prec = parse_precision(row.precision, row.group_size, row.quantize_head == "yes")
     bw = get_device(row.device).memory_bandwidth()
     if row.metric == "matmul_time_s":
+        prec = parse_precision(row.precision, row.group_size, row.quantize_head == "yes")
         return float(_gemm_table(row, prec)["bytes_weight"].sum()) / bw
-    spec, _ = load_model_config(row.model)
 
     def once(phase: str) -> float:
-        wl = Workload(phase, row.batch, max(1, row.seq_len))
-        ops = op_table(spec, wl, prec, "full", True)
-        return float(ops["bytes_weight"].sum()) / row.tp / bw
+        return weight_bytes(row, phase) / bw
 
     m, g = row.metric, row.gen_len
     if m in ("ttft_s", "prefill_tok_s"):
@@ -299,6 +296,15 @@ def weight_bound_s(row: PublishedRow) -> float:
     if m in ("tpot_s", "decode_tok_s"):
         return once("decode") * (1 if m == "tpot_s" else g)
     return once("prefill") + (g - 1) * once("decode")  # latency_s, throughput_tok_s
+
+
+def weight_bytes(row: PublishedRow, phase: str) -> float:
+    """Bytes of weights one forward pass of `phase` reads on each GPU of a model row (its share,
+    1 / tp, of what the op table says the batch reads: all experts it routes to)."""
+    prec = parse_precision(row.precision, row.group_size, row.quantize_head == "yes")
+    spec, _ = load_model_config(row.model)
+    ops = op_table(spec, Workload(phase, row.batch, max(1, row.seq_len)), prec, "full", True)
+    return float(ops["bytes_weight"].sum()) / row.tp
 
 
 def gpu_working_set_bytes(host_memory_gb: float) -> float:
@@ -317,11 +323,7 @@ def exceeds_gpu_memory(row: PublishedRow) -> bool:
     memory in and out, which memwall does not price."""
     if row.host_memory_gb is None or row.metric == "matmul_time_s":
         return False
-    prec = parse_precision(row.precision, row.group_size, row.quantize_head == "yes")
-    spec, _ = load_model_config(row.model)
-    ops = op_table(spec, Workload("decode", row.batch, max(1, row.seq_len)), prec, "full", True)
-    weights = float(ops["bytes_weight"].sum()) / row.tp
-    return weights > gpu_working_set_bytes(row.host_memory_gb)
+    return weight_bytes(row, "decode") > gpu_working_set_bytes(row.host_memory_gb)
 
 
 def measured_time_s(row: PublishedRow) -> float:
