@@ -1,6 +1,12 @@
 """memwall parallel vs published training measurements, and a real tensor-parallel GPT-2 block.
 
     .venv/bin/python benchmarks/bench_parallel.py [--no-measure] [--batch 4] [--seq 128]
+    .venv/bin/python benchmarks/bench_parallel.py --fit
+
+--fit chooses the whole-step kernel rate (`training_step.kernel_rate` of data/efficiency.json)
+on the rows marked fitted = yes alone: for each, the rate at which memwall's prediction equals
+what the row measured; value = their median, low/high = their quartiles. It prints them beside
+the data file's values and stops.
 
 1. Every row of `memwall/data/published_training.csv` (Megatron-LM, Korthikanti et al., Llama 3,
    NeMo, llm-foundry, torchtitan), priced with the attention kernel the row's software ran (its
@@ -24,7 +30,8 @@ from memwall.errors import MemwallError
 from memwall.hardware import get_device
 from memwall.parallel.block import tp_block_prediction
 from memwall.parallel.links import links_for
-from memwall.parallel.published import predict_row, published_rows
+from memwall.parallel.published import predict_row, published_rows, row_kernel_rate
+from memwall.predict.efficiency import training_kernel_rate
 from memwall.spec import load_model, parse_precision, spec_from_config
 
 
@@ -61,6 +68,20 @@ def published() -> None:
         print(_summary(name, es))
 
 
+def fit() -> None:
+    rows = [r for r in published_rows() if r["fitted"] == "yes"]
+    rates = []
+    for r in rows:
+        rates.append(row_kernel_rate(r))
+        print(f"{r['id']:36} {r['device']:14} kernel rate that matches: {rates[-1]:.3f}")
+    q1, med, q3 = statistics.quantiles(rates, n=4)
+    t = training_kernel_rate()
+    print(
+        f"fit over {len(rates)} rows: value {med:.3f} (median), low {q1:.3f}, high {q3:.3f} "
+        f"(quartiles); data/efficiency.json has {t.value:.3f} ({t.low:.3f}-{t.high:.3f})"
+    )
+
+
 def tp_block(batch: int, seq: int) -> None:
     from memwall.measure.tp_block import tp_block_check
 
@@ -88,8 +109,12 @@ def main() -> None:
     ap.add_argument("--no-measure", action="store_true", help="skip the real split GPT-2 block")
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--seq", type=int, default=128)
+    ap.add_argument("--fit", action="store_true", help="choose the kernel rate on the fit rows")
     a = ap.parse_args()
     load_model("gpt2")  # the presets resolve (fail early)
+    if a.fit:
+        fit()
+        return
     published()
     if not a.no_measure:
         tp_block(a.batch, a.seq)

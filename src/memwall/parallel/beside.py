@@ -91,7 +91,7 @@ def training_beside(
         out.append({
             "id": r["id"], "gpus": r["gpus"], "layout": layout, "seq_len": r["seq_len"],
             "global_batch": r["global_batch"], "metric": r["metric"], "published": r["value"],
-            "predicted": p["predicted"], "error": p["error"],
+            "predicted": p["predicted"], "error": p["error"], "fitted": p["fitted"],
             "source": r["source"].split(";")[0].split(" table")[0].strip(),
         })  # fmt: skip
     out.sort(key=lambda x: (abs(math.log(x["gpus"] / max(1, devices))), x["id"]))
@@ -106,7 +106,8 @@ def training_line(rows: list[dict[str, Any]]) -> str:
         f"{r['id']} ({r['gpus']} GPUs, {r['layout']}, seq {r['seq_len']}, batch "
         f"{r['global_batch']}): {r['metric'].upper()} {100 * r['published']:.1f}% of the dense "
         f"peak measured, memwall predicts {100 * r['predicted']:.1f}% "
-        f"({100 * r['error']:+.0f}%; the source's FLOP count) [{r['source']}]"
+        f"({100 * r['error']:+.0f}%; the source's FLOP count"
+        f"{'; a fit row of the kernel rate, in sample' if r.get('fitted') else ''}) [{r['source']}]"
         for r in rows
     ]
     return "published runs of this architecture on this device: " + "; ".join(parts)

@@ -48,10 +48,10 @@ from memwall.errors import MemwallError
 from memwall.hardware import Device
 from memwall.memory import get_optimizer, inference_memory, training_memory
 from memwall.memory.activations import layer_ops
-from memwall.memory.states import framework_overhead
 from memwall.memory.training import state_bytes
 from memwall.parallel.collectives import Collective, node_rings, realistic_links
 from memwall.parallel.comm import cp_costs, dp_collectives, memory_zero
+from memwall.parallel.device_memory import train_memory, with_overhead
 from memwall.parallel.extras import accumulation_time, clipping_time, cross_entropy_time
 from memwall.parallel.groups import (
     ep_collectives,
@@ -63,18 +63,14 @@ from memwall.parallel.groups import (
 )
 from memwall.parallel.layout import Layout, validate_layout
 from memwall.parallel.links import Links
-from memwall.parallel.shard import (
-    forward,
-    in_flight,
-    sequence_parallel_ratio,
-    shard_spec,
-)
+from memwall.parallel.shard import forward, shard_spec
 from memwall.predict.efficiency import (
     ATTENTION_AUTO,
     attention_terms,
     check_attention,
     efficiency_terms,
     resolve_attention,
+    training_kernel_rate,
 )
 from memwall.spec import ModelSpec, Precision, Workload
 
@@ -113,6 +109,9 @@ class Options:
     # inference: how decode attention converts an 8-bit KV cache (predict.efficiency.KV_DEQUANT:
     # none, once per element read, or once per query head)
     kv_dequant: str = "none"
+    # training, realistic model: the rate a whole step's kernels sustain against the same
+    # kernels priced one by one (None: efficiency.json's fitted training_step kernel_rate)
+    kernel_rate: float | None = None
 
 
 @dataclass(frozen=True)
@@ -178,7 +177,7 @@ class Plan:
             "precision": o.precision.label if o.precision else None,
             "overlap": o.overlap,
             "tp_overlap": o.tp_overlap,
-            "compute_model": REALISTIC if o.efficiency else ROOFLINE,
+            "compute_model": compute_model(o, self.extra.get("kernel_rate")),
             "step_time": self.step_time,
             "tokens_per_s": self.tokens_per_s,
             "mfu": self.mfu,
@@ -195,6 +194,16 @@ class Plan:
             **self.extra,
             "predicted": True,
         }
+
+
+def compute_model(o: Options, kernel_rate: float | None = None) -> str:
+    """Which model priced a plan, in words (training names the fitted whole-step rate)."""
+    if not o.efficiency:
+        return ROOFLINE
+    if kernel_rate is None:
+        return REALISTIC
+    return (f"{REALISTIC[:-1]}, kernels at {kernel_rate:.3f} of their one-by-one rate: a "
+            "whole-step rate fitted on published training runs)")  # fmt: skip
 
 
 def check_mode(mode: str) -> str:
@@ -245,7 +254,8 @@ def _plan_train(spec, device, links, lay: Layout, o: Options) -> Plan:
     fwd = forward(
         shard, "prefill", o.micro_batch, seq, prec, device, o.efficiency, "eager", o.attention
     )
-    t_f, t_b = fwd["time"], fwd["backward"]
+    k = _kernel_rate(o)
+    t_f, t_b, t_mm = fwd["time"] / k, fwd["backward"] / k, fwd["matmul"] / k
     fp = _training_memory(
         shard, o.micro_batch, seq, prec, o.optimizer, lay.checkpointing, memory_zero(lay),
         lay.dp * lay.cp,
@@ -265,11 +275,12 @@ def _plan_train(spec, device, links, lay: Layout, o: Options) -> Plan:
     t_x = _extras_per_micro_batch(shard, fp, o.micro_batch * seq, device) if o.efficiency else 0.0
     rate = efficiency_terms(device)["overlap_rate"].value if o.efficiency else 1.0
     if o.tp_overlap:
-        mb, t_tp = tp_overlapped(mb, fwd["matmul"], fwd_passes, rate)
+        mb, t_tp = tp_overlapped(mb, t_mm, fwd_passes, rate)
     else:
         t_tp = sum(c.time for c in mb if c.group == "tp")
     t_other = sum(c.time for c in mb if c.group != "tp")
     t_mb = t_f + t_b + t_r + t_x + t_tp + t_other + _per_micro_batch_comm(p2p)
+    t_cp /= k
     t_mb += t_cp + t_cp_comm  # context parallelism: ring attention's extra blocks and transfers
     bubble = (lay.pp - 1) / lay.interleave * t_mb
     dp_links = node_rings(links, per_node(lay.tp, lay.cp * lay.dp, links.node_size))
@@ -313,7 +324,7 @@ def _plan_train(spec, device, links, lay: Layout, o: Options) -> Plan:
         micro_batches=m,
         step_time=step,
         breakdown=breakdown,
-        per_device=with_overhead(_train_memory(fp, lay, spec, o, m), device),
+        per_device=with_overhead(train_memory(fp, lay, m), device),
         capacity=device.mem_capacity,
         collectives=colls,
         model_flops=model_flops,
@@ -324,9 +335,21 @@ def _plan_train(spec, device, links, lay: Layout, o: Options) -> Plan:
             "attention": _attention_info(shard, device, o, o.attention),
             "bubble_fraction": bubble_fraction(lay.pp, m, lay.interleave),
             "compute_bound_fraction": fwd["frac_compute_bound"],
+            "kernel_rate": k if o.efficiency else None,
             **cp_info,
         },
     )
+
+
+def _kernel_rate(o: Options) -> float:
+    """Training: the share of the one-by-one kernel rate a whole step sustains (1 for the
+    plain roofline; the fitted training_step term of data/efficiency.json by default)."""
+    if not o.efficiency:
+        return 1.0
+    k = training_kernel_rate().value if o.kernel_rate is None else o.kernel_rate
+    if not 0.0 < k <= 1.5:
+        raise MemwallError(f"kernel rate {k} is outside (0, 1.5]")
+    return k
 
 
 def _infer_attention(o: Options) -> str | None:
@@ -391,32 +414,6 @@ def _optimizer_time(fp, prec, o: Options, device: Device) -> float:
     shard = fp.optimizer_state / per_param_states if per_param_states else fp.n_params
     nbytes = shard * (2 * sb.weight + sb.grad + 2 * per_param_states)
     return nbytes / device.memory_bandwidth()
-
-
-def with_overhead(per_device: dict[str, float], device: Device) -> dict[str, float]:
-    """`per_device` with the runtime's own memory (CUDA context and library handles,
-    `data/memory_assumptions.json`) as its own line and in the peak, as `memwall memory`
-    counts it: a layout that fits must leave room for the process that runs it."""
-    over, _short, _source = framework_overhead(device.kind)
-    out = {k: v for k, v in per_device.items() if k != "peak"}
-    return {**out, "framework_overhead": over, "peak": per_device["peak"] + over}
-
-
-def _train_memory(fp, lay: Layout, spec: ModelSpec, o: Options, m: int) -> dict[str, float]:
-    kept = fp.activations * sequence_parallel_ratio(lay)
-    flight = in_flight(lay, m)
-    acts = kept * flight
-    peak = max(fp.model_states, fp.peak - fp.activations + acts)
-    return {
-        "weights": fp.weights,
-        "gradients": fp.gradients,
-        "optimizer_state": fp.optimizer_state,
-        "activations": acts,
-        "micro_batches_in_flight": flight,
-        "temporaries": fp.temporaries,
-        "zero_buffers": fp.zero_buffers,
-        "peak": peak,
-    }
 
 
 def _plan_infer(spec, device, links, lay: Layout, o: Options) -> Plan:

@@ -87,18 +87,21 @@ def row_spec(r: dict[str, Any]) -> ModelSpec:
     return spec_from_config(cfg, name=r["id"])
 
 
-def predict_row(r: dict[str, Any], efficiency: bool = True) -> dict[str, Any]:
+def predict_row(
+    r: dict[str, Any], efficiency: bool = True, kernel_rate: float | None = None
+) -> dict[str, Any]:
     """memwall's prediction of the row's metric, with the step time and memory fit: by default
     the realistic model (published kernel efficiencies, the attention kernel the row ran, NCCL
     bus bandwidth, the training work outside the op table); `efficiency=False` the plain
-    roofline (an upper bound). An fp8 row's
+    roofline (an upper bound); `kernel_rate` replaces the fitted training_step term (the fit
+    itself prices rows with it, `row_kernel_rate`). An fp8 row's
     MFU is of the fp8 peak, as its source states it."""
     lay = Layout(r["tp"], r["pp"], r["dp"], 1, r["sequence_parallel"], r["zero"],
                  r["interleave"], r["checkpointing"], r["cp"])  # fmt: skip
     prec = training_precision(r["precision"])
     o = Options("train", r["global_batch"], r["micro_batch"], r["seq_len"], prec,
                 efficiency=efficiency, attention=r["attention"],
-                tp_overlap=r.get("tp_overlap", False))  # fmt: skip
+                tp_overlap=r.get("tp_overlap", False), kernel_rate=kernel_rate)  # fmt: skip
     dev = get_device(r["device"])
     p = plan(row_spec(r), dev, links_for(r["device"]), lay, o)
     pred = p.mfu if r["metric"] == "mfu" else p.hfu
@@ -119,3 +122,15 @@ def predict_row(r: dict[str, Any], efficiency: bool = True) -> dict[str, Any]:
         "bubble": p.breakdown["bubble"] / p.step_time,
         "breakdown": dict(p.breakdown),
     }
+
+
+def row_kernel_rate(r: dict[str, Any], lo: float = 0.3, hi: float = 1.5) -> float:
+    """The training_step kernel rate at which memwall's prediction of row `r` equals what it
+    measured (bisection: the prediction rises with the rate); clipped to [lo, hi]."""
+    for _ in range(40):
+        mid = (lo + hi) / 2
+        if predict_row(r, kernel_rate=mid)["predicted"] > r["value"]:
+            hi = mid
+        else:
+            lo = mid
+    return (lo + hi) / 2

@@ -2,8 +2,10 @@
 
 The range moves every kernel-efficiency term of `data/efficiency.json` to its fast and slow
 end (as `memwall.predict.efficiency` does per op) and scales the step's kernel time by the
-shard's forward at those ends; communication stays at its value. It is computed for the
-layout shown, not for every layout a search prices (that would multiply its cost by 26).
+shard's forward at those ends; in training the kernels of the op table (forward, backward,
+recomputation, ring attention, the bubble) also move by the fitted whole-step kernel rate's
+low/high (`training_step` in the data file); communication stays at its value. It is computed
+for the layout shown, not for every layout a search prices (that would multiply its cost by 26).
 """
 
 from __future__ import annotations
@@ -12,13 +14,15 @@ from memwall.count import op_table
 from memwall.hardware import Device
 from memwall.parallel.plan import Plan
 from memwall.parallel.shard import phase_of, shard_spec
-from memwall.predict.efficiency import predict_efficiency
+from memwall.predict.efficiency import predict_efficiency, training_kernel_rate
 from memwall.spec import ModelSpec, Workload
 
 # Parts of the step that are kernel time (they scale with the kernels' efficiency).
 KERNEL_PARTS = ("forward", "backward", "recompute", "bubble", "loss_and_grad_accumulation",
                 "grad_clipping", "optimizer", "cp_attention", "prefill_compute",
                 "decode_compute")  # fmt: skip
+# Parts the training kernel rate scales (`plan._kernel_rate`).
+RATE_PARTS = ("forward", "backward", "recompute", "bubble", "cp_attention")
 _WORDS = {
     "tp_comm": "exposed tensor-parallel communication",
     "ep_comm": "expert-parallel all-to-alls",
@@ -45,7 +49,14 @@ def step_range(spec: ModelSpec, device: Device, p: Plan) -> tuple[float, float]:
     t = e.totals["time"]
     lo, hi = e.totals["time_low"] / t, e.totals["time_high"] / t
     kernel = sum(v for k, v in p.breakdown.items() if k in KERNEL_PARTS)
-    return p.step_time - kernel * (1 - lo), p.step_time + kernel * (hi - 1)
+    fast, slow = p.step_time - kernel * (1 - lo), p.step_time + kernel * (hi - 1)
+    rate = p.extra.get("kernel_rate")
+    if rate:  # the whole-step rate's own spread, on the parts it scales
+        term = training_kernel_rate()
+        scaled = sum(v for k, v in p.breakdown.items() if k in RATE_PARTS)
+        fast -= scaled * lo * (1 - rate / term.high)
+        slow += scaled * hi * (rate / term.low - 1)
+    return fast, slow
 
 
 def limits(p: Plan) -> str:

@@ -69,6 +69,7 @@ from memwall.predict.efficiency_data import (  # noqa: F401 (re-exported: the mo
     memory_compute_overlap,
     parse_table,
     resolve_attention,
+    training_kernel_rate,
 )
 from memwall.predict.gemm_shape import shape_efficiency
 from memwall.predict.roofline import check_ops, plain_value, predict_roofline

@@ -126,6 +126,7 @@ class _Table(BaseModel):
     memory_compute_overlap: _Overlap
     serving_m_spread: _Overlap
     serving_engines: dict[str, dict[str, _EngineTerm]]
+    training_step: dict[str, _EngineTerm]
     compute_units: dict[str, _Units]
     attention_kernels: _Attention
 
@@ -170,6 +171,11 @@ def _check_table(t: _Table) -> _Table:
                 raise MemwallError(
                     f"efficiency.json serving_engines {name}.{k}: bad source or range"
                 )
+    for k, v in t.training_step.items():
+        if v.source not in t.sources or not v.low <= v.value <= v.high or v.value == 0:
+            raise MemwallError(f"efficiency.json training_step.{k}: bad source or range")
+    if "kernel_rate" not in t.training_step:
+        raise MemwallError("efficiency.json training_step: needs kernel_rate")
     for c, terms in t.classes.items():
         if set(terms) != set(TERMS):
             raise MemwallError(f"efficiency.json class {c}: needs every term {', '.join(TERMS)}")
@@ -383,6 +389,15 @@ def serving_m_spread() -> float:
     """How far a steady-state server's GEMM rows M move around the mean from step to step, as a
     fraction either side (`predict.gemm_shape`: quantisation priced as the average)."""
     return load_table().serving_m_spread.value
+
+
+def training_kernel_rate() -> Term:
+    """The rate a whole training step's kernels sustain against the same kernels priced one by
+    one from kernel benchmarks (a fit on marked rows of data/published_training.csv)."""
+    t = load_table()
+    v = t.training_step["kernel_rate"]
+    return Term("kernel_rate", v.value, v.low, v.high, "fraction", v.what, t.sources[v.source],
+                f"{v.basis}: {v.fit}" if v.fit else v.basis)  # fmt: skip
 
 
 def sample_s_per_sequence(engine: str, vocab_size: int, end: str = "value") -> float:

@@ -1,0 +1,83 @@
+"""The whole-step kernel rate of training (`training_step.kernel_rate`, a fit on marked rows of
+data/published_training.csv): applied where it should be, chosen by its stated rule."""
+
+import statistics
+
+import pytest
+
+from memwall.errors import MemwallError
+from memwall.hardware import get_device
+from memwall.parallel import Layout
+from memwall.parallel.beside import training_line
+from memwall.parallel.links import links_for
+from memwall.parallel.plan import Options, plan
+from memwall.parallel.published import predict_row, published_rows, row_kernel_rate
+from memwall.predict.efficiency import training_kernel_rate
+from memwall.spec import load_model, parse_precision
+
+SPEC, DEV = load_model("llama-3-8b"), get_device("h100-sxm")
+LAY = Layout(tp=2, dp=4, sequence_parallel=True, zero=1)
+
+
+def _plan(**kw):
+    o = Options("train", 32, 1, 2048, parse_precision("bf16"), **kw)
+    return plan(SPEC, DEV, links_for("h100-sxm"), LAY, o)
+
+
+def test_kernel_time_scales_with_the_rate_and_communication_does_not():
+    one, half = _plan(kernel_rate=1.0), _plan(kernel_rate=0.5)
+    for part in ("forward", "backward"):
+        assert half.breakdown[part] == pytest.approx(2 * one.breakdown[part])
+    assert half.breakdown["optimizer"] == one.breakdown["optimizer"]  # memory-bound, unscaled
+    assert half.collectives[0].time == one.collectives[0].time
+
+
+def test_default_uses_the_fitted_value_and_says_so():
+    t = training_kernel_rate()
+    assert t.low < t.value < t.high and t.origin.startswith("fit: FIT:")
+    d, one = _plan(), _plan(kernel_rate=t.value)
+    assert d.step_time == one.step_time
+    assert d.extra["kernel_rate"] == t.value
+    assert f"{t.value:.3f} of their one-by-one rate" in d.to_dict()["compute_model"]
+
+
+def test_roofline_and_inference_ignore_the_rate():
+    roof = _plan(efficiency=False)
+    assert roof.step_time == _plan(efficiency=False, kernel_rate=0.5).step_time
+    assert "upper bound" in roof.to_dict()["compute_model"]
+    o = Options("infer", 8, 1, 512, parse_precision("bf16"))
+    inf = plan(SPEC, DEV, links_for("h100-sxm"), Layout(tp=2), o)
+    assert "one-by-one" not in inf.to_dict()["compute_model"]
+
+
+@pytest.mark.parametrize("bad", [0.0, -1.0, 2.0])
+def test_a_rate_outside_its_bounds_is_refused(bad):
+    with pytest.raises(MemwallError, match="kernel rate"):
+        _plan(kernel_rate=bad)
+
+
+def test_fit_rows_are_every_third_row_in_file_order():
+    rows = published_rows()
+    assert [r["fitted"] == "yes" for r in rows] == [i % 3 == 0 for i in range(len(rows))]
+
+
+def test_row_kernel_rate_makes_the_prediction_match_the_row():
+    r = next(r for r in published_rows() if r["id"] == "dgxc-llama31-70b-h100-64")
+    k = row_kernel_rate(r)
+    assert predict_row(r, kernel_rate=k)["predicted"] == pytest.approx(r["value"], rel=1e-6)
+
+
+def test_beside_line_marks_a_fit_row_as_in_sample():
+    row = dict(id="x", gpus=8, layout="tp1 pp1 dp8", seq_len=4096, global_batch=8, metric="mfu")
+    row.update(published=0.5, predicted=0.5, error=0.0, source="s")
+    assert "in sample" in training_line([{**row, "fitted": True}])
+    assert "in sample" not in training_line([{**row, "fitted": False}])
+
+
+@pytest.mark.slow
+def test_data_file_holds_what_the_stated_rule_gives():
+    """value = median, low/high = quartiles of the fit rows' matching rates (bench --fit)."""
+    rates = [row_kernel_rate(r) for r in published_rows() if r["fitted"] == "yes"]
+    q1, med, q3 = statistics.quantiles(rates, n=4)
+    t = training_kernel_rate()
+    assert (t.low, t.value, t.high) == pytest.approx((q1, med, q3), abs=0.0015)
