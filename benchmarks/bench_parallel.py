@@ -52,13 +52,14 @@ def published() -> None:
     print(f"{'id':36} {'device':14} {'metric':6} {'published':>9} {'default':>8} {'error':>8} "
           f"{'roofline':>8} {'error':>8} {'fit':>3} {'fits':>5} {'comm':>6} "
           f"{'bubble':>6} {'attn':>6}")  # fmt: skip
-    errs: dict[str, list[float]] = {"default": [], "roofline": [], "default, out of sample": []}
+    errs: dict[str, list[float]] = {
+        "default": [], "roofline": [], "default, out of sample": [], "default, fit rows": []
+    }  # fmt: skip
     for r in published_rows():
         d, e = predict_row(r), predict_row(r, efficiency=False)
         errs["default"].append(d["error"])
         errs["roofline"].append(e["error"])
-        if not d["fitted"]:
-            errs["default, out of sample"].append(d["error"])
+        errs["default, fit rows" if d["fitted"] else "default, out of sample"].append(d["error"])
         print(f"{d['id']:36} {d['device']:14} {d['metric']:6} {d['published']:9.3f} "
               f"{d['predicted']:8.3f} {d['error']:+8.1%} {e['predicted']:8.3f} {e['error']:+8.1%} "
               f"{'yes' if d['fitted'] else 'no':>3} {str(d['fits']):>5} "

@@ -81,3 +81,27 @@ def test_data_file_holds_what_the_stated_rule_gives():
     q1, med, q3 = statistics.quantiles(rates, n=4)
     t = training_kernel_rate()
     assert (t.low, t.value, t.high) == pytest.approx((q1, med, q3), abs=0.0015)
+
+
+def test_gradient_accumulation_is_fused_without_zero_and_sharded_with_it():
+    """Megatron adds each micro-batch's weight gradients into fp32 main gradients in the wgrad
+    GEMM's epilogue (--gradient-accumulation-fusion), so only the unhidden share of those bytes
+    costs; FSDP / ZeRO-3 adds them into the device's 1/dp shard after the reduce-scatter."""
+    from memwall.parallel.extras import accumulation_time
+    from memwall.predict.efficiency import memory_compute_overlap
+
+    alone = accumulation_time(1e9, DEV)
+    assert accumulation_time(1e9, DEV, fused=True) == pytest.approx(
+        alone * (1 - memory_compute_overlap())
+    )
+    o = Options("train", 64, 1, 2048, parse_precision("bf16"))
+    links = links_for("h100-sxm")
+    z1 = plan(SPEC, DEV, links, Layout(dp=8, zero=1), o)
+    z3 = plan(SPEC, DEV, links, Layout(dp=8, zero=3), o)
+    ce = z1.breakdown["loss_and_grad_accumulation"] - 8 * accumulation_time(
+        SPEC.n_params(), DEV, fused=True
+    )
+    assert ce > 0  # what is left is the loss over the vocabulary, the same in both
+    assert z3.breakdown["loss_and_grad_accumulation"] == pytest.approx(
+        ce + 8 * accumulation_time(SPEC.n_params() / 8, DEV), rel=1e-6
+    )

@@ -7,9 +7,15 @@ memory-bound and priced at the device's achievable bandwidth (`bw_frac` of
   in 16 bits, turned into fp32 probabilities (softmax, log, loss) and the gradient written back
   in 16 bits (Megatron's vocab-parallel cross-entropy reads and writes each about 12 bytes
   per logit over forward and backward);
-- fp32 gradient accumulation, per micro-batch: each weight-gradient GEMM adds its result into
-  the fp32 main gradient (Megatron's gradient-accumulation fusion), reading and writing 4 bytes
-  per parameter;
+- fp32 gradient accumulation, per micro-batch, 4 bytes per parameter read and written. Without
+  ZeRO-2/3 (Megatron-LM and its descendants) each weight-gradient GEMM adds its result into the
+  fp32 main gradient in its own epilogue (`--gradient-accumulation-fusion`, on by default:
+  Megatron-LM `arguments.py` has only `--no-gradient-accumulation-fusion`; Transformer Engine's
+  `fuse_wgrad_accumulation`), so those bytes move inside a compute-bound GEMM and only the share
+  a kernel's memory time is not hidden under its compute costs (1 - `memory_compute_overlap`,
+  as `predict.efficiency.combine` prices every kernel); with ZeRO-2/3 (FSDP) each micro-batch's
+  gradients are reduce-scattered and added into the device's 1/N shard of the fp32 gradients,
+  a separate memory-bound add over that shard;
 - gradient norm and clipping, per step: every fp32 gradient on the device read twice (the norm,
   then the scaling).
 Sources: Megatron-LM `core/tensor_parallel/cross_entropy.py` (vocab-parallel cross-entropy in
@@ -20,7 +26,7 @@ Adam with gradient clipping (Megatron's `clip_grad_norm_fp32`).
 from __future__ import annotations
 
 from memwall.hardware import Device
-from memwall.predict.efficiency import efficiency_terms
+from memwall.predict.efficiency import efficiency_terms, memory_compute_overlap
 
 CE_BYTES_PER_LOGIT = 12.0  # 2 read + 4 + 4 fp32 working values + 2 gradient written
 ACCUM_BYTES_PER_PARAM = 8.0  # fp32 main gradient read and written once per micro-batch
@@ -37,9 +43,12 @@ def cross_entropy_time(tokens: int, vocab_shard: int, device: Device) -> float:
     return tokens * vocab_shard * CE_BYTES_PER_LOGIT / _bandwidth(device)
 
 
-def accumulation_time(params: float, device: Device) -> float:
-    """Seconds per micro-batch to add the weight gradients into fp32 main gradients."""
-    return params * ACCUM_BYTES_PER_PARAM / _bandwidth(device)
+def accumulation_time(params: float, device: Device, fused: bool = False) -> float:
+    """Seconds per micro-batch to add `params` weight gradients into fp32 main gradients: a
+    separate memory-bound add, or (`fused`) inside the weight-gradient GEMMs' epilogues, where
+    all but the unhidden share of the bytes run under the GEMMs' compute."""
+    t = params * ACCUM_BYTES_PER_PARAM / _bandwidth(device)
+    return t * (1.0 - memory_compute_overlap()) if fused else t
 
 
 def clipping_time(params: float, device: Device) -> float:

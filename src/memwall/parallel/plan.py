@@ -272,7 +272,11 @@ def _plan_train(spec, device, links, lay: Layout, o: Options) -> Plan:
     t_cp, cpc, t_cp_comm, cp_info = cp_costs(
         spec, shard, lay, o, device, links, span["cp"], fwd_passes
     )
-    t_x = _extras_per_micro_batch(shard, fp, o.micro_batch * seq, device) if o.efficiency else 0.0
+    t_x = (
+        _extras_per_micro_batch(shard, fp, o.micro_batch * seq, device, lay)
+        if o.efficiency
+        else 0.0
+    )
     rate = efficiency_terms(device)["overlap_rate"].value if o.efficiency else 1.0
     if o.tp_overlap:
         mb, t_tp = tp_overlapped(mb, t_mm, fwd_passes, rate)
@@ -377,11 +381,14 @@ def _attention_info(shard: ModelSpec, device: Device, o: Options, used: str | No
     }
 
 
-def _extras_per_micro_batch(shard: ModelSpec, fp, tokens: int, device: Device) -> float:
+def _extras_per_micro_batch(shard: ModelSpec, fp, tokens: int, device: Device, lay) -> float:
     """Cross-entropy over the device's vocabulary slice for its `tokens` (a context-parallel
-    rank holds seq / cp of each sequence) and fp32 gradient accumulation."""
+    rank holds seq / cp of each sequence) and fp32 gradient accumulation: fused into the
+    weight-gradient GEMMs without ZeRO-2/3, over the device's gradient shard with it."""
     ce = cross_entropy_time(tokens, shard.vocab_size, device) if shard.is_decoder else 0.0
-    return ce + accumulation_time(fp.n_params, device)
+    if lay.zero >= 2:
+        return ce + accumulation_time(fp.n_params / (lay.dp * lay.cp), device)
+    return ce + accumulation_time(fp.n_params, device, fused=True)
 
 
 def _scaled(c: Collective, m: int) -> Collective:
