@@ -6,6 +6,7 @@ drawn again."""
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +56,8 @@ def plot_step(d: dict[str, Any], path: str | Path) -> Path:
         ax.text(b["step"], y, f"  MFU {100 * b['mfu']:.1f}%", va="center", fontsize=8)
     ax.set_yticks(range(len(bars)), [b["label"] for b in reversed(bars)], fontsize=8)
     ax.set_xlim(0, 1.18 * max(b["step"] for b in bars))
-    ax.set_xlabel(f"seconds per step (predicted: {d.get('compute_model', 'memwall')})", fontsize=8)
+    label = f"seconds per step (predicted: {d.get('compute_model', 'memwall')})"
+    ax.set_xlabel(textwrap.fill(label, 105), fontsize=8)
     title = (
         f"{d['model']} {d['mode']} on {d['devices']} x {d['device']}, batch {d['batch']}, seq "
         f"{d['seq_len']}, {d['precision']}"
@@ -63,7 +65,7 @@ def plot_step(d: dict[str, Any], path: str | Path) -> Path:
     )
     pub = d.get("published") or []
     if pub:
-        title += "\n" + _published(pub[0])
+        title += "\n" + textwrap.fill(_published(pub[0]), 85)
     ax.set_title(title, fontsize=9)
     fig.legend(fontsize=7, loc="outside lower center", ncol=min(6, len(parts)), frameon=False)
     return save_figure(fig, path)
@@ -71,7 +73,7 @@ def plot_step(d: dict[str, Any], path: str | Path) -> Path:
 
 def _published(p: dict[str, Any]) -> str:
     """One published run beside the prediction: a training run's MFU, or an engine's speed."""
-    err = f"({100 * p['error']:+.0f}%)"
+    err = f"({100 * p['error']:+.0f}%{'; a fit row, in sample' if p.get('fitted') else ''})"
     if "published" in p:  # training: a fraction of the dense peak
         return (
             f"published (measured): {p['id']} {p['metric'].upper()} {100 * p['published']:.1f}%;"
