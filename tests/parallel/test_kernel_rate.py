@@ -105,3 +105,17 @@ def test_gradient_accumulation_is_fused_without_zero_and_sharded_with_it():
     assert z3.breakdown["loss_and_grad_accumulation"] == pytest.approx(
         ce + 8 * accumulation_time(SPEC.n_params() / 8, DEV), rel=1e-6
     )
+
+
+def test_the_rate_applies_to_the_classes_its_fit_rows_stand_for_only():
+    """Fitted on datacenter GPUs: a TPU or Gaudi training plan keeps its kernels' own rate."""
+    for name in ("tpu-v5e", "gaudi2"):
+        dev = get_device(name)
+        o = Options("train", 8, 1, 512, parse_precision("bf16"))
+        gpt2, links = load_model("gpt2"), links_for(name)
+        p = plan(gpt2, dev, links, Layout(), o)
+        one = plan(gpt2, dev, links, Layout(), Options(**{**o.__dict__, "kernel_rate": 1.0}))
+        assert p.extra["kernel_rate"] is None and p.step_time == one.step_time
+        assert "one-by-one" not in p.to_dict()["compute_model"]
+    assert training_kernel_rate(get_device("mi300x")) is not None
+    assert training_kernel_rate(get_device("rtx-4090")) is None

@@ -17,7 +17,9 @@ memory-bound and priced at the device's achievable bandwidth (`bw_frac` of
   gradients are reduce-scattered and added into the device's 1/N shard of the fp32 gradients,
   a separate memory-bound add over that shard;
 - gradient norm and clipping, per step: every fp32 gradient on the device read twice (the norm,
-  then the scaling).
+  then the scaling);
+- the optimizer update, per step: it reads the device's weights, gradients and optimizer states
+  and writes the weights and states (every kernel priced, the roofline's too).
 Sources: Megatron-LM `core/tensor_parallel/cross_entropy.py` (vocab-parallel cross-entropy in
 fp32) and `--gradient-accumulation-fusion` (fp32 main_grad accumulated in the wgrad GEMM);
 Adam with gradient clipping (Megatron's `clip_grad_norm_fp32`).
@@ -25,8 +27,13 @@ Adam with gradient clipping (Megatron's `clip_grad_norm_fp32`).
 
 from __future__ import annotations
 
+from typing import Any
+
 from memwall.hardware import Device
+from memwall.memory import get_optimizer
+from memwall.memory.training import state_bytes
 from memwall.predict.efficiency import efficiency_terms, memory_compute_overlap
+from memwall.spec import Precision
 
 CE_BYTES_PER_LOGIT = 12.0  # 2 read + 4 + 4 fp32 working values + 2 gradient written
 ACCUM_BYTES_PER_PARAM = 8.0  # fp32 main gradient read and written once per micro-batch
@@ -54,3 +61,14 @@ def accumulation_time(params: float, device: Device, fused: bool = False) -> flo
 def clipping_time(params: float, device: Device) -> float:
     """Seconds per step for the gradient norm and clipping over the device's gradients."""
     return params * CLIP_BYTES_PER_PARAM / _bandwidth(device)
+
+
+def optimizer_time(fp: Any, prec: Precision, optimizer: str, device: Device) -> float:
+    """Seconds per step of the update: it reads weights, gradients and states and writes weights
+    and states, over the device's shard of the optimizer states (`fp`: its training memory)."""
+    opt = get_optimizer(optimizer)
+    sb = state_bytes(prec)
+    per_param_states = sb.master + opt.n_states * sb.state
+    shard = fp.optimizer_state / per_param_states if per_param_states else fp.n_params
+    nbytes = shard * (2 * sb.weight + sb.grad + 2 * per_param_states)
+    return nbytes / device.memory_bandwidth()

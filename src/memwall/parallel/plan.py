@@ -46,13 +46,17 @@ from typing import Any
 
 from memwall.errors import MemwallError
 from memwall.hardware import Device
-from memwall.memory import get_optimizer, inference_memory, training_memory
+from memwall.memory import inference_memory, training_memory
 from memwall.memory.activations import layer_ops
-from memwall.memory.training import state_bytes
 from memwall.parallel.collectives import Collective, node_rings, realistic_links
 from memwall.parallel.comm import cp_costs, dp_collectives, memory_zero
 from memwall.parallel.device_memory import train_memory, with_overhead
-from memwall.parallel.extras import accumulation_time, clipping_time, cross_entropy_time
+from memwall.parallel.extras import (
+    accumulation_time,
+    clipping_time,
+    cross_entropy_time,
+    optimizer_time,
+)
 from memwall.parallel.groups import (
     ep_collectives,
     per_node,
@@ -254,7 +258,8 @@ def _plan_train(spec, device, links, lay: Layout, o: Options) -> Plan:
     fwd = forward(
         shard, "prefill", o.micro_batch, seq, prec, device, o.efficiency, "eager", o.attention
     )
-    k = _kernel_rate(o)
+    k_rate = _kernel_rate(o, device)
+    k = 1.0 if k_rate is None else k_rate
     t_f, t_b, t_mm = fwd["time"] / k, fwd["backward"] / k, fwd["matmul"] / k
     fp = _training_memory(
         shard, o.micro_batch, seq, prec, o.optimizer, lay.checkpointing, memory_zero(lay),
@@ -291,7 +296,7 @@ def _plan_train(spec, device, links, lay: Layout, o: Options) -> Plan:
     dp, t_dp_exposed = _dp_collectives(
         shard, lay, fp, prec, dp_links, span["dp"], o, m, t_f, t_b, rate
     )
-    t_opt = _optimizer_time(fp, prec, o, device)
+    t_opt = optimizer_time(fp, prec, o.optimizer, device)
     t_clip = (
         clipping_time(fp.n_params / max(1, lay.dp if lay.zero else 1), device)
         if o.efficiency
@@ -339,21 +344,25 @@ def _plan_train(spec, device, links, lay: Layout, o: Options) -> Plan:
             "attention": _attention_info(shard, device, o, o.attention),
             "bubble_fraction": bubble_fraction(lay.pp, m, lay.interleave),
             "compute_bound_fraction": fwd["frac_compute_bound"],
-            "kernel_rate": k if o.efficiency else None,
+            "kernel_rate": k_rate,
             **cp_info,
         },
     )
 
 
-def _kernel_rate(o: Options) -> float:
-    """Training: the share of the one-by-one kernel rate a whole step sustains (1 for the
-    plain roofline; the fitted training_step term of data/efficiency.json by default)."""
+def _kernel_rate(o: Options, device: Device) -> float | None:
+    """Training: the share of the one-by-one kernel rate a whole step sustains: the fitted
+    training_step term of data/efficiency.json on the device classes its fit rows stand for
+    (datacenter GPUs), `o.kernel_rate` where given; None (rate 1) for the plain roofline and
+    other devices."""
     if not o.efficiency:
-        return 1.0
-    k = training_kernel_rate().value if o.kernel_rate is None else o.kernel_rate
-    if not 0.0 < k <= 1.5:
-        raise MemwallError(f"kernel rate {k} is outside (0, 1.5]")
-    return k
+        return None
+    if o.kernel_rate is None:
+        term = training_kernel_rate(device)
+        return None if term is None else term.value
+    if not 0.0 < o.kernel_rate <= 1.5:
+        raise MemwallError(f"kernel rate {o.kernel_rate} is outside (0, 1.5]")
+    return o.kernel_rate
 
 
 def _infer_attention(o: Options) -> str | None:
@@ -411,16 +420,6 @@ def _dp_collectives(shard, lay, fp, prec, links, span, o, m, t_f, t_b=None, rate
     the compute's speed beside them, `overlap_rate` with efficiencies)."""
     t_b = 2 * t_f if t_b is None else t_b
     return dp_collectives(lay, fp.n_params, prec, links, span, o, m, t_f, t_b, rate)
-
-
-def _optimizer_time(fp, prec, o: Options, device: Device) -> float:
-    """The update reads weights, gradients and states and writes weights and states."""
-    opt = get_optimizer(o.optimizer)
-    sb = state_bytes(prec)
-    per_param_states = sb.master + opt.n_states * sb.state
-    shard = fp.optimizer_state / per_param_states if per_param_states else fp.n_params
-    nbytes = shard * (2 * sb.weight + sb.grad + 2 * per_param_states)
-    return nbytes / device.memory_bandwidth()
 
 
 def _plan_infer(spec, device, links, lay: Layout, o: Options) -> Plan:

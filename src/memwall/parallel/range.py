@@ -50,9 +50,8 @@ def step_range(spec: ModelSpec, device: Device, p: Plan) -> tuple[float, float]:
     lo, hi = e.totals["time_low"] / t, e.totals["time_high"] / t
     kernel = sum(v for k, v in p.breakdown.items() if k in KERNEL_PARTS)
     fast, slow = p.step_time - kernel * (1 - lo), p.step_time + kernel * (hi - 1)
-    rate = p.extra.get("kernel_rate")
-    if rate:  # the whole-step rate's own spread, on the parts it scales
-        term = training_kernel_rate()
+    rate, term = p.extra.get("kernel_rate"), training_kernel_rate()
+    if rate and term is not None:  # the whole-step rate's own spread, on the parts it scales
         scaled = sum(v for k, v in p.breakdown.items() if k in RATE_PARTS)
         fast -= scaled * lo * (1 - rate / term.high)
         slow += scaled * hi * (rate / term.low - 1)

@@ -114,6 +114,13 @@ class _EngineTerm(BaseModel):
     what: str
 
 
+class _TrainingStep(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    kernel_rate: _EngineTerm
+    classes: list[str] = Field(min_length=1)  # device classes the fit rows stand for
+    classes_why: str = Field(min_length=3)
+
+
 class _Table(BaseModel):
     model_config = ConfigDict(extra="ignore")
     format: str
@@ -126,7 +133,7 @@ class _Table(BaseModel):
     memory_compute_overlap: _Overlap
     serving_m_spread: _Overlap
     serving_engines: dict[str, dict[str, _EngineTerm]]
-    training_step: dict[str, _EngineTerm]
+    training_step: _TrainingStep
     compute_units: dict[str, _Units]
     attention_kernels: _Attention
 
@@ -171,11 +178,11 @@ def _check_table(t: _Table) -> _Table:
                 raise MemwallError(
                     f"efficiency.json serving_engines {name}.{k}: bad source or range"
                 )
-    for k, v in t.training_step.items():
-        if v.source not in t.sources or not v.low <= v.value <= v.high or v.value == 0:
-            raise MemwallError(f"efficiency.json training_step.{k}: bad source or range")
-    if "kernel_rate" not in t.training_step:
-        raise MemwallError("efficiency.json training_step: needs kernel_rate")
+    k = t.training_step.kernel_rate
+    if k.source not in t.sources or not k.low <= k.value <= k.high or k.value == 0:
+        raise MemwallError("efficiency.json training_step.kernel_rate: bad source or range")
+    if not set(t.training_step.classes) <= set(t.classes):
+        raise MemwallError("efficiency.json training_step.classes: unknown device class")
     for c, terms in t.classes.items():
         if set(terms) != set(TERMS):
             raise MemwallError(f"efficiency.json class {c}: needs every term {', '.join(TERMS)}")
@@ -391,11 +398,14 @@ def serving_m_spread() -> float:
     return load_table().serving_m_spread.value
 
 
-def training_kernel_rate() -> Term:
+def training_kernel_rate(device: Device | None = None) -> Term | None:
     """The rate a whole training step's kernels sustain against the same kernels priced one by
-    one from kernel benchmarks (a fit on marked rows of data/published_training.csv)."""
+    one from kernel benchmarks (a fit on marked rows of data/published_training.csv); None for
+    a `device` outside the classes the fit rows stand for (datacenter GPUs)."""
     t = load_table()
-    v = t.training_step["kernel_rate"]
+    if device is not None and device_class(device, t) not in t.training_step.classes:
+        return None
+    v = t.training_step.kernel_rate
     return Term("kernel_rate", v.value, v.low, v.high, "fraction", v.what, t.sources[v.source],
                 f"{v.basis}: {v.fit}" if v.fit else v.basis)  # fmt: skip
 
