@@ -26,9 +26,10 @@ from memwall.parallel.published_inference import (
     measured_time_s,
     parse_published,
     predict_row,
+    row_model,
     weight_bound_s,
 )
-from memwall.spec import load_model_config, parse_precision
+from memwall.spec import parse_precision
 
 ROWS = load_published()
 DATACENTER = ("a100", "h100", "h200", "b200", "mi300x")
@@ -143,7 +144,7 @@ def test_each_kind_of_row_is_priced_with_a_range():
 def test_tensor_parallel_rows_are_priced_through_the_parallel_plan():
     r = next(r for r in ROWS if r.metric == "ttft_s" and r.tp == 4)
     prec = parse_precision(r.precision, r.group_size, r.quantize_head == "yes")
-    spec, _ = load_model_config(r.model)
+    spec = row_model(r)  # the model as the row's engine runs it (its fused projections)
     for model in ("efficiency", "roofline"):
         o = Options("infer", r.batch, r.batch, r.seq_len, prec, efficiency=model == "efficiency",
                     infer_launch=r.prefill_launch or r.launch)  # fmt: skip

@@ -40,7 +40,7 @@ import io
 import math
 import re
 import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 from typing import Literal
 
@@ -58,7 +58,7 @@ from memwall.predict.efficiency import (
     predict_efficiency,
 )
 from memwall.predict.roofline import predict_roofline
-from memwall.spec import Workload, load_model_config
+from memwall.spec import ModelSpec, Workload, load_model_config
 
 MetricName = Literal[
     "decode_tok_s", "prefill_tok_s", "ttft_s", "tpot_s", "latency_s", "throughput_tok_s",
@@ -107,11 +107,17 @@ class PublishedRow(BaseModel):
     kv_dequant: Literal["", "none", "kv_head", "query_head"] = ""  # empty: none (KV_DEQUANT)
     accumulate: Literal["", "fp32", "fp16"] = ""  # 16-bit matmuls' accumulator; empty: fp32
     host_memory_gb: float | None = Field(default=None, gt=0)  # a unified-memory machine's RAM
+    fused: Literal["", "qkv", "qkv+gate_up"] = ""  # projections the engine runs as one GEMM
 
     @field_validator("host_memory_gb", mode="before")
     @classmethod
     def _host_memory(cls, v: object) -> object:
         return None if v in (None, "") else v
+
+    @field_validator("fused", mode="before")
+    @classmethod
+    def _fused(cls, v: object) -> object:
+        return "" if v is None else v  # a row may leave its trailing empty columns off
 
     @field_validator("precision")
     @classmethod
@@ -206,8 +212,18 @@ def launch_of(row: PublishedRow, part: str) -> str:
     return (row.prefill_launch or row.launch) if part == "prefill" else row.launch
 
 
-def _parts_one(row: PublishedRow, prec: Precision, dev: Device, model: str) -> dict[str, Times]:
+def row_model(row: PublishedRow) -> ModelSpec:
+    """The row's model as its engine runs it: Q, K, V (and the MLP's gate and up halves) as one
+    GEMM where the row's `fused` says its engine's model code does (`memwall.count` then prices
+    one larger GEMM, one kernel instead of three)."""
     spec, _ = load_model_config(row.model)
+    if not row.fused:
+        return spec
+    return replace(spec, fused_qkv=True, fused_gate_up=row.fused == "qkv+gate_up")
+
+
+def _parts_one(row: PublishedRow, prec: Precision, dev: Device, model: str) -> dict[str, Times]:
+    spec = row_model(row)
     out = {}
     for part in _NEEDS[row.metric]:
         if part == "prefill":
@@ -227,7 +243,7 @@ def _parts_tp(row: PublishedRow, prec: Precision, dev: Device, model: str) -> di
     from memwall.parallel.links import links_for
     from memwall.parallel.plan import Options, plan
 
-    spec, _ = load_model_config(row.model)
+    spec = row_model(row)
     links, lay = links_for(row.device), Layout(tp=row.tp)
     out = {}
     for part in _NEEDS[row.metric]:
