@@ -14,16 +14,30 @@ are priced and printed apart, and left out of every summary. Target: median abso
 the default under 20% per class. No device is needed; it takes about fifteen seconds.
 Run:
     .venv/bin/python benchmarks/bench_published.py [--csv FILE] [--class NAME] [--metric NAME]
+    .venv/bin/python benchmarks/bench_published.py --fit
+
+--fit chooses TensorRT-LLM 0.9's per-request context cost (efficiency.json serving_engines
+tensorrt-llm-0.9 context_s) on its time-to-first-token rows marked fitted = yes alone (not
+excluded): for each, the measured time less memwall's prediction without that cost; value =
+their median, low/high = their quartiles. It prints them beside the data file's and stops.
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 
 import pandas as pd
 
-from memwall.parallel.published_inference import Comparison, compare
+from memwall.parallel.published_inference import (
+    Comparison,
+    compare,
+    context_engine,
+    load_published,
+    predict_row,
+)
+from memwall.predict.efficiency_data import engine_term
 
 TARGET_MEDIAN = 0.20
 
@@ -75,12 +89,32 @@ def print_summary(c: Comparison, title: str) -> None:
     _summary_table(c.by_metric(), "metric", False)
 
 
+def fit() -> None:
+    rows = [r for r in load_published() if r.metric == "ttft_s" and r.fitted == "yes"
+            and not r.excluded and context_engine(r) == "tensorrt-llm-0.9"]  # fmt: skip
+    gaps = []
+    for r in rows:
+        gaps.append(r.value - predict_row(r, context=False)[0])
+        print(f"{r.id:>4} {r.device:<14} {r.model:<14} tp {r.tp} prompt {r.seq_len:>5}: measured "
+              f"{r.value * 1e3:7.2f} ms, kernels {(r.value - gaps[-1]) * 1e3:7.2f} ms, "
+              f"gap {gaps[-1] * 1e3:+6.2f} ms")  # fmt: skip
+    q1, med, q3 = statistics.quantiles(gaps, n=4)
+    have = [engine_term("tensorrt-llm-0.9", "context_s", e) for e in ("value", "low", "high")]
+    print(f"fit over {len(gaps)} rows: value {med * 1e3:.3f} ms (median), low {q1 * 1e3:.3f}, "
+          f"high {q3 * 1e3:.3f} ms (quartiles); data/efficiency.json has "
+          f"{have[0] * 1e3:.3f} ({have[1] * 1e3:.3f}-{have[2] * 1e3:.3f}) ms")  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--csv", help="also write every row with its prediction to this CSV file")
     ap.add_argument("--class", dest="cls", help="only this device class (e.g. apple-gpu)")
     ap.add_argument("--metric", help="only this metric (e.g. ttft_s)")
+    ap.add_argument("--fit", action="store_true", help="choose TensorRT-LLM 0.9's context cost")
     args = ap.parse_args(argv)
+    if args.fit:
+        fit()
+        return 0
     c = compare()
     t = c.table
     if args.cls:

@@ -53,3 +53,34 @@ def test_an_unknown_fusion_is_refused_with_the_row_id():
     line = next(ln for ln in text.splitlines() if ln.endswith(",qkv+gate_up"))
     with pytest.raises(MemwallError, match="fused"):
         parse_published(text.replace(line, line[: -len("qkv+gate_up")] + "qkv+up", 1))
+
+
+def test_tensorrt_llm_prefills_pay_the_fitted_context_cost_and_only_they():
+    from memwall.parallel.published_inference import context_engine
+    from memwall.predict.efficiency_data import engine_term
+
+    cost = engine_term("tensorrt-llm-0.9", "context_s")
+    ttft = next(r for r in ROWS if r.metric == "ttft_s" and r.software.startswith("TensorRT"))
+    assert predict_row(ttft)[0] - predict_row(ttft, context=False)[0] == pytest.approx(cost)
+    assert predict_row(ttft, "roofline") == predict_row(ttft, "roofline", context=False)
+    other = next(r for r in ROWS if r.metric == "latency_s" and r.software.startswith("vLLM"))
+    assert context_engine(other) is None
+    assert predict_row(other) == predict_row(other, context=False)
+    with pytest.raises(MemwallError, match="known"):
+        engine_term("tensorrt-llm-0.9", "sample_ns_per_vocab")
+
+
+def test_context_cost_is_what_its_stated_rule_gives_on_its_fit_rows():
+    """Fit rows: TensorRT-LLM 0.9 TTFT rows with an even id; value = median gap, low/high =
+    quartiles (benchmarks/bench_published.py --fit)."""
+    import statistics
+
+    from memwall.predict.efficiency_data import engine_term
+
+    ttft = [r for r in ROWS if r.metric == "ttft_s" and r.software.startswith("TensorRT-LLM 0.9")]
+    for r in ttft:
+        assert (r.fitted == "yes") == (r.id % 2 == 0 and not r.excluded), r.id
+    gaps = [r.value - predict_row(r, context=False)[0] for r in ttft if r.fitted == "yes"]
+    q1, med, q3 = statistics.quantiles(gaps, n=4)
+    have = [engine_term("tensorrt-llm-0.9", "context_s", e) for e in ("low", "value", "high")]
+    assert have == pytest.approx([q1, med, q3], abs=2e-6)

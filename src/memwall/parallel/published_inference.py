@@ -57,6 +57,7 @@ from memwall.predict.efficiency import (
     device_class,
     predict_efficiency,
 )
+from memwall.predict.efficiency_data import engine_term
 from memwall.predict.roofline import predict_roofline
 from memwall.spec import ModelSpec, Workload, load_model_config
 
@@ -277,9 +278,30 @@ def _combine(row: PublishedRow, parts: dict[str, Times]) -> Times:
     return tok / t[0], tok / t[2], tok / t[1]
 
 
-def predict_row(row: PublishedRow, model: str = "efficiency") -> Times:
+# Engines with a fitted per-request context cost (efficiency.json serving_engines), by the
+# software their rows name.
+CONTEXT_ENGINES = {"TensorRT-LLM 0.9": "tensorrt-llm-0.9"}
+
+
+def context_engine(row: PublishedRow) -> str | None:
+    """The serving engine whose fitted context cost a row's prefill pays, if any."""
+    return next((e for k, e in CONTEXT_ENGINES.items() if row.software.startswith(k)), None)
+
+
+def _with_context(row: PublishedRow, parts: dict[str, Times], ends: bool) -> dict[str, Times]:
+    """`parts` with the engine's per-request context cost added to the prefill (value, low,
+    high ends of the fitted term; `ends` False: none, as the roofline and the fit price)."""
+    engine = context_engine(row)
+    if not ends or engine is None or "prefill" not in parts:
+        return parts
+    add = tuple(engine_term(engine, "context_s", e) for e in ("value", "low", "high"))
+    return {**parts, "prefill": tuple(p + a for p, a in zip(parts["prefill"], add, strict=True))}
+
+
+def predict_row(row: PublishedRow, model: str = "efficiency", context: bool = True) -> Times:
     """memwall's (value, low, high) for a published row, in the row's unit. `model`:
-    'efficiency' (the default predictor) or 'roofline' (plain roofline; low = high = value)."""
+    'efficiency' (the default predictor) or 'roofline' (plain roofline; low = high = value).
+    `context` False leaves out an engine's fitted per-request context cost (the fit's view)."""
     if model not in MODELS:
         raise MemwallError(f"unknown prediction model {model!r}; accepted: {', '.join(MODELS)}")
     prec = parse_precision(row.precision, row.group_size, row.quantize_head == "yes")
@@ -288,9 +310,8 @@ def predict_row(row: PublishedRow, model: str = "efficiency") -> Times:
         return _one_device(
             _gemm_table(row, prec), dev, prec, row.launch, model, accumulate=row.accumulate
         )
-    if row.tp > 1:
-        return _combine(row, _parts_tp(row, prec, dev, model))
-    return _combine(row, _parts_one(row, prec, dev, model))
+    parts = (_parts_tp if row.tp > 1 else _parts_one)(row, prec, dev, model)
+    return _combine(row, _with_context(row, parts, context and model == "efficiency"))
 
 
 def weight_bound_s(row: PublishedRow) -> float:

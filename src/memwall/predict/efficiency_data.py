@@ -414,11 +414,17 @@ def sample_s_per_sequence(engine: str, vocab_size: int, end: str = "value") -> f
     """Seconds a serving `engine` (a key of efficiency.json serving_engines) spends per sampled
     sequence per step beyond the forward, for a model of `vocab_size` tokens; MemwallError on an
     unknown engine."""
+    return engine_term(engine, "sample_ns_per_vocab", end) * 1e-9 * vocab_size
+
+
+def engine_term(engine: str, name: str, end: str = "value") -> float:
+    """One term of a serving engine (efficiency.json serving_engines) at `end` (value, low,
+    high); MemwallError naming what is known when the engine or the term is not."""
     engines = load_table().serving_engines
-    if engine not in engines:
-        raise MemwallError(f"unknown serving engine {engine!r}; known: {', '.join(engines)}")
-    term = engines[engine]["sample_ns_per_vocab"]
-    return getattr(term, end) * 1e-9 * vocab_size
+    if engine not in engines or name not in engines[engine]:
+        known = ", ".join(f"{e}.{k}" for e, ts in engines.items() for k in ts)
+        raise MemwallError(f"unknown serving engine or term {engine}.{name}; known: {known}")
+    return float(getattr(engines[engine][name], end))
 
 
 def _tiles() -> tuple[tuple[int, int, float], ...]:
