@@ -192,6 +192,8 @@ def test_published_runs_of_the_model_and_device_come_beside_the_prediction():
     assert pub[0]["measured"] == row["measured"] and pub[0]["predicted"] == row["predicted"]
     assert pub[0]["error"] == pytest.approx(pub[0]["predicted"] / pub[0]["measured"] - 1)
     assert any(n.startswith("published runs of this model") for n in r.notes)
+    # row 2 chose efficiency values (llama.cpp tables): its line says it is in sample
+    assert pub[0]["fitted"] and any("a fit row, in sample" in n for n in r.notes)
     q4 = memwall.analyze("llama-2-7b", device="rtx-3090", precision="4/16/16")
     assert 1 in [p["id"] for p in q4.payload["published"]]  # Q4 rows, not the fp16 one
     assert 2 not in [p["id"] for p in q4.payload["published"]]

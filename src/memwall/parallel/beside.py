@@ -45,7 +45,7 @@ def inference_beside(
             "id": int(x["id"]), "metric": r.metric, "unit": r.unit, "batch": r.batch, "tp": r.tp,
             "seq_len": r.seq_len, "gen_len": r.gen_len, "software": r.software,
             "measured": float(x["measured"]), "predicted": float(x["predicted"]),
-            "error": float(x["error"]),
+            "error": float(x["error"]), "fitted": r.fitted == "yes",
         })  # fmt: skip
     return out
 
@@ -61,7 +61,8 @@ def inference_line(rows: list[dict[str, Any]]) -> str:
         parts.append(
             f"#{r['id']} {r['metric']} (batch {r['batch']}, prompt {r['seq_len']}, "
             f"{r['gen_len']} generated{tp}; {r['software']}): {r['measured']:.4g} {unit} measured, "
-            f"memwall predicts {r['predicted']:.4g} {unit} ({100 * r['error']:+.0f}%)"
+            f"memwall predicts {r['predicted']:.4g} {unit} ({100 * r['error']:+.0f}%"
+            f"{'; a fit row, in sample' if r.get('fitted') else ''})"
         )
     return "published runs of this model on this device: " + "; ".join(parts)
 
