@@ -57,7 +57,7 @@ from memwall.predict.efficiency import (
     device_class,
     predict_efficiency,
 )
-from memwall.predict.efficiency_data import engine_term
+from memwall.predict.efficiency_data import engine_term, sample_s_per_sequence
 from memwall.predict.roofline import predict_roofline
 from memwall.spec import ModelSpec, Workload, load_model_config
 
@@ -278,30 +278,56 @@ def _combine(row: PublishedRow, parts: dict[str, Times]) -> Times:
     return tok / t[0], tok / t[2], tok / t[1]
 
 
-# Engines with a fitted per-request context cost (efficiency.json serving_engines), by the
-# software their rows name.
+# Engines with a fitted per-request context cost, and engines with a fitted per-sequence cost
+# per decode step (efficiency.json serving_engines), by the software their rows name. vLLM's
+# per-sequence term was fitted on ML.ENERGY's vLLM 0.11.1 runs on H100 (published_energy.csv),
+# never on these rows: ROCm vLLM 0.10.0 runs the same V1 engine (scheduler, sampler, per-request
+# output processing), so its rows test the term out of sample.
 CONTEXT_ENGINES = {"TensorRT-LLM 0.9": "tensorrt-llm-0.9"}
+SEQUENCE_ENGINES = {"vLLM": "vllm-0.11"}
+
+
+def _engine(row: PublishedRow, table: dict[str, str]) -> str | None:
+    return next((e for k, e in table.items() if row.software.startswith(k)), None)
 
 
 def context_engine(row: PublishedRow) -> str | None:
     """The serving engine whose fitted context cost a row's prefill pays, if any."""
-    return next((e for k, e in CONTEXT_ENGINES.items() if row.software.startswith(k)), None)
+    return _engine(row, CONTEXT_ENGINES)
 
 
-def _with_context(row: PublishedRow, parts: dict[str, Times], ends: bool) -> dict[str, Times]:
-    """`parts` with the engine's per-request context cost added to the prefill (value, low,
-    high ends of the fitted term; `ends` False: none, as the roofline and the fit price)."""
-    engine = context_engine(row)
-    if not ends or engine is None or "prefill" not in parts:
+def sequence_engine(row: PublishedRow) -> str | None:
+    """The serving engine whose per-sequence cost each of a row's decode steps pays, if any."""
+    return _engine(row, SEQUENCE_ENGINES)
+
+
+def _add(t: Times, add: Times) -> Times:
+    return tuple(a + b for a, b in zip(t, add, strict=True))  # type: ignore[return-value]
+
+
+def _with_engine(row: PublishedRow, parts: dict[str, Times], ends: bool) -> dict[str, Times]:
+    """`parts` with the engine's fitted costs beyond its kernels (value, low, high ends of each
+    term; `ends` False: none, as the roofline and the context fit price): a per-request context
+    cost added to the prefill, a per-sequence cost to each of the gen_len decode steps."""
+    if not ends:
         return parts
-    add = tuple(engine_term(engine, "context_s", e) for e in ("value", "low", "high"))
-    return {**parts, "prefill": tuple(p + a for p, a in zip(parts["prefill"], add, strict=True))}
+    out, ends3 = dict(parts), ("value", "low", "high")
+    ctx, seq = context_engine(row), sequence_engine(row)
+    if ctx is not None and "prefill" in out:
+        out["prefill"] = _add(
+            out["prefill"], tuple(engine_term(ctx, "context_s", e) for e in ends3)
+        )
+    if seq is not None and "gen" in out:
+        vocab = load_model_config(row.model)[0].vocab_size
+        per = (sample_s_per_sequence(seq, vocab, e) * row.batch * row.gen_len for e in ends3)
+        out["gen"] = _add(out["gen"], tuple(per))
+    return out
 
 
 def predict_row(row: PublishedRow, model: str = "efficiency", context: bool = True) -> Times:
     """memwall's (value, low, high) for a published row, in the row's unit. `model`:
     'efficiency' (the default predictor) or 'roofline' (plain roofline; low = high = value).
-    `context` False leaves out an engine's fitted per-request context cost (the fit's view)."""
+    `context` False leaves out the engine's fitted costs beyond its kernels (the fit's view)."""
     if model not in MODELS:
         raise MemwallError(f"unknown prediction model {model!r}; accepted: {', '.join(MODELS)}")
     prec = parse_precision(row.precision, row.group_size, row.quantize_head == "yes")
@@ -311,7 +337,7 @@ def predict_row(row: PublishedRow, model: str = "efficiency", context: bool = Tr
             _gemm_table(row, prec), dev, prec, row.launch, model, accumulate=row.accumulate
         )
     parts = (_parts_tp if row.tp > 1 else _parts_one)(row, prec, dev, model)
-    return _combine(row, _with_context(row, parts, context and model == "efficiency"))
+    return _combine(row, _with_engine(row, parts, context and model == "efficiency"))
 
 
 def weight_bound_s(row: PublishedRow) -> float:
