@@ -24,7 +24,11 @@ Training (one iteration of `batch` sequences; m = batch / (micro_batch x dp) mic
   its K/V transfers past each block's attention (`memwall.parallel.comm.cp_costs`);
 - optimizer step: memory-bound, reads and writes the device's weights, gradients and states;
 - attention at the published figures of the kernel family `Options.attention` names
-  (`memwall.predict.efficiency.attention_terms`; auto: what the frameworks run on the device).
+  (`memwall.predict.efficiency.attention_terms`; auto: what the frameworks run on the device);
+- with efficiencies, the op table's kernels (forward, backward, recomputation, ring attention)
+  run at the whole-step kernel rate of `data/efficiency.json` `training_step` on datacenter
+  GPUs: a fit on marked rows of `data/published_training.csv` (`benchmarks/bench_parallel.py
+  --fit`), the one fitted value of the training model.
 Expert and pipeline communication is on the critical path; tensor-parallel communication is
 too unless `Options.tp_overlap` hides each pass's collectives behind its GEMMs (Transformer
 Engine's userbuffers, `groups.tp_overlapped`).
@@ -277,6 +281,7 @@ def _plan_train(spec, device, links, lay: Layout, o: Options) -> Plan:
     t_cp, cpc, t_cp_comm, cp_info = cp_costs(
         spec, shard, lay, o, device, links, span["cp"], fwd_passes
     )
+    t_cp /= k  # ring attention's extra blocks are kernels of the step too
     t_x = (
         _extras_per_micro_batch(shard, fp, o.micro_batch * seq, device, lay)
         if o.efficiency
@@ -289,7 +294,6 @@ def _plan_train(spec, device, links, lay: Layout, o: Options) -> Plan:
         t_tp = sum(c.time for c in mb if c.group == "tp")
     t_other = sum(c.time for c in mb if c.group != "tp")
     t_mb = t_f + t_b + t_r + t_x + t_tp + t_other + _per_micro_batch_comm(p2p)
-    t_cp /= k
     t_mb += t_cp + t_cp_comm  # context parallelism: ring attention's extra blocks and transfers
     bubble = (lay.pp - 1) / lay.interleave * t_mb
     dp_links = node_rings(links, per_node(lay.tp, lay.cp * lay.dp, links.node_size))
