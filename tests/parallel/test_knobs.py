@@ -311,3 +311,23 @@ def test_help_names_every_new_flag_with_its_unit():
     code, out, _ = _run("parallel", "gpt2", "--devices", "2", "--cp", "2", "--seq-len", "1024",
                         "--format", "json")  # fmt: skip
     assert code == 0 and json.loads(out)["layout"]["cp"] == 2
+
+
+def test_kernel_rate_knob_sets_the_whole_step_rate_and_says_so():
+    """--kernel-rate FRACTION replaces the fitted whole-step rate (train, realistic); bad
+    values, the roofline and inference are refused in one line."""
+    code, out, _ = _run("parallel", "--help")
+    assert code == 0 and "--kernel-rate" in out and "FRACTION" in out
+    args = ("parallel", "gpt2", "--devices", "2", "--seq-len", "512", "--format", "json")
+    code, out, _ = _run(*args)
+    fitted = json.loads(out)
+    code, out, _ = _run(*args, "--kernel-rate", "1.0")
+    given = json.loads(out)
+    assert code == 0 and given["step_time"] < fitted["step_time"]
+    assert "as given (--kernel-rate)" in given["compute_model"]
+    assert "fitted on published training runs" in fitted["compute_model"]
+    for extra in (("--kernel-rate", "0"), ("--kernel-rate", "1.6"),
+                  ("--kernel-rate", "0.9", "--roofline"),
+                  ("--kernel-rate", "0.9", "--mode", "infer")):  # fmt: skip
+        code, _, err = _run(*args, *extra)
+        assert code == 2 and len(err.strip().splitlines()) == 1, extra

@@ -23,7 +23,7 @@ ALGORITHMS = ("auto", "ring", "tree")
 SEARCHED = (
     "tp", "cp", "pp", "dp", "ep", "zero", "sequence_parallel", "interleave", "checkpointing",
 )  # fmt: skip
-TRAIN_ONLY = ("cp", "zero", "checkpointing", "no_overlap", "tp_overlap")
+TRAIN_ONLY = ("cp", "zero", "checkpointing", "no_overlap", "tp_overlap", "kernel_rate")
 INTRA = ("switch", "ring")
 
 
@@ -49,6 +49,7 @@ def parallel(
     search: bool = False,
     no_overlap: bool | None = None,
     tp_overlap: bool | None = None,
+    kernel_rate: float | None = None,
     algorithm: str = "auto",
     roofline: bool = False,
     node_size: int | None = None,
@@ -96,6 +97,10 @@ def parallel(
             userbuffers): each pass's all-gathers and reduce-scatters hide behind its matmuls,
             slowing them by the overlap rate of data/efficiency.json (train; default False: the
             collectives are exposed; None: not given).
+        kernel_rate: the rate, a fraction in (0, 1.5], at which a whole training step's
+            kernels run against the same kernels priced one by one (train, realistic model;
+            default None: the value fitted on published runs, data/efficiency.json
+            training_step, on datacenter GPUs): set it to what your own stack sustains.
         algorithm: collective algorithm: auto (default), ring or tree.
         roofline: price with the plain roofline instead (every kernel at the dense peak and
             datasheet bandwidth, links at line rate, no work outside the op table): an upper
@@ -151,8 +156,8 @@ def parallel(
         return ["--" + n.replace("_", "-") for n in names if values[n] is not None]
 
     if roofline:
-        not_applicable(given(("attention",)), "--roofline prices every kernel at the dense "
-                       "peak")  # fmt: skip
+        not_applicable(given(("attention", "kernel_rate")), "--roofline prices every kernel "
+                       "at the dense peak")  # fmt: skip
     if search:
         not_applicable(given(SEARCHED), "--search chooses the layout (degrees, ZeRO, "
                        "checkpointing, interleaving, sequence parallelism) itself")  # fmt: skip
@@ -168,7 +173,7 @@ def parallel(
         1 if interleave is None else interleave, checkpointing or "none", batch, micro_batch,
         seq_len, precision, search, not no_overlap, algorithm, not roofline,
         cp=1 if cp is None else cp, node_size=node_size, intra=intra,
-        attention=attention or "auto", tp_overlap=bool(tp_overlap),
+        attention=attention or "auto", tp_overlap=bool(tp_overlap), kernel_rate=kernel_rate,
     )  # fmt: skip
     d = r.to_dict()
     from memwall.hardware import get_device

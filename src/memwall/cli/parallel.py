@@ -114,6 +114,17 @@ def parallel(
             "(a fraction, data/efficiency.json). Default: exposed.",
         ),
     ] = False,
+    kernel_rate: Annotated[
+        float | None,
+        typer.Option(
+            "--kernel-rate",
+            metavar="FRACTION",
+            help="Train: the rate, a fraction in (0, 1.5], at which a whole step's kernels run "
+            "against the same kernels priced one by one. Default: the value fitted on "
+            "published training runs (data/efficiency.json training_step; datacenter GPUs). "
+            "Set it to what your own stack sustains.",
+        ),
+    ] = None,
     algorithm: Annotated[Algo, typer.Option(help="Collective algorithm.")] = Algo.auto,
     roofline: Annotated[
         bool,
@@ -171,7 +182,8 @@ def parallel(
         checkpointing=given("--checkpointing", checkpointing.value), batch=batch,
         micro_batch=micro_batch, seq_len=seq_len, precision=precision, search=do_search,
         no_overlap=given("--no-overlap", no_overlap),
-        tp_overlap=given("--tp-overlap", tp_overlap), algorithm=algorithm.value,
+        tp_overlap=given("--tp-overlap", tp_overlap), kernel_rate=kernel_rate,
+        algorithm=algorithm.value,
         roofline=roofline, node_size=node_size, intra=intra.value if intra else None,
         attention=attention, price_per_hour=price_per_hour, plot=plot,
     )  # fmt: skip

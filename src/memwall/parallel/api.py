@@ -102,11 +102,13 @@ def parallel_analysis(
     intra: str | None = None,
     attention: str = "auto",
     tp_overlap: bool = False,
+    kernel_rate: float | None = None,
 ) -> ParallelResult:
     """Price one layout (or search all) of `model` on `devices` x `device`; `cp`: context
     parallelism; `node_size` / `intra`: another node (`links.with_topology`); `attention`:
     the attention kernel family (`Options.attention`); `tp_overlap`: tensor-parallel
-    communication overlapped with the GEMMs (`Options.tp_overlap`)."""
+    communication overlapped with the GEMMs (`Options.tp_overlap`); `kernel_rate`: the
+    whole-step kernel rate in training (`Options.kernel_rate`; None: the fitted one)."""
     check_mode(mode)
     spec = load_model(model)
     if spec.is_encoder_decoder:  # sharding splits one stack of n_layers; T5 has two
@@ -129,7 +131,7 @@ def parallel_analysis(
     mb = micro_batch if micro_batch is not None else _default_micro(mode, gb, lay)
     opts = Options(mode, gb, mb, seq_len, prec, overlap=overlap, algorithm=algorithm,
                    efficiency=efficiency, attention=check_attention(attention),
-                   tp_overlap=tp_overlap)  # fmt: skip
+                   tp_overlap=tp_overlap, kernel_rate=kernel_rate)  # fmt: skip
     found = None
     if do_search:
         found = search(spec, dev, links, devices, opts)

@@ -210,8 +210,9 @@ def compute_model(o: Options, kernel_rate: float | None = None) -> str:
         return ROOFLINE
     if kernel_rate is None:
         return REALISTIC
-    return (f"{REALISTIC[:-1]}, kernels at {kernel_rate:.3f} of their one-by-one rate: a "
-            "whole-step rate fitted on published training runs)")  # fmt: skip
+    how = ("as given (--kernel-rate)" if o.kernel_rate is not None
+           else "a whole-step rate fitted on published training runs")  # fmt: skip
+    return f"{REALISTIC[:-1]}, kernels at {kernel_rate:.3f} of their one-by-one rate: {how})"
 
 
 def check_mode(mode: str) -> str:

@@ -51,7 +51,8 @@ def step_range(spec: ModelSpec, device: Device, p: Plan) -> tuple[float, float]:
     kernel = sum(v for k, v in p.breakdown.items() if k in KERNEL_PARTS)
     fast, slow = p.step_time - kernel * (1 - lo), p.step_time + kernel * (hi - 1)
     rate, term = p.extra.get("kernel_rate"), training_kernel_rate()
-    if rate and term is not None:  # the whole-step rate's own spread, on the parts it scales
+    fitted = p.options.kernel_rate is None  # a rate the user gave carries no fitted spread
+    if rate and term is not None and fitted:  # the fitted rate's spread, on the parts it scales
         scaled = sum(v for k, v in p.breakdown.items() if k in RATE_PARTS)
         fast -= scaled * lo * (1 - rate / term.high)
         slow += scaled * hi * (rate / term.low - 1)
