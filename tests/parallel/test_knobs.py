@@ -331,3 +331,4 @@ def test_kernel_rate_knob_sets_the_whole_step_rate_and_says_so():
                   ("--kernel-rate", "0.9", "--mode", "infer")):  # fmt: skip
         code, _, err = _run(*args, *extra)
         assert code == 2 and len(err.strip().splitlines()) == 1, extra
+        assert "--kernel-rate" in err, extra  # the line names the flag

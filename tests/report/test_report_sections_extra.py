@@ -364,4 +364,6 @@ def test_the_headline_sets_nvidias_measured_run_beside_memwalls_prediction():
     assert pub["id"] == "dgxc-llama31-70b-h100-64" and pub["published"] == 0.541
     texts = [b.text for b in blocks(res, Paragraph)]
     assert any("Measured by others: dgxc-llama31-70b-h100-64" in t and "54.1%" in t for t in texts)
+    # that run chose the fitted whole-step kernel rate: the report says the match is in sample
+    assert pub["fitted"] and any("in sample" in t for t in texts if "Measured by others" in t)
     json.dumps(out)

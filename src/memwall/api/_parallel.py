@@ -14,6 +14,7 @@ from typing import Any
 
 from memwall.api._common import choice, config_model, not_applicable, plain, si
 from memwall.api._result import Result
+from memwall.errors import MemwallError
 
 MODES = ("train", "infer")
 CHECKPOINTING = ("none", "selective", "full")
@@ -150,6 +151,8 @@ def parallel(
         from memwall.predict.efficiency import attention_names
 
         attention = choice("--attention", str(attention).strip().lower(), attention_names())
+    if kernel_rate is not None and not 0.0 < kernel_rate <= 1.5:
+        raise MemwallError(f"--kernel-rate must be a fraction in (0, 1.5], not {kernel_rate}")
     values = locals()
 
     def given(names: tuple[str, ...]) -> list[str]:

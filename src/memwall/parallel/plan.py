@@ -395,14 +395,14 @@ def _attention_info(shard: ModelSpec, device: Device, o: Options, used: str | No
     }
 
 
-def _extras_per_micro_batch(shard: ModelSpec, fp, tokens: int, device: Device, lay) -> float:
+def _extras_per_micro_batch(shard: ModelSpec, fp, tokens: int, dev: Device, lay: Layout) -> float:
     """Cross-entropy over the device's vocabulary slice for its `tokens` (a context-parallel
     rank holds seq / cp of each sequence) and fp32 gradient accumulation: fused into the
     weight-gradient GEMMs without ZeRO-2/3, over the device's gradient shard with it."""
-    ce = cross_entropy_time(tokens, shard.vocab_size, device) if shard.is_decoder else 0.0
+    ce = cross_entropy_time(tokens, shard.vocab_size, dev) if shard.is_decoder else 0.0
     if lay.zero >= 2:
-        return ce + accumulation_time(fp.n_params / (lay.dp * lay.cp), device)
-    return ce + accumulation_time(fp.n_params, device, fused=True)
+        return ce + accumulation_time(fp.n_params / (lay.dp * lay.cp), dev)
+    return ce + accumulation_time(fp.n_params, dev, fused=True)
 
 
 def _scaled(c: Collective, m: int) -> Collective:

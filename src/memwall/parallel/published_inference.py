@@ -223,8 +223,9 @@ def row_model(row: PublishedRow) -> ModelSpec:
     return replace(spec, fused_qkv=True, fused_gate_up=row.fused == "qkv+gate_up")
 
 
-def _parts_one(row: PublishedRow, prec: Precision, dev: Device, model: str) -> dict[str, Times]:
-    spec = row_model(row)
+def _parts_one(
+    row: PublishedRow, spec: ModelSpec, prec: Precision, dev: Device, model: str
+) -> dict[str, Times]:
     out = {}
     for part in _NEEDS[row.metric]:
         if part == "prefill":
@@ -238,13 +239,14 @@ def _parts_one(row: PublishedRow, prec: Precision, dev: Device, model: str) -> d
     return out
 
 
-def _parts_tp(row: PublishedRow, prec: Precision, dev: Device, model: str) -> dict[str, Times]:
+def _parts_tp(
+    row: PublishedRow, spec: ModelSpec, prec: Precision, dev: Device, model: str
+) -> dict[str, Times]:
     """Prefill and generation times of a row split over `tp` GPUs (memwall.parallel.plan)."""
     from memwall.parallel.layout import Layout  # parallel imports predict: import on use
     from memwall.parallel.links import links_for
     from memwall.parallel.plan import Options, plan
 
-    spec = row_model(row)
     links, lay = links_for(row.device), Layout(tp=row.tp)
     out = {}
     for part in _NEEDS[row.metric]:
@@ -305,7 +307,9 @@ def _add(t: Times, add: Times) -> Times:
     return tuple(a + b for a, b in zip(t, add, strict=True))  # type: ignore[return-value]
 
 
-def _with_engine(row: PublishedRow, parts: dict[str, Times], ends: bool) -> dict[str, Times]:
+def _with_engine(
+    row: PublishedRow, vocab: int, parts: dict[str, Times], ends: bool
+) -> dict[str, Times]:
     """`parts` with the engine's fitted costs beyond its kernels (value, low, high ends of each
     term; `ends` False: none, as the roofline and the context fit price): a per-request context
     cost added to the prefill, a per-sequence cost to each of the gen_len decode steps."""
@@ -318,7 +322,6 @@ def _with_engine(row: PublishedRow, parts: dict[str, Times], ends: bool) -> dict
             out["prefill"], tuple(engine_term(ctx, "context_s", e) for e in ends3)
         )
     if seq is not None and "gen" in out:
-        vocab = load_model_config(row.model)[0].vocab_size
         per = (sample_s_per_sequence(seq, vocab, e) * row.batch * row.gen_len for e in ends3)
         out["gen"] = _add(out["gen"], tuple(per))
     return out
@@ -336,8 +339,10 @@ def predict_row(row: PublishedRow, model: str = "efficiency", context: bool = Tr
         return _one_device(
             _gemm_table(row, prec), dev, prec, row.launch, model, accumulate=row.accumulate
         )
-    parts = (_parts_tp if row.tp > 1 else _parts_one)(row, prec, dev, model)
-    return _combine(row, _with_engine(row, parts, context and model == "efficiency"))
+    spec = row_model(row)  # read once: the parts and the engine's per-sequence cost use it
+    parts = (_parts_tp if row.tp > 1 else _parts_one)(row, spec, prec, dev, model)
+    ends = context and model == "efficiency"
+    return _combine(row, _with_engine(row, spec.vocab_size, parts, ends))
 
 
 def weight_bound_s(row: PublishedRow) -> float:

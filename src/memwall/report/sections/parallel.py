@@ -112,8 +112,11 @@ class ParallelSection:
                 f"Measured by others: {b['id']} ({b['gpus']} GPUs, {b['layout']}, seq "
                 f"{b['seq_len']}) reached {pct(b['published'])} {b['metric'].upper()} "
                 f"({b['source']}); memwall predicts {pct(b['predicted'])} for that run "
-                f"({100 * b['error']:+.0f}%)."
-            )
+                f"({100 * b['error']:+.0f}%, both over the source's own FLOP count"
+                + ("; that run is one of the rows the whole-step kernel rate was fitted on, so "
+                   "this comparison is in sample" if b.get("fitted") else "; out of sample")
+                + ")."
+            )  # fmt: skip
         return out
 
 
