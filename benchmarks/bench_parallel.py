@@ -30,7 +30,7 @@ from memwall.errors import MemwallError
 from memwall.hardware import get_device
 from memwall.parallel.block import tp_block_prediction
 from memwall.parallel.links import links_for
-from memwall.parallel.published import predict_row, published_rows, row_kernel_rate
+from memwall.parallel.published import fit_kernel_rate, predict_row, published_rows
 from memwall.predict.efficiency import training_kernel_rate
 from memwall.spec import load_model, parse_precision, spec_from_config
 
@@ -70,12 +70,9 @@ def published() -> None:
 
 
 def fit() -> None:
-    rows = [r for r in published_rows() if r["fitted"] == "yes"]
-    rates = []
-    for r in rows:
-        rates.append(row_kernel_rate(r))
-        print(f"{r['id']:36} {r['device']:14} kernel rate that matches: {rates[-1]:.3f}")
-    q1, med, q3 = statistics.quantiles(rates, n=4)
+    rates, (q1, med, q3) = fit_kernel_rate()
+    for r, k in rates:
+        print(f"{r['id']:36} {r['device']:14} kernel rate that matches: {k:.3f}")
     t = training_kernel_rate()
     print(
         f"fit over {len(rates)} rows: value {med:.3f} (median), low {q1:.3f}, high {q3:.3f} "

@@ -25,18 +25,11 @@ their median, low/high = their quartiles. It prints them beside the data file's 
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 
 import pandas as pd
 
-from memwall.parallel.published_inference import (
-    Comparison,
-    compare,
-    context_engine,
-    load_published,
-    predict_row,
-)
+from memwall.parallel.published_inference import Comparison, compare, fit_context_cost
 from memwall.predict.efficiency_data import engine_term
 
 TARGET_MEDIAN = 0.20
@@ -90,15 +83,11 @@ def print_summary(c: Comparison, title: str) -> None:
 
 
 def fit() -> None:
-    rows = [r for r in load_published() if r.metric == "ttft_s" and r.fitted == "yes"
-            and not r.excluded and context_engine(r) == "tensorrt-llm-0.9"]  # fmt: skip
-    gaps = []
-    for r in rows:
-        gaps.append(r.value - predict_row(r, context=False)[0])
+    gaps, (q1, med, q3) = fit_context_cost()
+    for r, gap in gaps:
         print(f"{r.id:>4} {r.device:<14} {r.model:<14} tp {r.tp} prompt {r.seq_len:>5}: measured "
-              f"{r.value * 1e3:7.2f} ms, kernels {(r.value - gaps[-1]) * 1e3:7.2f} ms, "
-              f"gap {gaps[-1] * 1e3:+6.2f} ms")  # fmt: skip
-    q1, med, q3 = statistics.quantiles(gaps, n=4)
+              f"{r.value * 1e3:7.2f} ms, kernels {(r.value - gap) * 1e3:7.2f} ms, "
+              f"gap {gap * 1e3:+6.2f} ms")  # fmt: skip
     have = [engine_term("tensorrt-llm-0.9", "context_s", e) for e in ("value", "low", "high")]
     print(f"fit over {len(gaps)} rows: value {med * 1e3:.3f} ms (median), low {q1 * 1e3:.3f}, "
           f"high {q3 * 1e3:.3f} ms (quartiles); data/efficiency.json has "

@@ -73,29 +73,13 @@ def test_tensorrt_llm_prefills_pay_the_fitted_context_cost_and_only_they():
 def test_context_cost_is_what_its_stated_rule_gives_on_its_fit_rows():
     """Fit rows: TensorRT-LLM 0.9 TTFT rows with an even id; value = median gap, low/high =
     quartiles (benchmarks/bench_published.py --fit)."""
-    import statistics
-
+    from memwall.parallel.published_inference import fit_context_cost
     from memwall.predict.efficiency_data import engine_term
 
     ttft = [r for r in ROWS if r.metric == "ttft_s" and r.software.startswith("TensorRT-LLM 0.9")]
     for r in ttft:
         assert (r.fitted == "yes") == (r.id % 2 == 0 and not r.excluded), r.id
-    gaps = [r.value - predict_row(r, context=False)[0] for r in ttft if r.fitted == "yes"]
-    q1, med, q3 = statistics.quantiles(gaps, n=4)
+    gaps, (q1, med, q3) = fit_context_cost()
+    assert sorted(r.id for r, _ in gaps) == sorted(r.id for r in ttft if r.fitted == "yes")
     have = [engine_term("tensorrt-llm-0.9", "context_s", e) for e in ("low", "value", "high")]
     assert have == pytest.approx([q1, med, q3], abs=2e-6)
-
-
-def test_vllm_decode_steps_pay_the_per_sequence_cost_fitted_on_another_vllm():
-    """vLLM's per-sequence term (fitted on ML.ENERGY's vLLM 0.11 H100 runs, not on these rows)
-    is paid by each sequence in each decode step of the ROCm vLLM 0.10 latency rows: a static
-    batch's latency adds (gen_len - 1) x batch x the term (the last step ends the latency)."""
-    from memwall.parallel.published_inference import sequence_engine
-    from memwall.predict.efficiency_data import sample_s_per_sequence
-
-    r = next(r for r in ROWS if r.software.startswith("vLLM") and r.batch == 128)
-    assert sequence_engine(r) == "vllm-0.11"
-    per = sample_s_per_sequence("vllm-0.11", 128256)
-    added = predict_row(r)[0] - predict_row(r, context=False)[0]
-    assert added == pytest.approx((r.gen_len - 1) * r.batch * per)
-    assert all(sequence_engine(x) is None for x in ROWS if not x.software.startswith("vLLM"))

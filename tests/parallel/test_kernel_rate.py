@@ -1,8 +1,6 @@
 """The whole-step kernel rate of training (`training_step.kernel_rate`, a fit on marked rows of
 data/published_training.csv): applied where it should be, chosen by its stated rule."""
 
-import statistics
-
 import pytest
 
 from memwall.errors import MemwallError
@@ -11,7 +9,12 @@ from memwall.parallel import Layout
 from memwall.parallel.beside import training_line
 from memwall.parallel.links import links_for
 from memwall.parallel.plan import Options, plan
-from memwall.parallel.published import predict_row, published_rows, row_kernel_rate
+from memwall.parallel.published import (
+    fit_kernel_rate,
+    predict_row,
+    published_rows,
+    row_kernel_rate,
+)
 from memwall.predict.efficiency import training_kernel_rate
 from memwall.spec import load_model, parse_precision
 
@@ -77,8 +80,8 @@ def test_beside_line_marks_a_fit_row_as_in_sample():
 @pytest.mark.slow
 def test_data_file_holds_what_the_stated_rule_gives():
     """value = median, low/high = quartiles of the fit rows' matching rates (bench --fit)."""
-    rates = [row_kernel_rate(r) for r in published_rows() if r["fitted"] == "yes"]
-    q1, med, q3 = statistics.quantiles(rates, n=4)
+    rates, (q1, med, q3) = fit_kernel_rate()
+    assert len(rates) == 31 and all(r["fitted"] == "yes" for r, _ in rates)
     t = training_kernel_rate()
     assert (t.low, t.value, t.high) == pytest.approx((q1, med, q3), abs=0.0015)
 

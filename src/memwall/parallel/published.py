@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import statistics
 from dataclasses import replace
 from importlib import resources
 from typing import Any
@@ -134,3 +135,12 @@ def row_kernel_rate(r: dict[str, Any], lo: float = 0.3, hi: float = 1.5) -> floa
         else:
             lo = mid
     return (lo + hi) / 2
+
+
+def fit_kernel_rate() -> tuple[list[tuple[dict[str, Any], float]], tuple[float, float, float]]:
+    """The stated rule of `training_step.kernel_rate` (benchmarks/bench_parallel.py --fit): on the
+    rows marked fitted = yes alone, each row's matching rate; (low, value, high) = their
+    quartiles and median."""
+    rates = [(r, row_kernel_rate(r)) for r in published_rows() if r["fitted"] == "yes"]
+    q1, med, q3 = statistics.quantiles([k for _, k in rates], n=4)
+    return rates, (q1, med, q3)

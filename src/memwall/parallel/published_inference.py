@@ -345,6 +345,18 @@ def predict_row(row: PublishedRow, model: str = "efficiency", context: bool = Tr
     return _combine(row, _with_engine(row, spec.vocab_size, parts, ends))
 
 
+def fit_context_cost() -> tuple[list[tuple[PublishedRow, float]], tuple[float, float, float]]:
+    """The stated rule of TensorRT-LLM 0.9's `context_s` (benchmarks/bench_published.py --fit):
+    on its time-to-first-token rows marked fitted = yes alone (not excluded), each row's measured
+    time less memwall's prediction without that cost; (low, value, high) = their quartiles and
+    median."""
+    rows = [r for r in load_published() if r.metric == "ttft_s" and r.fitted == "yes"
+            and not r.excluded and context_engine(r) == "tensorrt-llm-0.9"]  # fmt: skip
+    gaps = [(r, r.value - predict_row(r, context=False)[0]) for r in rows]
+    q1, med, q3 = statistics.quantiles([g for _, g in gaps], n=4)
+    return gaps, (q1, med, q3)
+
+
 def weight_bound_s(row: PublishedRow) -> float:
     """Seconds a row's work takes at least: each forward pass reads each GPU's share (1 / tp) of
     the weights the op table says it reads (all experts a batch routes to) once, at the
