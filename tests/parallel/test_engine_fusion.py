@@ -83,3 +83,18 @@ def test_context_cost_is_what_its_stated_rule_gives_on_its_fit_rows():
     assert sorted(r.id for r, _ in gaps) == sorted(r.id for r in ttft if r.fitted == "yes")
     have = [engine_term("tensorrt-llm-0.9", "context_s", e) for e in ("low", "value", "high")]
     assert have == pytest.approx([q1, med, q3], abs=2e-6)
+
+
+def test_vllm_decode_steps_pay_the_per_sequence_cost_fitted_on_another_vllm():
+    """vLLM's per-sequence term (fitted on ML.ENERGY's vLLM 0.11 H100 runs, not on these rows)
+    is paid by each sequence in each decode step of the ROCm vLLM 0.10 latency rows: a static
+    batch's latency adds (gen_len - 1) x batch x the term (the last step ends the latency)."""
+    from memwall.parallel.published_inference import sequence_engine
+    from memwall.predict.efficiency_data import sample_s_per_sequence
+
+    r = next(r for r in ROWS if r.software.startswith("vLLM") and r.batch == 128)
+    assert sequence_engine(r) == "vllm-0.11"
+    per = sample_s_per_sequence("vllm-0.11", 128256)
+    added = predict_row(r)[0] - predict_row(r, context=False)[0]
+    assert added == pytest.approx((r.gen_len - 1) * r.batch * per)
+    assert all(sequence_engine(x) is None for x in ROWS if not x.software.startswith("vLLM"))
