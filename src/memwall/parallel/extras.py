@@ -3,10 +3,11 @@
 Realistic pricing only (the roofline leaves these out, as upper bounds do); each is
 memory-bound and priced at the device's achievable bandwidth (`bw_frac` of
 `data/efficiency.json`):
-- cross-entropy over the vocabulary, per micro-batch on the last stage: the logits are read
-  in 16 bits, turned into fp32 probabilities (softmax, log, loss) and the gradient written back
-  in 16 bits (Megatron's vocab-parallel cross-entropy reads and writes each about 12 bytes
-  per logit over forward and backward);
+- cross-entropy over the vocabulary, per micro-batch on the last stage, as Megatron-Core's
+  vocab-parallel cross-entropy runs it by default (`CE_PASSES`: eight passes over the logits,
+  52 bytes per logit over forward and backward; its opt-in `--cross-entropy-loss-fusion` makes
+  about 40, llm-foundry's fused Triton loss about 6: the logits are a share of a step only
+  where the vocabulary is large beside the width, as Llama 3's 128k beside 4096);
 - fp32 gradient accumulation, per micro-batch, 4 bytes per parameter read and written. Without
   ZeRO-2/3 (Megatron-LM and its descendants) each weight-gradient GEMM adds its result into the
   fp32 main gradient in its own epilogue (`--gradient-accumulation-fusion`, on by default:
@@ -35,7 +36,19 @@ from memwall.memory.training import state_bytes
 from memwall.predict.efficiency import efficiency_terms, memory_compute_overlap
 from memwall.spec import Precision
 
-CE_BYTES_PER_LOGIT = 12.0  # 2 read + 4 + 4 fp32 working values + 2 gradient written
+# Megatron-Core tensor_parallel/cross_entropy.py, unfused (the default): each pass over the
+# logits with the bytes it reads and writes per logit
+CE_PASSES = (
+    ("upcast the 16-bit logits to fp32", 2, 4),
+    ("row max", 4, 0),
+    ("subtract the max, in place", 4, 4),
+    ("exp, in place", 4, 4),
+    ("row sum", 4, 0),
+    ("divide by the sum, in place: the softmax kept for backward", 4, 4),
+    ("backward: scale by the loss gradient, in place", 4, 4),
+    ("backward: the gradient cast back to 16 bits for the output layer", 4, 2),
+)
+CE_BYTES_PER_LOGIT = float(sum(r + w for _, r, w in CE_PASSES))  # 52
 ACCUM_BYTES_PER_PARAM = 8.0  # fp32 main gradient read and written once per micro-batch
 CLIP_BYTES_PER_PARAM = 8.0  # fp32 gradient read for the norm, read again to scale
 
