@@ -84,9 +84,7 @@ from memwall.spec import ModelSpec, Precision, Workload
 
 MODES = ("train", "infer")
 REALISTIC = "memwall's realistic model (published kernel efficiencies, NCCL bus bandwidth)"
-# Serving engines replay each step's kernels from a CUDA graph (or a compiled engine): every
-# kernel still pays the device-side gap between dependent kernels (launch_graph).
-INFER_LAUNCH = "graph"
+INFER_LAUNCH = "graph"  # serving engines replay CUDA graphs: each kernel pays launch_graph
 ROOFLINE = "the plain roofline (dense peak, datasheet bandwidth, line-rate links): an upper bound"
 
 
@@ -115,8 +113,10 @@ class Options:
     # phase, which it never captures in a graph)
     infer_launch: str = INFER_LAUNCH
     # inference: how decode attention converts an 8-bit KV cache (predict.efficiency.KV_DEQUANT:
-    # none, once per element read, or once per query head)
+    # none, once per element read, or once per query head), and the kernels of the expert GEMMs
+    # (predict.efficiency.MOE_KERNELS: the device's own, or Ampere's grouped GEMM on Hopper)
     kv_dequant: str = "none"
+    moe_kernel: str = "native"
     # training, realistic model: the rate a whole step's kernels sustain against the same
     # kernels priced one by one (None: efficiency.json's fitted training_step kernel_rate)
     kernel_rate: float | None = None
@@ -438,7 +438,7 @@ def _plan_infer(spec, device, links, lay: Layout, o: Options) -> Plan:
             continue
         t = forward(
             shard, phase, o.micro_batch, o.seq_len, prec, device, o.efficiency, o.infer_launch,
-            _infer_attention(o), o.kv_dequant,
+            _infer_attention(o), o.kv_dequant, o.moe_kernel,
         )  # fmt: skip
         act = o.micro_batch * q_tokens * spec.d_model * prec.hidden_bytes  # 16-bit GEMM outputs
         mb = tp_collectives(spec, lay, act, 2, 1, phase, links, span["tp"], o)

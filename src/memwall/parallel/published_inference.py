@@ -109,13 +109,14 @@ class PublishedRow(BaseModel):
     accumulate: Literal["", "fp32", "fp16"] = ""  # 16-bit matmuls' accumulator; empty: fp32
     host_memory_gb: float | None = Field(default=None, gt=0)  # a unified-memory machine's RAM
     fused: Literal["", "qkv", "qkv+gate_up"] = ""  # projections the engine runs as one GEMM
+    moe_kernel: Literal["", "native", "sm80"] = ""  # the expert GEMMs' kernels; empty: native
 
     @field_validator("host_memory_gb", mode="before")
     @classmethod
     def _host_memory(cls, v: object) -> object:
         return None if v in (None, "") else v
 
-    @field_validator("fused", mode="before")
+    @field_validator("fused", "moe_kernel", mode="before")
     @classmethod
     def _fused(cls, v: object) -> object:
         return "" if v is None else v  # a row may leave its trailing empty columns off
@@ -196,6 +197,7 @@ def _one_device(
     model: str,
     kv_dequant: str = "",
     accumulate: str = "",
+    moe_kernel: str = "",
 ) -> Times:
     if model == "roofline":  # at the dtype the efficiency model prices (a peak the device has)
         ops = ops.assign(dtype=[compute_dtype(dev, d, prec) for d in ops["dtype"]])
@@ -203,8 +205,9 @@ def _one_device(
         t = predict_roofline(ops, roofs, overhead=False).totals["time"]
         return t, t, t
     p = predict_efficiency(
-        ops, dev, prec, launch, kv_dequant=kv_dequant or "none", accumulate=accumulate or "fp32"
-    ).totals
+        ops, dev, prec, launch, kv_dequant=kv_dequant or "none", accumulate=accumulate or "fp32",
+        moe_kernel=moe_kernel or "native",
+    ).totals  # fmt: skip
     return p["time"], p["time_low"], p["time_high"]
 
 
@@ -234,8 +237,9 @@ def _parts_one(
             wl = Workload("generate", row.batch, row.seq_len, row.gen_len)
         ops = op_table(spec, wl, prec, "full", True)
         out[part] = _one_device(
-            ops, dev, prec, launch_of(row, part), model, row.kv_dequant, row.accumulate
-        )
+            ops, dev, prec, launch_of(row, part), model, row.kv_dequant, row.accumulate,
+            row.moe_kernel,
+        )  # fmt: skip
     return out
 
 
@@ -253,7 +257,8 @@ def _parts_tp(
         ctx = row.seq_len if part == "prefill" else row.seq_len + row.gen_len // 2
         o = Options("infer", row.batch, row.batch, ctx, prec, efficiency=model == "efficiency",
                     infer_launch=launch_of(row, part),
-                    kv_dequant=row.kv_dequant or "none")  # fmt: skip
+                    kv_dequant=row.kv_dequant or "none",
+                    moe_kernel=row.moe_kernel or "native")  # fmt: skip
         x = plan(spec, dev, links, lay, o).extra
         t = x["prefill_time"] if part == "prefill" else row.gen_len * x["decode_step_time"]
         out[part] = (t, t, t)

@@ -74,6 +74,7 @@ def forward(
     launch: str = "kernel",
     attention: str | None = None,
     kv_dequant: str = "none",
+    moe_kernel: str = "native",
 ) -> dict[str, float]:
     """Predicted time of one forward (or decode step) of `spec` on `device` (cached), and of
     its backward: the dense-peak roofline (backward = 2 x forward), or with `efficiency` the
@@ -84,7 +85,8 @@ def forward(
     its own (lower) backward efficiency. A decoder's prompt is causal: its attention kernels
     skip the masked half. `attention`: the attention kernel family (`memwall.predict.efficiency
     .attention_terms`, at the shard's head dim; None: the class's terms). `kv_dequant`: how
-    decode attention converts an 8-bit KV cache (`memwall.predict.efficiency.KV_DEQUANT`).
+    decode attention converts an 8-bit KV cache (`memwall.predict.efficiency.KV_DEQUANT`);
+    `moe_kernel`: the expert GEMMs' kernels (`memwall.predict.efficiency.MOE_KERNELS`).
     Keys: time, backward, flops, frac_compute_bound, attention, matmul (the forward's matrix
     multiplications, which tensor-parallel communication can overlap)."""
     ops = op_table(spec, Workload(phase_of(spec, phase), batch, seq_len), precision, "full")
@@ -97,7 +99,7 @@ def forward(
     causal = spec.is_decoder and phase == "prefill"
     e = predict_efficiency(
         ops, device, precision, launch=launch, causal=causal, spread=False, attention=attention,
-        head_dim=spec.head_dim, kv_dequant=kv_dequant,
+        head_dim=spec.head_dim, kv_dequant=kv_dequant, moe_kernel=moe_kernel,
     )  # fmt: skip
     df = e.ops
     total = e.totals["time"]

@@ -85,7 +85,7 @@ def combine(t_memory: np.ndarray, t_compute: np.ndarray) -> np.ndarray:
 
 
 # The terms that set a kernel's time (the rest: attention backward and collectives, parallel path).
-KERNEL_TERMS = TERMS[:12] + ("mm_k_half", "mm8_rel", "acc16_rel", "kv8_dq_frac")
+KERNEL_TERMS = TERMS[:12] + ("mm_k_half", "mm8_rel", "acc16_rel", "mm_sm80_rel", "kv8_dq_frac")
 # How a decode attention kernel converts an 8-bit KV cache: not element by element ("none", the
 # default: FP8 K/V fed to FP8 tensor-core MMAs, as Hopper's XQA and FlashAttention-3 do), once
 # per element it reads ("kv_head": a group's query heads share one thread block that widens K/V
@@ -97,6 +97,10 @@ KV_DEQUANT = ("none", "kv_head", "query_head")
 # run at up to twice the rate (acc16_rel).
 ACCUMULATE = ("fp32", "fp16")
 SIXTEEN_BIT = ("fp16", "bf16")  # matmuls acc16_rel applies to when accumulating in fp16
+# The kernels an engine runs its MoE expert GEMMs with: the device's own generation ("native"),
+# or Ampere's SM80 CUTLASS grouped GEMM on a newer GPU ("sm80": TensorRT-LLM 0.9 on Hopper),
+# which reaches mm_sm80_rel of the device's own GEMM rate.
+MOE_KERNELS = ("native", "sm80")
 CAUSAL_WORK = 0.5  # share of the L x L score blocks a causal flash-attention kernel computes
 MATMUL_KINDS = ("matmul", "moe")  # expert GEMMs and routers run on the matrix units too
 EIGHT_BIT = ("int8", "fp8")  # matmuls on the 8-bit tensor-core peak (mm8_rel applies)
@@ -193,6 +197,7 @@ def _columns(df: pd.DataFrame, units: float | None, attn_work: float) -> dict[st
         **cols,
         "bits8": df["dtype"].isin(EIGHT_BIT).to_numpy(),
         "acc16": np.zeros(len(df), dtype=bool),  # set by predict_efficiency(accumulate="fp16")
+        "sm80": np.zeros(len(df), dtype=bool),  # set by predict_efficiency(moe_kernel="sm80")
         "inst": inst,
         "b": df["bytes"].to_numpy(float) / inst,
         "f": df["flops"].to_numpy(float) / inst,
@@ -223,6 +228,7 @@ def _row_times(c: dict[str, Any], dev: Device, p: dict[str, float], launch: str)
         vec_rate = vpeak * p["vec_frac"]
         mm_frac = p["mm_frac"] * np.where(c["bits8"], p["mm8_rel"], 1.0)
         mm_frac = mm_frac * np.where(c["acc16"], p["acc16_rel"], 1.0)
+        mm_frac = mm_frac * np.where(c["sm80"], p["mm_sm80_rel"], 1.0)
         rate = np.where(  # a small-M matmul may run faster on the vector units (GEMV kernels)
             np.isin(kind, MATMUL_KINDS),
             np.maximum(peak * mm_frac * shape, vec_rate) * dq_mm,
@@ -353,6 +359,7 @@ def predict_efficiency(
     kv_dequant: str = "none",
     m_spread: float = 0.0,
     accumulate: str = "fp32",
+    moe_kernel: str = "native",
 ) -> EffPrediction:
     """Predicted time of each op on `device` with published efficiencies, and its range
     (`spread=False`: no range, the low and high equal the value; the parallel search's speed).
@@ -370,8 +377,10 @@ def predict_efficiency(
     average over M spread by that fraction either side (a server in steady state, whose steps'
     M varies; `predict.gemm_shape`), 0 the one shape. `accumulate`: what 16-bit matmuls
     accumulate in, 'fp32' (the default) or 'fp16' (llama.cpp on NVIDIA; the device's acc16_rel
-    speeds them up). Raises MemwallError on an op dtype the device has no peak for, or an
-    unknown launch mode, attention kernel, kv_dequant or accumulate.
+    speeds them up). `moe_kernel`: the kernels of the expert GEMMs (op kind moe), 'native' or
+    'sm80' (Ampere's grouped GEMM on a newer GPU, at the device's mm_sm80_rel; MOE_KERNELS).
+    Raises MemwallError on an op dtype the device has no peak for, or an unknown launch mode,
+    attention kernel, kv_dequant, accumulate or moe_kernel.
     """
     if launch not in LAUNCH_MODES:
         raise MemwallError(f"unknown launch mode {launch!r}; accepted: {', '.join(LAUNCH_MODES)}")
@@ -379,6 +388,8 @@ def predict_efficiency(
         raise MemwallError(f"unknown kv_dequant {kv_dequant!r}; accepted: {', '.join(KV_DEQUANT)}")
     if accumulate not in ACCUMULATE:
         raise MemwallError(f"unknown accumulate {accumulate!r}; accepted: {', '.join(ACCUMULATE)}")
+    if moe_kernel not in MOE_KERNELS:
+        raise MemwallError(f"unknown moe_kernel {moe_kernel!r}; accepted: {', '.join(MOE_KERNELS)}")
     terms = efficiency_terms(device)
     attention_note = None
     if attention is not None:
@@ -393,6 +404,8 @@ def predict_efficiency(
     if accumulate == "fp16":
         kind, dtype = df["kind"], df["dtype"]
         cols["acc16"] = (kind.isin(MATMUL_KINDS) & dtype.isin(SIXTEEN_BIT)).to_numpy()
+    if moe_kernel == "sm80":
+        cols["sm80"] = ((df["kind"] == "moe") & (df["name"] != "router")).to_numpy()
     times = _row_times(cols, device, _params(terms, "value"), launch)
     if spread:
         low, high = _spread(cols, device, terms, launch, times["time"])

@@ -33,6 +33,7 @@ TERMS = (
     "mm_k_half",
     "mm8_rel",
     "acc16_rel",
+    "mm_sm80_rel",
     "attn_bwd_frac",
     "coll_frac",
     "net_frac",
