@@ -6,7 +6,8 @@ memory-bound and priced at the device's achievable bandwidth (`bw_frac` of
 - cross-entropy over the vocabulary, per micro-batch on the last stage, as Megatron-Core's
   vocab-parallel cross-entropy runs it by default (`CE_PASSES`: eight passes over the logits,
   52 bytes per logit over forward and backward; its opt-in `--cross-entropy-loss-fusion` makes
-  about 40, llm-foundry's fused Triton loss about 6: the logits are a share of a step only
+  about 40, a single fused loss kernel about 6 (one 16-bit read forward, a read and a write
+  backward); other stacks are not told apart here: the logits are a share of a step only
   where the vocabulary is large beside the width, as Llama 3's 128k beside 4096);
 - fp32 gradient accumulation, per micro-batch, 4 bytes per parameter read and written. Without
   ZeRO-2/3 (Megatron-LM and its descendants) each weight-gradient GEMM adds its result into the
