@@ -26,7 +26,7 @@ from memwall.predict.efficiency import (
     parse_table,
     resolve_attention,
 )
-from memwall.spec import load_model, parse_precision
+from memwall.spec import load_model, parse_precision, spec_from_config
 
 BF16 = parse_precision("bf16")
 H100, A100 = get_device("h100-sxm"), get_device("a100-sxm-80gb")
@@ -68,6 +68,71 @@ def test_kernel_figures_replace_the_class_terms_and_scale_for_head_dim_64():
     same, note = attention_terms(efficiency_terms(b200), b200, "fa2", 128)
     assert same["attn_frac"].value == efficiency_terms(b200)["attn_frac"].value
     assert "no published figures for b200" in note
+
+
+def test_a_head_dim_between_builds_runs_as_the_next_build_zero_padded():
+    """FlashAttention-2 is built for head dims 32, 64, 96, 128, 160, 192, 256, FlashAttention-3
+    for 64, 96, 128, 192, 256 and the 2022 Triton kernel pads to a power of two (its source's
+    BLOCK_HEADDIM): a head dim between runs the next build, and the padded share of each dot
+    product is lost. cuDNN and unfused attention run the model's own head dim."""
+    base = efficiency_terms(H100)
+    fa2, fa3, tri = (_figures(k, "hopper") for k in ("fa2", "fa3", "triton"))
+    t112, note = attention_terms(base, H100, "fa2", 112)
+    assert t112["attn_frac"].value == pytest.approx(fa2.attn_frac.value * 112 / 128)
+    assert t112["attn_bwd_frac"].value == pytest.approx(fa2.attn_bwd_frac.value * 112 / 128)
+    assert "run as 128 (zero-padded)" in note and "flash_api.cpp" in t112["attn_frac"].source
+    t80, note80 = attention_terms(base, H100, "fa2", 80)  # the 96 build, itself between 64 and 128
+    at96 = fa2.attn_frac.value * (fa2.hd64.value + 0.5 * (1 - fa2.hd64.value))
+    assert t80["attn_frac"].value == pytest.approx(at96 * 80 / 96) and "run as 96" in note80
+    t160, _ = attention_terms(base, H100, "fa3", 160)
+    assert t160["attn_frac"].value == pytest.approx(fa3.attn_frac.value * 160 / 192)
+    t96, _ = attention_terms(base, H100, "triton", 96)
+    assert t96["attn_frac"].value == pytest.approx(tri.attn_frac.value * 96 / 128)
+    for t in (t112["attn_frac"], t80["attn_bwd_frac"], t160["attn_frac"], t96["attn_frac"]):
+        assert t.low <= t.value <= t.high
+    # a head dim a kernel is built for, and kernels that run any head dim, are not padded
+    same, note96 = attention_terms(base, H100, "fa2", 96)
+    assert same["attn_frac"].value == pytest.approx(at96) and "run as" not in note96
+    cud = _figures("cudnn", "hopper")
+    c112, cnote = attention_terms(base, H100, "cudnn", 112)
+    mix = cud.hd64.value + 0.75 * (1 - cud.hd64.value)
+    assert c112["attn_frac"].value == pytest.approx(cud.attn_frac.value * mix)
+    assert "run as" not in cnote
+    # the padding reaches a step: two GPTs with the same attention FLOPs on A100 (FlashAttention-2
+    # by default), head dim 80 (run as 96) and 128: attention time in the ratio of their terms
+    cfg = {"model_type": "gpt2", "n_embd": 2560, "n_layer": 2, "n_positions": 16384,
+           "vocab_size": 50257}  # fmt: skip
+    hd80 = spec_from_config({**cfg, "n_head": 32}, name="hd80")
+    hd128 = spec_from_config({**cfg, "n_head": 20}, name="hd128")
+    assert (hd80.head_dim, hd128.head_dim) == (80, 128)
+    a100 = efficiency_terms(A100)
+    f80 = forward(hd80, "prefill", 1, 16384, BF16, A100, True, "eager", "auto")
+    f128 = forward(hd128, "prefill", 1, 16384, BF16, A100, True, "eager", "auto")
+    want = (attention_terms(a100, A100, "auto", 128)[0]["attn_frac"].value
+            / attention_terms(a100, A100, "auto", 80)[0]["attn_frac"].value)  # fmt: skip
+    assert want > 1.2
+    assert f80["attention"] / f128["attention"] == pytest.approx(want, rel=0.02)
+
+
+def test_a_head_dim_past_the_largest_build_is_refused_for_a_named_kernel():
+    """llm-foundry's Triton kernel asserts head dim <= 128: asking it for Gemma-2's 256 is an
+    error with one line (exit 2 on the command line); auto falls back to the class terms."""
+    base = efficiency_terms(H100)
+    with pytest.raises(MemwallError, match="triton runs head dims up to 128, not 256"):
+        attention_terms(base, H100, "triton", 256)
+    with pytest.raises(MemwallError, match="up to 128"):
+        memwall.api.parallel("gemma-2-2b", devices=8, seq_len=4096, attention="triton")
+    from memwall.cli import main
+
+    err = io.StringIO()
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
+        with pytest.raises(SystemExit) as e:
+            main(["parallel", "gemma-2-2b", "--devices", "8", "--attention", "triton"])
+    assert e.value.code == 2
+    lines = [ln for ln in err.getvalue().splitlines() if ln.strip()]
+    assert len(lines) == 1 and "up to 128" in lines[0] and "Traceback" not in err.getvalue()
+    ok = memwall.api.parallel("gemma-2-2b", devices=8, seq_len=4096, attention="fa2").to_dict()
+    assert ok["attention"]["kernel"] == "fa2"
 
 
 def test_blackwell_cudnn_figures_hold_for_head_dim_128_only():
@@ -189,6 +254,10 @@ def _data():
         (lambda d: d["attention_kernels"]["kernels"]["fa3"]["archs"]["hopper"]["hd64"]
          .update(source="nowhere"), "unknown source"),
         (lambda d: d["attention_kernels"]["defaults"].update(ampere="fa3"), "default 'fa3'"),
+        (lambda d: d["attention_kernels"]["kernels"]["fa2"].update(head_dims=[128, 64]),
+         "head_dims must rise"),
+        (lambda d: d["attention_kernels"]["kernels"]["fa3"].update(head_dims_source="nowhere"),
+         "head_dims must rise"),
         (lambda d: d["attention_kernels"]["kernels"]["fa2"]["archs"].update(
             volta=d["attention_kernels"]["kernels"]["fa2"]["archs"]["hopper"]), "unknown arch"),
     ],

@@ -153,7 +153,9 @@ def parallel(
             help="Attention kernel family (data/efficiency.json): auto (default: in training "
             "what the frameworks run on the device, cuDNN on Hopper, FlashAttention-2 on "
             "Ampere), cudnn, fa3, fa2, triton (2022-23 Triton FlashAttention, llm-foundry), "
-            "torch (unfused).",
+            "torch (unfused). A head dim between a kernel's builds runs as the next one "
+            "(FlashAttention-2: 32, 64, 96, 128, 160, 192, 256; FlashAttention-3: 64, 96, 128, "
+            "192, 256; triton: powers of two up to 128), the padding priced as lost work.",
         ),
     ] = None,
     price_per_hour: Annotated[

@@ -86,6 +86,10 @@ class _Kernel(BaseModel):
     model_config = ConfigDict(extra="forbid")
     what: str = Field(min_length=3)
     archs: dict[str, _Figures] = Field(min_length=1)
+    # head dims the kernel is compiled for: a model's head dim runs as the smallest one at or
+    # above it (zero-padded); None: the kernel runs the model's own head dim
+    head_dims: list[int] | None = None
+    head_dims_source: str | None = None
 
 
 class _Attention(BaseModel):
@@ -205,6 +209,15 @@ def _check_attention(t: _Table) -> None:
         if arch not in a.architectures or k not in a.kernels or arch not in a.kernels[k].archs:
             raise MemwallError(f"efficiency.json attention_kernels: default {k!r} for {arch!r}")
     for name, k in a.kernels.items():
+        hds = k.head_dims
+        if (hds is None) != (k.head_dims_source is None) or (
+            hds is not None
+            and (k.head_dims_source not in t.sources or min(hds) < 1 or hds != sorted(set(hds)))
+        ):
+            raise MemwallError(
+                f"efficiency.json attention kernel {name}: head_dims must rise, be positive "
+                "and come with a known head_dims_source"
+            )
         for arch, figs in k.archs.items():
             if arch not in a.architectures:
                 raise MemwallError(f"efficiency.json attention kernel {name}: unknown arch {arch}")
@@ -350,32 +363,52 @@ def attention_terms(
     if name is None:
         return terms, f"attention ({attention}): no kernel figures for {real}; {_class(terms)}"
     arch = _arch(device, t)
-    figs = t.attention_kernels.kernels[name].archs.get(arch) if arch else None
+    kernel = t.attention_kernels.kernels[name]
+    figs = kernel.archs.get(arch) if arch else None
     if figs is None:
         return terms, f"attention {name}: no published figures for {real}; {_class(terms)}"
-    narrow = head_dim is not None and head_dim < 128
-    if narrow and (figs.hd64 is None or figs.bwd_hd64 is None):
+    run = kernel_head_dim(kernel, head_dim)
+    if run is None:  # past the largest head dim the kernel is built for
+        why = f"{name} runs head dims up to {max(kernel.head_dims or [0])}, not {head_dim}"
+        if check_attention(attention, t) != ATTENTION_AUTO:
+            others = [k for k in attention_names(t) if k != name]
+            raise MemwallError(f"attention {why}; choose another: {', '.join(others)}")
+        return terms, f"attention ({attention}): {why}; {_class(terms)}"
+    if run is not None and run < 128 and (figs.hd64 is None or figs.bwd_hd64 is None):
         return terms, (
             f"attention {name}: {arch} figures are for head dim 128 only, not {head_dim}; "
             f"{_class(terms)}"
         )
+    pad = head_dim / run if head_dim is not None and run is not None else 1.0
+    words = _hd_words(head_dim) + (f", run as {run} (zero-padded)" if pad < 1 else "")
     out = dict(terms)
     for term, hd in (("attn_frac", figs.hd64), ("attn_bwd_frac", figs.bwd_hd64)):
         v = getattr(figs, term)
         src = t.sources[v.source]
         if hd is not None and hd.source != v.source:
             src += "; head dim: " + t.sources[hd.source]
+        if pad < 1:
+            src += "; padding: " + t.sources[kernel.head_dims_source or ""]
         old = terms[term]
         mix = (1.0, 1.0, 1.0) if hd is None else (hd.value, hd.low, hd.high)
         out[term] = Term(
-            term, v.value * _hd_mix(mix[0], head_dim), v.low * _hd_mix(mix[1], head_dim),
-            v.high * _hd_mix(mix[2], head_dim), old.unit, old.what, src,
-            f"attention kernel {name} ({arch} figures{_hd_words(head_dim)})",
+            term, v.value * _hd_mix(mix[0], run) * pad, v.low * _hd_mix(mix[1], run) * pad,
+            v.high * _hd_mix(mix[2], run) * pad, old.unit, old.what, src,
+            f"attention kernel {name} ({arch} figures{words})",
         )  # fmt: skip
     return out, (
-        f"attention {name} ({arch} figures{_hd_words(head_dim)}): attn_frac "
+        f"attention {name} ({arch} figures{words}): attn_frac "
         f"{out['attn_frac'].value:.3g}, attn_bwd_frac {out['attn_bwd_frac'].value:.3g}"
     )
+
+
+def kernel_head_dim(kernel: _Kernel, head_dim: int | None) -> int | None:
+    """The head dim `kernel` runs a model of `head_dim` at: the smallest it is compiled for at
+    or above it (the rest of each head's dot products is zero padding), the model's own where
+    the kernel takes any; None past the largest it is compiled for."""
+    if head_dim is None or kernel.head_dims is None:
+        return head_dim
+    return next((h for h in kernel.head_dims if h >= head_dim), None)
 
 
 def _class(terms: dict[str, Term]) -> str:
