@@ -34,7 +34,7 @@ def test_the_column_follows_each_engine_s_model_code():
 
 
 def test_row_model_fuses_what_the_column_names():
-    by = {r.fused: r for r in ROWS}
+    by = {r.fused: r for r in ROWS if r.metric != "matmul_time_s"}  # GEMM rows name no model
     assert not row_model(by[""]).fused_qkv
     qkv = row_model(by["qkv"])
     assert qkv.fused_qkv and not qkv.fused_gate_up

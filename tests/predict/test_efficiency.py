@@ -343,3 +343,62 @@ def test_the_roofline_of_an_fp16_accumulating_run_stays_an_upper_bound():
     assert acc16.roofline.device.peak("fp16") == 2 * geforce.peak("fp16")  # whitepaper ratio
     h100 = get_device("h100-sxm")
     assert device_prediction(ops, h100, F16, accumulate="fp16").roofline.device is h100
+
+
+def _gemm(m: int, n: int, k: int):
+    """One bf16 GEMM as an op table, its output counted as written bytes."""
+    import pandas as pd
+
+    return pd.DataFrame(
+        [{"name": "gemm", "kind": "matmul", "count": 1, "steps": 1, "flops": 2.0 * m * n * k,
+          "matmul_flops": 2.0 * m * n * k, "bytes": 2.0 * (m * k + n * k + m * n),
+          "bytes_weight": 2.0 * n * k, "bytes_written": 2.0 * m * n, "dtype": "bf16",
+          "m": m, "k": k, "n": n}]
+    )  # fmt: skip
+
+
+def test_amd_gemms_store_their_output_after_the_k_loop_unhidden():
+    """aiter's tuned MI355X GEMMs take FLOPs / rate + output bytes / bandwidth (the store after
+    the K-loop adds): on AMD Instinct the output store is priced on top of the rest, so a short-K
+    GEMM with a large output is slower by about that store; NVIDIA GEMMs hide it as before."""
+    bf16 = parse_precision("bf16")
+    mi355 = get_device("mi355x")
+    assert device_class(mi355) == "amd-hbm-gpu"
+    short = predict_efficiency(_gemm(65536, 7168, 256), mi355, bf16, launch="kernel").ops.iloc[0]
+    bw = mi355.memory_bandwidth() * efficiency_terms(mi355)["bw_frac"].value
+    store = 2.0 * 65536 * 7168 / bw
+    reads = short["t_memory"] - store
+    want = combine(np.array([reads]), np.array([short["t_compute"]]))[0] + store
+    assert short["time"] == pytest.approx(want, rel=1e-9)
+    hidden = combine(np.array([short["t_memory"]]), np.array([short["t_compute"]]))[0]
+    assert short["time"] > 1.5 * hidden  # K = 256: the store is as long as the math
+    # at a long K the output is small beside the math: the store adds a few per cent
+    long = predict_efficiency(_gemm(65536, 1024, 7168), mi355, bf16, launch="kernel").ops.iloc[0]
+    hidden = combine(np.array([long["t_memory"]]), np.array([long["t_compute"]]))[0]
+    assert hidden < long["time"] < 1.1 * hidden
+    # NVIDIA: the output is one more memory stream under the math (the model before the change)
+    h100 = get_device("h100-sxm")
+    nv = predict_efficiency(_gemm(65536, 7168, 256), h100, bf16, launch="kernel").ops.iloc[0]
+    assert nv["time"] == pytest.approx(
+        combine(np.array([nv["t_memory"]]), np.array([nv["t_compute"]]))[0], rel=1e-9
+    )
+    # an op table without written bytes (a caller's own table) keeps the old pricing
+    plain = _gemm(65536, 7168, 256).drop(columns=["bytes_written"])
+    old = predict_efficiency(plain, mi355, bf16, launch="kernel").ops.iloc[0]
+    assert old["time"] == pytest.approx(
+        combine(np.array([old["t_memory"]]), np.array([old["t_compute"]]))[0], rel=1e-9
+    )
+
+
+@pytest.mark.parametrize(
+    "edit,needle",
+    [
+        (lambda t: t["gemm_epilogue"].update(source="nowhere"), "gemm_epilogue"),
+        (lambda t: t["gemm_epilogue"].update(serial_classes=["amd-gpu"]), "gemm_epilogue"),
+    ],
+)
+def test_bad_epilogue_data_is_refused(edit, needle):
+    t = copy.deepcopy(raw_table())
+    edit(t)
+    with pytest.raises(MemwallError, match=needle):
+        parse_table(t)

@@ -180,7 +180,8 @@ def _gemm_table(row: PublishedRow, prec: Precision) -> pd.DataFrame:
             {
                 "name": "gemm", "kind": "matmul", "count": 1, "steps": 1,
                 "flops": 2.0 * mm * n * k, "matmul_flops": 2.0 * mm * n * k,
-                "bytes": w + act, "bytes_weight": w, "dtype": prec.compute_dtype,
+                "bytes": w + act, "bytes_weight": w, "bytes_written": mm * n * 2.0,
+                "dtype": prec.compute_dtype,
             }
         ]
     )  # fmt: skip

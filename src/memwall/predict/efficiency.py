@@ -15,7 +15,9 @@ working set, the matmul shape, the weight format and the runtime. Per op instanc
 
 overlap (0.95, `memory_compute_overlap`) is XLA's GPU cost model's memory_compute_parallelism:
 memory traffic and math do not hide each other completely, so a kernel near the roofline ridge
-(t_memory ~ t_compute) takes up to 5% longer than max(t_memory, t_compute).
+(t_memory ~ t_compute) takes up to 5% longer than max(t_memory, t_compute). On a device class
+whose GEMMs write each output tile after its K-loop (`store_serial`: AMD Instinct), a matmul's
+output store is not among the hidden traffic: t_kernel = combine(reads, math) + t_store.
 
 Decode attention over an 8-bit KV cache, in a kernel that widens every K/V element it reads to
 16/32 bits on the conversion pipe (`kv_dequant`), pays t_compute >= elements / (fp32 peak x
@@ -69,6 +71,7 @@ from memwall.predict.efficiency_data import (  # noqa: F401 (re-exported: the mo
     memory_compute_overlap,
     parse_table,
     resolve_attention,
+    store_serial,
     training_kernel_rate,
 )
 from memwall.predict.gemm_shape import shape_efficiency
@@ -188,6 +191,14 @@ def _kv8_elements(df: pd.DataFrame, precision: Precision | None, kv_dequant: str
     return np.where(reads, elems, 0.0)
 
 
+def _output_bytes(df: pd.DataFrame) -> np.ndarray:
+    """Bytes each matmul row writes (its output), 0 for other ops or where the table has none."""
+    if "bytes_written" not in df.columns:
+        return np.zeros(len(df))
+    mm = df["kind"].isin(MATMUL_KINDS).to_numpy()
+    return np.where(mm, df["bytes_written"].to_numpy(float), 0.0)
+
+
 def _columns(df: pd.DataFrame, units: float | None, attn_work: float) -> dict[str, Any]:
     """The prepared table as numpy arrays, read once (the range re-prices them 26 times)."""
     inst = (df["count"] * df["steps"]).to_numpy(float)
@@ -196,6 +207,8 @@ def _columns(df: pd.DataFrame, units: float | None, attn_work: float) -> dict[st
     return {
         **cols,
         "bits8": df["dtype"].isin(EIGHT_BIT).to_numpy(),
+        "out": _output_bytes(df) / inst,  # a matmul's output store (store_serial devices)
+        "serial": False,  # set by predict_efficiency on a store_serial device
         "acc16": np.zeros(len(df), dtype=bool),  # set by predict_efficiency(accumulate="fp16")
         "sm80": np.zeros(len(df), dtype=bool),  # set by predict_efficiency(moe_kernel="sm80")
         "inst": inst,
@@ -239,13 +252,16 @@ def _row_times(c: dict[str, Any], dev: Device, p: dict[str, float], launch: str)
         t_cmp = np.where(f > 0, f * work / rate, 0.0)
         # an 8-bit KV cache widened element by element on the conversion pipe
         t_cmp = np.maximum(t_cmp, c["kv8"] / (c["_vpeak"] * p["kv8_dq_frac"]))
-    # memory traffic and math overlap imperfectly: the shorter is hidden only in part
-    t_exec = combine(t_mem, t_cmp)
+    # memory traffic and math overlap imperfectly: the shorter is hidden only in part; where
+    # GEMMs store their output after the K-loop, that store adds to the rest
+    t_out = np.minimum(c["out"] / bw, t_mem) if c["serial"] else 0.0
+    t_kernel = combine(t_mem - t_out, t_cmp) + t_out
+    t_exec = t_kernel
     if launch != "kernel":  # kernel: device time of the kernels alone, as a profiler shows it
         t_exec = t_exec + p["launch_graph"]  # the gap between kernels
     if launch == "eager":  # the host launches one kernel while the previous one runs
         t_exec = np.maximum(t_exec, p["launch_eager"])
-    t_launch = t_exec - combine(t_mem, t_cmp)
+    t_launch = t_exec - t_kernel
     return {
         "t_memory": t_mem * inst,
         "t_compute": t_cmp * inst,
@@ -401,6 +417,7 @@ def predict_efficiency(
     if not 0.0 <= m_spread < 1.0:
         raise MemwallError(f"m_spread must be in [0, 1), got {m_spread!r}")
     cols["m_spread"] = m_spread
+    cols["serial"] = store_serial(device)
     if accumulate == "fp16":
         kind, dtype = df["kind"], df["dtype"]
         cols["acc16"] = (kind.isin(MATMUL_KINDS) & dtype.isin(SIXTEEN_BIT)).to_numpy()

@@ -108,6 +108,13 @@ class _Overlap(BaseModel):
     what: str
 
 
+class _Epilogue(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    serial_classes: list[str]
+    source: str
+    what: str = ""
+
+
 class _EngineTerm(BaseModel):
     model_config = ConfigDict(extra="forbid")
     value: float = Field(ge=0.0, allow_inf_nan=False)
@@ -137,6 +144,7 @@ class _Table(BaseModel):
     gemm_tiles: _Tiles
     memory_compute_overlap: _Overlap
     serving_m_spread: _Overlap
+    gemm_epilogue: _Epilogue
     serving_engines: dict[str, dict[str, _EngineTerm]]
     training_step: _TrainingStep
     compute_units: dict[str, _Units]
@@ -175,6 +183,9 @@ def _check_table(t: _Table) -> _Table:
         raise MemwallError("efficiency.json gemm_tiles: unknown source")
     if t.memory_compute_overlap.source not in t.sources:
         raise MemwallError("efficiency.json memory_compute_overlap: unknown source")
+    e = t.gemm_epilogue
+    if e.source not in t.sources or not set(e.serial_classes) <= set(t.classes):
+        raise MemwallError("efficiency.json gemm_epilogue: unknown source or device class")
     if t.serving_m_spread.source not in t.sources or t.serving_m_spread.value >= 1.0:
         raise MemwallError("efficiency.json serving_m_spread: unknown source or not below 1")
     for name, terms in t.serving_engines.items():
@@ -418,6 +429,12 @@ def _class(terms: dict[str, Term]) -> str:
 
 def _hd_words(head_dim: int | None) -> str:
     return f", head dim {head_dim}" if head_dim is not None else ""
+
+
+def store_serial(device: Device) -> bool:
+    """Whether `device`'s GEMMs write their output after the K-loop, unhidden (gemm_epilogue)."""
+    t = load_table()
+    return device_class(device, t) in t.gemm_epilogue.serial_classes
 
 
 def memory_compute_overlap() -> float:
