@@ -376,6 +376,8 @@ def test_amd_gemms_store_their_output_after_the_k_loop_unhidden():
     long = predict_efficiency(_gemm(65536, 1024, 7168), mi355, bf16, launch="kernel").ops.iloc[0]
     hidden = combine(np.array([long["t_memory"]]), np.array([long["t_compute"]]))[0]
     assert hidden < long["time"] < 1.1 * hidden
+    notes = predict_efficiency(_gemm(65536, 7168, 256), mi355, bf16).notes
+    assert any("gemm_epilogue" in n for n in notes)
     # NVIDIA: the output is one more memory stream under the math (the model before the change)
     h100 = get_device("h100-sxm")
     nv = predict_efficiency(_gemm(65536, 7168, 256), h100, bf16, launch="kernel").ops.iloc[0]

@@ -418,6 +418,11 @@ def predict_efficiency(
         raise MemwallError(f"m_spread must be in [0, 1), got {m_spread!r}")
     cols["m_spread"] = m_spread
     cols["serial"] = store_serial(device)
+    if cols["serial"] and cols["out"].any():
+        notes.append(
+            "matmul outputs stored after the K-loop, not hidden under the math (this device "
+            "class's GEMM kernels; data/efficiency.json gemm_epilogue)"
+        )
     if accumulate == "fp16":
         kind, dtype = df["kind"], df["dtype"]
         cols["acc16"] = (kind.isin(MATMUL_KINDS) & dtype.isin(SIXTEEN_BIT)).to_numpy()
