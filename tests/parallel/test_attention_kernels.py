@@ -131,6 +131,9 @@ def test_a_head_dim_past_the_largest_build_is_refused_for_a_named_kernel():
     assert e.value.code == 2
     lines = [ln for ln in err.getvalue().splitlines() if ln.strip()]
     assert len(lines) == 1 and "up to 128" in lines[0] and "Traceback" not in err.getvalue()
+    # no head dim given: the figures as published (head dim 128), neither padded nor refused
+    none, _ = attention_terms(base, H100, "triton", None)
+    assert none["attn_frac"].value == _figures("triton", "hopper").attn_frac.value
     ok = memwall.api.parallel("gemma-2-2b", devices=8, seq_len=4096, attention="fa2").to_dict()
     assert ok["attention"]["kernel"] == "fa2"
 

@@ -379,7 +379,7 @@ def attention_terms(
     if figs is None:
         return terms, f"attention {name}: no published figures for {real}; {_class(terms)}"
     run = kernel_head_dim(kernel, head_dim)
-    if run is None:  # past the largest head dim the kernel is built for
+    if head_dim is not None and run is None:  # past the largest head dim the kernel is built for
         why = f"{name} runs head dims up to {max(kernel.head_dims or [0])}, not {head_dim}"
         if check_attention(attention, t) != ATTENTION_AUTO:
             others = [k for k in attention_names(t) if k != name]
