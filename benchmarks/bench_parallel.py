@@ -55,8 +55,11 @@ def published() -> None:
     errs: dict[str, list[float]] = {
         "default": [], "roofline": [], "default, out of sample": [], "default, fit rows": []
     }  # fmt: skip
+    over: list[dict] = []  # published runs (they ran) that memwall says do not fit
     for r in published_rows():
         d, e = predict_row(r), predict_row(r, efficiency=False)
+        if not d["fits"]:
+            over.append(d)
         errs["default"].append(d["error"])
         errs["roofline"].append(e["error"])
         errs["default, fit rows" if d["fitted"] else "default, out of sample"].append(d["error"])
@@ -67,6 +70,14 @@ def published() -> None:
               f"{d['attention']:>6}")  # fmt: skip
     for name, es in errs.items():
         print(_summary(name, es))
+    n = len(errs["default"])
+    print(f"memory: {n - len(over)} of {n} published runs fit memwall's predicted per-device peak "
+          "(every one of them ran, so all should)")  # fmt: skip
+    for d in sorted(over, key=lambda d: d["peak_memory"] / d["capacity"], reverse=True):
+        print(
+            f"  {d['id']:36} {d['device']:14} peak {d['peak_memory'] / 2**30:6.1f} GiB of "
+            f"{d['capacity'] / 2**30:5.0f} GiB ({d['peak_memory'] / d['capacity'] - 1:+.0%})"
+        )
 
 
 def fit() -> None:

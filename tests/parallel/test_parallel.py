@@ -197,6 +197,51 @@ def test_plan_memory_counts_the_runtime_as_memwall_memory_does():
         assert d["peak"] >= states + over
 
 
+def test_accumulated_gradients_are_live_beside_the_activations_in_flight():
+    """With many micro-batches a step, every micro-batch after the first runs with the whole
+    gradients allocated (accumulation adds into them): the peak holds all model states and
+    every in-flight micro-batch's activations at once. It once took the one-micro-batch
+    timeline's optimizer step (no activations) and added the activations to it, 26 GiB
+    short for Llama-3-70B at tp4 pp2 v2."""
+    spec = load_model("llama-3-70b")
+    lay = Layout(tp=4, pp=2, dp=8, sequence_parallel=True, zero=1, interleave=2)
+    p = plan(spec, H100, H100_LINKS, lay, Options("train", 512, 2, 2048, BF16))
+    assert p.micro_batches == 32
+    d = p.per_device
+    states = d["weights"] + d["gradients"] + d["optimizer_state"] + d.get("master_weights", 0)
+    assert d["peak"] >= states + d["activations"] + d["framework_overhead"]
+    assert not p.fits  # 63 GiB of states and 31 GiB of activations on an 80 GiB device
+
+
+def test_one_micro_batch_keeps_the_timeline_of_memwall_memory():
+    """One micro-batch a step (no accumulation, no pipeline): the plan's peak is the moment
+    `memwall memory` finds for the shard with fused kernels, plus the CUDA context."""
+    from memwall.memory import training_memory
+
+    spec = load_model("llama-2-7b")
+    p = plan(spec, H100, H100_LINKS, Layout(dp=8, zero=3), Options("train", 8, 1, 2048, BF16))
+    assert p.micro_batches == 1
+    fp = training_memory(spec, 1, 2048, BF16, zero=3, devices=8, impl="fused")
+    d = p.per_device
+    assert d["peak"] == pytest.approx(fp.peak + d["framework_overhead"])
+    assert d["activations"] == pytest.approx(fp.activations)
+
+
+def test_plan_activations_are_those_fused_kernels_keep():
+    """The layouts describe Megatron-Core, NeMo, torchtitan and llm-foundry runs (fused norms
+    and gated MLP, flash attention): their activations, not Hugging Face eager's (fp32 norm
+    inputs, separate SiLU and product), which made 21 of the published training runs that
+    really ran 'not fit'."""
+    from memwall.memory import training_memory
+
+    spec = load_model("llama-3-8b")
+    p = plan(spec, H100, H100_LINKS, Layout(dp=8), Options("train", 8, 1, 4096, BF16))
+    eager = training_memory(spec, 1, 4096, BF16, impl="eager").activations
+    fused = training_memory(spec, 1, 4096, BF16, impl="fused").activations
+    assert fused < 0.8 * eager
+    assert p.per_device["activations"] == pytest.approx(fused)
+
+
 def test_measured_links(tmp_path):
     f = tmp_path / "c.json"
     obj = {"format": COLLECTIVES_FORMAT, "world": 2, "backend": "gloo",

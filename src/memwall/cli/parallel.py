@@ -206,7 +206,12 @@ def _tables(result: Result) -> list:
         mem_rows,
         [("part", "part", None), ("bytes", "bytes", binary)],
         caption=f"capacity {cap}; fits: {d['fits']}"
-        + (f"; activations of {flight:g} micro-batches in flight" if flight else ""),
+        + (
+            f"; activations of {flight:g} micro-batches in flight, as fused kernels keep them"
+            "; peak: the largest moment of the step, not the sum"
+            if flight
+            else ""
+        ),
     )
     steps = [{"part": k, "time": v, "share": v / d["step_time"]} for k, v in d["breakdown"].items()]
     steps.append({"part": "step", "time": d["step_time"], "share": 1.0})

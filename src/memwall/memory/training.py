@@ -56,7 +56,8 @@ from memwall.precision import typed_precision
 from memwall.search import largest
 from memwall.spec import MAX_BATCH, ModelSpec, Precision
 
-_STEP_EVENTS = ("optimizer step", "Hessian-vector product")
+# moments after the last backward, when no activations are live
+STEP_EVENTS = ("optimizer step", "Hessian-vector product")
 
 
 @dataclass(frozen=True)
@@ -131,7 +132,7 @@ class TrainingFootprint:
             + self.zero_buffers
             + self.overhead
         )
-        return max(e.nbytes for e in self.events if e.name not in _STEP_EVENTS) - steady
+        return max(e.nbytes for e in self.events if e.name not in STEP_EVENTS) - steady
 
     @property
     def model_states(self) -> float:

@@ -31,7 +31,7 @@ Training (one iteration of `batch` sequences; m = batch / (micro_batch x dp) mic
   --fit`), the one fitted value of the training model.
 Expert and pipeline communication is on the critical path; tensor-parallel communication is
 too unless `Options.tp_overlap` hides each pass's collectives behind its GEMMs (Transformer
-Engine's userbuffers, `groups.tp_overlapped`).
+Engine's userbuffers, `groups.tp_overlapped`). Memory per device: `device_memory`.
 MFU = model FLOPs (3 x forward, no recomputation) / (devices x dense peak x step time); HFU adds
 the recomputed FLOPs.
 
@@ -246,7 +246,7 @@ _layer_ops = functools.lru_cache(maxsize=256)(layer_ops)
 def _training_memory(shard, batch, seq, prec, optimizer, checkpointing, zero, devices):
     ops = _layer_ops(shard, batch, seq, prec)
     return training_memory(
-        shard, batch, seq, prec, optimizer, checkpointing, zero, devices, ops=ops
+        shard, batch, seq, prec, optimizer, checkpointing, zero, devices, impl="fused", ops=ops
     )  # fmt: skip
 
 

@@ -119,6 +119,8 @@ def predict_row(
         "error": pred / r["value"] - 1,
         "step_time": p.step_time,
         "fits": p.fits,
+        "peak_memory": p.per_device["peak"],
+        "capacity": p.capacity,
         "communication_fraction": p.communication / p.step_time,
         "bubble": p.breakdown["bubble"] / p.step_time,
         "breakdown": dict(p.breakdown),
