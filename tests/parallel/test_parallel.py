@@ -227,6 +227,26 @@ def test_one_micro_batch_keeps_the_timeline_of_memwall_memory():
     assert d["activations"] == pytest.approx(fp.activations)
 
 
+def test_no_pipeline_stage_holds_both_the_embedding_and_the_head():
+    """Under a pipeline the first stage holds the embedding and the last the final norm, the
+    untied head and the loss: the device's memory is the larger stage's, never the slice with
+    both (one 128,256 x 4,096 matrix and its states too many for Llama-3-8B)."""
+    from memwall.memory import training_memory
+    from memwall.memory.states import param_groups
+    from memwall.parallel.shard import shard_spec
+
+    spec = load_model("llama-3-8b")
+    lay = Layout(pp=2, dp=4, zero=1)
+    p = plan(spec, H100, H100_LINKS, lay, Options("train", 32, 1, 4096, BF16))
+    shard = shard_spec(spec, lay)
+    fp = training_memory(shard, 1, 4096, BF16, zero=1, devices=4, impl="fused")
+    pg = param_groups(shard)
+    w = p.per_device["weights"]
+    stage_w = (fp.weights * (1 - pg.head / pg.total), fp.weights * (1 - pg.embed / pg.total))
+    assert any(w == pytest.approx(x) for x in stage_w)
+    assert w <= fp.weights - 0.99 * 2 * spec.vocab_size * spec.d_model
+
+
 def test_plan_activations_are_those_fused_kernels_keep():
     """The layouts describe Megatron-Core, NeMo, torchtitan and llm-foundry runs (fused norms
     and gated MLP, flash attention): their activations, not Hugging Face eager's (fp32 norm

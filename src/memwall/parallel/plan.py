@@ -338,7 +338,7 @@ def _plan_train(spec, device, links, lay: Layout, o: Options) -> Plan:
         micro_batches=m,
         step_time=step,
         breakdown=breakdown,
-        per_device=with_overhead(train_memory(fp, lay, m), device),
+        per_device=with_overhead(train_memory(fp, lay, m, shard), device),
         capacity=device.mem_capacity,
         collectives=colls,
         model_flops=model_flops,
