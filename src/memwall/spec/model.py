@@ -100,7 +100,9 @@ class ModelSpec:
 
     @property
     def is_moe(self) -> bool:
-        return self.n_experts > 1
+        """Routed experts: more than one, or an expert-parallel slice holding one expert of
+        several each token uses (Mixtral at EP 8: 1 local expert, top-2)."""
+        return self.n_experts > 1 or self.experts_per_token > 1
 
     @property
     def has_lm_head(self) -> bool:
@@ -241,7 +243,7 @@ class ModelSpec:
             return self.n_params()
         d = self.d_model
         expert = 3 * d * self.d_ff if self.gated_mlp else 2 * d * self.d_ff
-        idle = self.moe_layers * (self.n_experts - self.experts_per_token) * expert
+        idle = self.moe_layers * max(0, self.n_experts - self.experts_per_token) * expert
         return self.n_params() - idle
 
     def to_dict(self) -> dict[str, Any]:
