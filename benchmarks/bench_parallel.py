@@ -30,7 +30,7 @@ from memwall.errors import MemwallError
 from memwall.hardware import get_device
 from memwall.parallel.block import tp_block_prediction
 from memwall.parallel.links import links_for
-from memwall.parallel.published import fit_kernel_rate, predict_row, published_rows
+from memwall.parallel.published import fit_kernel_rate, predict_row, published_rows, row_spec
 from memwall.predict.efficiency import training_kernel_rate
 from memwall.spec import load_model, parse_precision, spec_from_config
 
@@ -43,17 +43,23 @@ def _summary(label: str, es: list[float]) -> str:
             f"{statistics.median(abs(x) for x in es):.1%}; worst {worst:+.1%}")  # fmt: skip
 
 
+def _num(x: float) -> str:
+    """A fraction of the peak to 3 places, a throughput (tokens/s per GPU) to the unit."""
+    return f"{x:.3f}" if x < 10 else f"{x:.0f}"
+
+
 def published() -> None:
     print("predicted vs published MFU/HFU (fractions of the dense peak of the row's precision). "
           "default: memwall's realistic prediction (published kernel efficiencies, NCCL bus "
           "bandwidth, training work outside the op table); roofline: every kernel at dense peak "
           "and datasheet bandwidth, links at line rate (an upper bound); fit: row used to "
           "choose a value")  # fmt: skip
-    print(f"{'id':36} {'device':14} {'metric':6} {'published':>9} {'default':>8} {'error':>8} "
+    print(f"{'id':36} {'device':14} {'metric':14} {'published':>9} {'default':>8} {'error':>8} "
           f"{'roofline':>8} {'error':>8} {'fit':>3} {'fits':>5} {'comm':>6} "
           f"{'bubble':>6} {'attn':>6}")  # fmt: skip
     errs: dict[str, list[float]] = {
-        "default": [], "roofline": [], "default, out of sample": [], "default, fit rows": []
+        "default": [], "roofline": [], "default, out of sample": [], "default, fit rows": [],
+        "default, dense models": [], "default, mixture-of-experts models": [],
     }  # fmt: skip
     over: list[dict] = []  # published runs (they ran) that memwall says do not fit
     for r in published_rows():
@@ -63,8 +69,13 @@ def published() -> None:
         errs["default"].append(d["error"])
         errs["roofline"].append(e["error"])
         errs["default, fit rows" if d["fitted"] else "default, out of sample"].append(d["error"])
-        print(f"{d['id']:36} {d['device']:14} {d['metric']:6} {d['published']:9.3f} "
-              f"{d['predicted']:8.3f} {d['error']:+8.1%} {e['predicted']:8.3f} {e['error']:+8.1%} "
+        moe = row_spec(r).is_moe
+        errs["default, mixture-of-experts models" if moe else "default, dense models"].append(
+            d["error"]
+        )
+        print(f"{d['id']:36} {d['device']:14} {d['metric']:14} {_num(d['published']):>9} "
+              f"{_num(d['predicted']):>8} {d['error']:+8.1%} {_num(e['predicted']):>8} "
+              f"{e['error']:+8.1%} "
               f"{'yes' if d['fitted'] else 'no':>3} {str(d['fits']):>5} "
               f"{d['communication_fraction']:6.1%} {d['bubble']:6.1%} "
               f"{d['attention']:>6}")  # fmt: skip

@@ -268,6 +268,31 @@ def test_one_local_expert_still_runs_every_token_s_top_k():
     assert p.mfu < 0.8
 
 
+def test_published_moe_rows_take_their_preset_and_are_compared_on_throughput():
+    """A training row may name a preset (a MoE model's experts and routing come from it); its
+    architecture columns must agree with the preset, and a tokens_per_gpu row is compared on
+    training tokens per second per GPU, what memwall's plan predicts for that layout."""
+    from memwall.parallel.published import predict_row, published_rows
+
+    text = (
+        "id,family,n_layers,d_model,n_heads,n_kv_heads,d_ff,vocab_size,seq_len,device,gpus,tp,pp,"
+        "dp,cp,interleave,sequence_parallel,checkpointing,zero,global_batch,micro_batch,"
+        "precision,attention,metric,value,fitted,source,notes,tp_overlap,tied_embeddings,"
+        "activation,ep\n"
+        "q,qwen3-30b-a3b,48,2048,32,4,{d_ff},151936,4096,h100-sxm,16,1,2,8,1,1,false,none,1,"
+        "512,2,bf16,auto,tokens_per_gpu,5000,no,a source,n,false,,,8\n"
+    )
+    (r,) = published_rows(text.format(d_ff=768))
+    d = predict_row(r)
+    spec = load_model("qwen3-30b-a3b")
+    lay = Layout(pp=2, dp=8, ep=8, zero=1)
+    p = plan(spec, H100, H100_LINKS, lay, Options("train", 512, 2, 4096, BF16, attention="auto"))
+    assert d["predicted"] == pytest.approx(p.tokens_per_s / 16)
+    assert d["error"] == pytest.approx(d["predicted"] / 5000 - 1)
+    with pytest.raises(MemwallError, match="d_ff differ from the qwen3-30b-a3b preset"):
+        predict_row(published_rows(text.format(d_ff=1024))[0])
+
+
 def test_plan_activations_are_those_fused_kernels_keep():
     """The layouts describe Megatron-Core, NeMo, torchtitan and llm-foundry runs (fused norms
     and gated MLP, flash attention): their activations, not Hugging Face eager's (fp32 norm

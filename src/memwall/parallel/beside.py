@@ -12,7 +12,7 @@ import math
 from typing import Any
 
 from memwall.hardware import get_device
-from memwall.parallel.published import predict_row, published_rows, row_spec
+from memwall.parallel.published import ARCH_COLUMNS, predict_row, published_rows, row_spec
 from memwall.parallel.published_inference import compare, load_published
 from memwall.precision import training_precision
 from memwall.spec import ModelSpec, parse_precision
@@ -67,7 +67,8 @@ def inference_line(rows: list[dict[str, Any]]) -> str:
     return "published runs of this model on this device: " + "; ".join(parts)
 
 
-ARCH = ("n_layers", "d_model", "n_heads", "n_kv_heads", "d_ff", "vocab_size")
+ARCH = (*ARCH_COLUMNS, "n_experts", "experts_per_token")
+FLOPS_NOTE = "; the source's FLOP count"
 
 
 def training_beside(
@@ -93,7 +94,7 @@ def training_beside(
             "id": r["id"], "gpus": r["gpus"], "layout": layout, "seq_len": r["seq_len"],
             "global_batch": r["global_batch"], "metric": r["metric"], "published": r["value"],
             "predicted": p["predicted"], "error": p["error"], "fitted": p["fitted"],
-            "source": r["source"].split(";")[0].split(" table")[0].strip(),
+            "source": r["source"].split(";")[0].split(" table")[0].strip().rstrip(","),
         })  # fmt: skip
     out.sort(key=lambda x: (abs(math.log(x["gpus"] / max(1, devices))), x["id"]))
     return out[:limit]
@@ -105,10 +106,22 @@ def training_line(rows: list[dict[str, Any]]) -> str:
         return ""
     parts = [
         f"{r['id']} ({r['gpus']} GPUs, {r['layout']}, seq {r['seq_len']}, batch "
-        f"{r['global_batch']}): {r['metric'].upper()} {100 * r['published']:.1f}% of the dense "
-        f"peak measured, memwall predicts {100 * r['predicted']:.1f}% "
-        f"({100 * r['error']:+.0f}%; the source's FLOP count"
+        f"{r['global_batch']}): {_measure(r)} ({100 * r['error']:+.0f}%"
+        f"{'' if r['metric'] == 'tokens_per_gpu' else FLOPS_NOTE}"
         f"{'; a fit row of the kernel rate, in sample' if r.get('fitted') else ''}) [{r['source']}]"
         for r in rows
     ]
     return "published runs of this architecture on this device: " + "; ".join(parts)
+
+
+def _measure(r: dict[str, Any]) -> str:
+    """What the run measured and what memwall predicts, in the row's metric."""
+    if r["metric"] == "tokens_per_gpu":
+        return (
+            f"{r['published']:,.0f} tokens/s per GPU measured, memwall predicts "
+            f"{r['predicted']:,.0f}"
+        )
+    return (
+        f"{r['metric'].upper()} {100 * r['published']:.1f}% of the dense peak measured, "
+        f"memwall predicts {100 * r['predicted']:.1f}%"
+    )

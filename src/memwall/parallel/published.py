@@ -17,10 +17,17 @@ from memwall.parallel.links import links_for
 from memwall.parallel.plan import Options, plan
 from memwall.precision import training_precision
 from memwall.predict.efficiency import check_attention
-from memwall.spec import ModelSpec, spec_from_config
+from memwall.spec import ModelSpec, load_model, spec_from_config
 
+ARCH_COLUMNS = ("n_layers", "d_model", "n_heads", "n_kv_heads", "d_ff", "vocab_size")
 INTS = ("n_layers", "d_model", "n_heads", "n_kv_heads", "d_ff", "vocab_size", "seq_len", "gpus",
         "tp", "pp", "dp", "cp", "interleave", "zero", "global_batch", "micro_batch")  # fmt: skip
+
+
+# mfu, hfu: fractions of the dense peak; tokens_per_gpu: training tokens per second per GPU (a
+# source whose FLOP count memwall does not reproduce, as for MoE models: throughput needs none)
+METRICS = ("mfu", "hfu", "tokens_per_gpu")
+FAMILIES = ("gpt2", "llama")
 
 
 def published_rows(text: str | None = None) -> list[dict[str, Any]]:
@@ -44,13 +51,15 @@ def published_rows(text: str | None = None) -> list[dict[str, Any]]:
                 raise ValueError("tied_embeddings")
             row["tied_embeddings"] = None if tied == "" else tied == "true"
             row["activation"] = (r.get("activation") or "").strip().lower()
+            row["ep"] = int(r.get("ep") or 1)
         except (TypeError, ValueError):
             raise MemwallError(
                 f"published_training.csv: row {r.get('id')!r} is malformed"
             ) from None
-        if row["gpus"] != row["tp"] * row["cp"] * row["pp"] * row["dp"]:
+        if row["gpus"] != row["tp"] * row["cp"] * row["pp"] * row["dp"] or row["dp"] % row["ep"]:
             raise MemwallError(
-                f"published_training.csv: row {r['id']!r}: gpus != tp x cp x pp x dp"
+                f"published_training.csv: row {r['id']!r}: gpus != tp x cp x pp x dp, or ep "
+                "does not divide dp"
             )
         try:
             row["attention"] = check_attention(r.get("attention") or "")
@@ -58,13 +67,22 @@ def published_rows(text: str | None = None) -> list[dict[str, Any]]:
             raise MemwallError(f"published_training.csv: row {r['id']!r}: {e}") from None
         if r.get("fitted") not in ("yes", "no"):
             raise MemwallError(f"published_training.csv: row {r['id']!r}: fitted must be yes or no")
-        if not r["source"].strip() or row["metric"] not in ("mfu", "hfu"):
+        if not r["source"].strip() or row["metric"] not in METRICS:
             raise MemwallError(f"published_training.csv: row {r['id']!r} lacks source or metric")
         rows.append(row)
     return rows
 
 
 def row_spec(r: dict[str, Any]) -> ModelSpec:
+    if r["family"] not in FAMILIES:  # a memwall preset (MoE models: experts, routing, MLA)
+        spec = load_model(r["family"])
+        off = [k for k in ARCH_COLUMNS if getattr(spec, k) != r[k]]
+        if off:
+            raise MemwallError(
+                f"published_training.csv: row {r['id']!r}: {', '.join(off)} differ from the "
+                f"{r['family']} preset"
+            )
+        return replace(spec, name=r["id"])
     if r["family"] == "gpt2":
         cfg = {"model_type": "gpt2", "n_embd": r["d_model"], "n_layer": r["n_layers"],
                "n_head": r["n_heads"], "n_inner": r["d_ff"], "vocab_size": r["vocab_size"],
@@ -97,7 +115,7 @@ def predict_row(
     roofline (an upper bound); `kernel_rate` replaces the fitted training_step term (the fit
     itself prices rows with it, `row_kernel_rate`). An fp8 row's
     MFU is of the fp8 peak, as its source states it."""
-    lay = Layout(r["tp"], r["pp"], r["dp"], 1, r["sequence_parallel"], r["zero"],
+    lay = Layout(r["tp"], r["pp"], r["dp"], r.get("ep", 1), r["sequence_parallel"], r["zero"],
                  r["interleave"], r["checkpointing"], r["cp"])  # fmt: skip
     prec = training_precision(r["precision"])
     o = Options("train", r["global_batch"], r["micro_batch"], r["seq_len"], prec,
@@ -105,8 +123,8 @@ def predict_row(
                 tp_overlap=r.get("tp_overlap", False), kernel_rate=kernel_rate)  # fmt: skip
     dev = get_device(r["device"])
     p = plan(row_spec(r), dev, links_for(r["device"]), lay, o)
-    pred = p.mfu if r["metric"] == "mfu" else p.hfu
-    if r["precision"] == "fp8":  # plan's MFU is of the 16-bit peak
+    pred = {"mfu": p.mfu, "hfu": p.hfu, "tokens_per_gpu": p.tokens_per_s / p.devices}[r["metric"]]
+    if r["precision"] == "fp8" and r["metric"] != "tokens_per_gpu":  # MFU of the 16-bit peak
         pred *= p.peak_flops / dev.peak("fp8")
     return {
         "id": r["id"],
