@@ -290,7 +290,21 @@ def test_published_moe_rows_take_their_preset_and_are_compared_on_throughput():
     assert d["predicted"] == pytest.approx(p.tokens_per_s / 16)
     assert d["error"] == pytest.approx(d["predicted"] / 5000 - 1)
     with pytest.raises(MemwallError, match="d_ff differ from the qwen3-30b-a3b preset"):
-        predict_row(published_rows(text.format(d_ff=1024))[0])
+        published_rows(text.format(d_ff=1024))  # refused as the file is read
+    with pytest.raises(MemwallError, match="row 'q': unknown model 'qwen9'"):
+        published_rows(text.format(d_ff=768).replace("qwen3-30b-a3b", "qwen9"))
+
+
+def test_the_last_pipeline_stage_holds_fewer_micro_batches():
+    """Megatron's interleaved warm-up: the first rank holds p + (p-1)/v micro-batches' worth
+    of activations, the last ((v-1) p + 1)/v; without interleaving p and 1."""
+    from memwall.parallel.shard import in_flight
+
+    lay = Layout(pp=8, dp=4, interleave=2)
+    assert in_flight(lay, 128) == pytest.approx(8 + 7 / 2)
+    assert in_flight(lay, 128, last=True) == pytest.approx(9 / 2)
+    assert in_flight(Layout(pp=4, dp=2), 16, last=True) == 1.0
+    assert in_flight(lay, 1, last=True) == 1.0
 
 
 def test_plan_activations_are_those_fused_kernels_keep():

@@ -41,7 +41,7 @@ def train_memory(fp: Any, lay: Layout, m: int, shard: ModelSpec) -> dict[str, fl
     `fp` is the footprint of `shard`, which holds a stage's layers with the embedding and the
     head. Under a pipeline no stage holds both: the first holds the embedding and the most
     micro-batches in flight (`in_flight`), the last the final norm, the head and the loss's
-    activations with fewer in flight (Megatron's interleaved warm-up: ((v-1) p + 1) / v); each
+    activations with fewer in flight (`in_flight(last=True)`); each
     is priced and the larger is the device's peak. A tied head is a copy of the embedding on
     the last stage, as Megatron-LM keeps it."""
     ratio = sequence_parallel_ratio(lay)
@@ -54,8 +54,7 @@ def train_memory(fp: Any, lay: Layout, m: int, shard: ModelSpec) -> dict[str, fl
     else:
         pg = param_groups(shard)
         head_saved = sum(x.nbytes for x in fp.saved if x.part in ("final", "head"))
-        v, p = lay.interleave, lay.pp
-        last_flight = float(min(m, ((v - 1) * p + 1) / v))
+        last_flight = in_flight(lay, m, last=True)
         body = (fp.activations - head_saved) * ratio
         first_less = pg.head / pg.total  # the first stage has no final norm and head
         last_less = (pg.embed - pg.tied) / pg.total  # the last has no embedding (a tied copy)

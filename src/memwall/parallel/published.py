@@ -20,8 +20,8 @@ from memwall.predict.efficiency import check_attention
 from memwall.spec import ModelSpec, load_model, spec_from_config
 
 ARCH_COLUMNS = ("n_layers", "d_model", "n_heads", "n_kv_heads", "d_ff", "vocab_size")
-INTS = ("n_layers", "d_model", "n_heads", "n_kv_heads", "d_ff", "vocab_size", "seq_len", "gpus",
-        "tp", "pp", "dp", "cp", "interleave", "zero", "global_batch", "micro_batch")  # fmt: skip
+INTS = (*ARCH_COLUMNS, "seq_len", "gpus", "tp", "pp", "dp", "cp", "interleave", "zero",
+        "global_batch", "micro_batch")  # fmt: skip
 
 
 # mfu, hfu: fractions of the dense peak; tokens_per_gpu: training tokens per second per GPU (a
@@ -69,6 +69,12 @@ def published_rows(text: str | None = None) -> list[dict[str, Any]]:
             raise MemwallError(f"published_training.csv: row {r['id']!r}: fitted must be yes or no")
         if not r["source"].strip() or row["metric"] not in METRICS:
             raise MemwallError(f"published_training.csv: row {r['id']!r} lacks source or metric")
+        if row["family"] not in FAMILIES:  # a preset: it exists and agrees with the columns
+            try:
+                row_spec(row)
+            except MemwallError as e:
+                msg = str(e).removeprefix(f"published_training.csv: row {r['id']!r}: ")
+                raise MemwallError(f"published_training.csv: row {r['id']!r}: {msg}") from None
         rows.append(row)
     return rows
 

@@ -174,13 +174,14 @@ def _gemm_table(row: PublishedRow, prec: Precision) -> pd.DataFrame:
         raise MemwallError(f"published row {row.id}: matmul model must be gemm:m=,n=,k=")
     mm, n, k = (int(x) for x in m.groups())
     w = n * k * prec.weight_bytes
-    act = mm * k * prec.act_bytes + mm * n * 2.0  # inputs in, 16-bit outputs out
+    out = mm * n * 2.0  # every GEMM row's output is 16-bit
+    act = mm * k * prec.act_bytes + out  # inputs in, outputs out
     return pd.DataFrame(
         [
             {
                 "name": "gemm", "kind": "matmul", "count": 1, "steps": 1,
                 "flops": 2.0 * mm * n * k, "matmul_flops": 2.0 * mm * n * k,
-                "bytes": w + act, "bytes_weight": w, "bytes_written": mm * n * 2.0,
+                "bytes": w + act, "bytes_weight": w, "bytes_written": out,
                 "dtype": prec.compute_dtype,
             }
         ]

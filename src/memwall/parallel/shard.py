@@ -132,8 +132,13 @@ def sequence_parallel_ratio(layout: Layout) -> float:
     return (34 / t) / (10 + 24 / t)
 
 
-def in_flight(layout: Layout, micro_batches: int) -> float:
-    """Micro-batches whose activations the first stage holds at once under 1F1B."""
+def in_flight(layout: Layout, micro_batches: int, last: bool = False) -> float:
+    """Micro-batches whose activations the first stage (`last`: the last stage) holds at once
+    under 1F1B. Megatron's interleaved warm-up: the first rank runs (p-1) 2 + (v-1) p chunk
+    forwards before its first backward, the last (v-1) p: in whole-stage micro-batches
+    p + (p-1)/v and ((v-1) p + 1)/v."""
     p, v = layout.pp, layout.interleave
+    if last:
+        return float(min(micro_batches, ((v - 1) * p + 1) / v))
     n = float(min(p, micro_batches))
     return n * (1 + (p - 1) / (p * v)) if v > 1 else n
