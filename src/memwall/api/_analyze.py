@@ -160,6 +160,7 @@ def _analyze_config(
     fused, mla, engine, device, plot, image_size, launch, price_per_hour=None, accumulate=None,
 ) -> Result:  # fmt: skip
     from memwall.io import check_output_path
+    from memwall.predict.prompt_attention import attention_work
     from memwall.spec import load_model_config, parse_precision
 
     spec, config = load_model_config(model)
@@ -181,7 +182,7 @@ def _analyze_config(
     payload = _payload(spec, wl, prec, df, convention, engine)
     pred = plotter = None
     if device is not None:
-        causal = spec.is_decoder and wl.phase == "prefill"
+        causal = attention_work(spec, wl.phase, wl.seq_len)
         pred, plotter = _predict(df, device, prec, launch or "graph", causal, accumulate or "fp32")
         payload["prediction"] = pred.to_dict()
         if convention == "full":  # the paper's 8-bit accounting is not what a device runs
@@ -321,7 +322,7 @@ def _payload(spec, wl, prec, df, convention: str, engine: str) -> dict:
 
 
 def _predict(
-    df, device: str, prec, launch: str, causal: bool = False, accumulate: str = "fp32"
+    df, device: str, prec, launch: str, causal: bool | float = False, accumulate: str = "fp32"
 ) -> tuple[Any, Any]:
     """The predictor for `device`: a measured device (`local`, a saved measurement) prices the
     ops on its own measured roofline; a catalog or what-if device on its spec-sheet roofs

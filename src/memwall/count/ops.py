@@ -92,9 +92,10 @@ def attention_note(s: ModelSpec, fused: bool, convention: str) -> str | None:
 
 def fused_default(s: ModelSpec, convention: str, fused_attention: bool | None) -> bool:
     """Whether attention is counted as one fused kernel: the one place its default is decided
-    (the CLI, memory and parallel pass None unless the user asked). Default: fused, except where
-    transformers has no fused path (Gemma 2's soft-capping, GPT-OSS's sinks: scores
-    materialised, K/V copied per query head); T5 runs SDPA; the paper counts the matmuls apart.
+    (the CLI and memory pass None unless the user asked; parallel passes True, as training
+    frameworks and serving engines run it). Default: fused, except where transformers has no
+    fused path (Gemma 2's soft-capping, GPT-OSS's sinks: scores materialised, K/V copied per
+    query head); T5 runs SDPA; the paper counts the matmuls apart.
     """
     if convention == "paper":
         return False

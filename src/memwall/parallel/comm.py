@@ -124,7 +124,7 @@ def attention_time(
     efficiency: bool = False,
 ) -> float:  # fmt: skip
     """Forward time of the attention kernels alone (all the shard's layers) at `seq_len`."""
-    ops = op_table(shard, Workload(phase_of(shard, "prefill"), batch, seq_len), prec, "full")
+    ops = op_table(shard, Workload(phase_of(shard, "prefill"), batch, seq_len), prec, "full", True)
     att = ops[ops["name"].isin(ATTENTION_ROWS)]
     if att.empty:
         return 0.0

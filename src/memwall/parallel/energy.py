@@ -37,8 +37,9 @@ from memwall.parallel.links import links_for
 from memwall.parallel.plan import Options, Plan, plan
 from memwall.parallel.shard import shard_spec
 from memwall.precision import Precision
-from memwall.predict.efficiency import CAUSAL_WORK, MATMUL_KINDS, predict_efficiency
+from memwall.predict.efficiency import MATMUL_KINDS, predict_efficiency
 from memwall.predict.efficiency_data import serving_m_spread
+from memwall.predict.prompt_attention import CAUSAL_WORK, attention_work
 from memwall.spec import ModelSpec, Workload
 
 PHASES = ("decode", "prefill")
@@ -60,7 +61,8 @@ def step(
         raise MemwallError(f"unknown phase {phase!r}; accepted: {', '.join(PHASES)}")
     if tp == 1:
         ops = op_table(spec, Workload(phase, batch, seq_len), prec, "full", True)
-        p = predict_efficiency(ops, device, prec, launch, causal=phase == "prefill", spread=False)
+        causal = attention_work(spec, phase, seq_len)
+        p = predict_efficiency(ops, device, prec, launch, causal=causal, spread=False)
         return step_energy(work_from_ops(ops, device, prec), p.totals["time"], device, 1)
     lay = Layout(tp=tp)
     o = Options("infer", batch, batch, seq_len, prec, efficiency=True)
@@ -85,7 +87,7 @@ def mixed_ops(decode: pd.DataFrame, prompt: pd.DataFrame, prompts: int) -> pd.Da
     both parts' rows (m adds) and read their weights once (the larger of the two weight reads:
     a prompt may touch more experts than a few decodes); embedding gathers and element-wise
     work add; the prompt's attention is its own row, its FLOPs halved as a causal kernel skips
-    the masked blocks (`predict.efficiency.CAUSAL_WORK`); the LM head multiplies only each
+    the masked blocks (`predict.prompt_attention.CAUSAL_WORK`); the LM head multiplies only each
     prompt's last token (logits are computed where a token is sampled)."""
     if list(decode["name"]) != list(prompt["name"]):
         raise MemwallError("a mixed step needs decode and prompt tables of the same model")

@@ -15,6 +15,7 @@ from memwall.hardware import Device
 from memwall.parallel.plan import Plan
 from memwall.parallel.shard import phase_of, shard_spec
 from memwall.predict.efficiency import predict_efficiency, training_kernel_rate
+from memwall.predict.prompt_attention import attention_work
 from memwall.spec import ModelSpec, Workload
 
 # Parts of the step that are kernel time (they scale with the kernels' efficiency).
@@ -43,8 +44,8 @@ def step_range(spec: ModelSpec, device: Device, p: Plan) -> tuple[float, float]:
     shard = shard_spec(spec, lay)
     wl = Workload(phase_of(shard, phase), o.micro_batch, seq)
     launch = "eager" if o.mode == "train" else "graph"
-    causal = shard.is_decoder and phase == "prefill"
-    e = predict_efficiency(op_table(shard, wl, o.precision, "full"), device, o.precision,
+    causal = attention_work(shard, phase, seq)
+    e = predict_efficiency(op_table(shard, wl, o.precision, "full", True), device, o.precision,
                            launch, causal)  # fmt: skip
     t = e.totals["time"]
     lo, hi = e.totals["time_low"] / t, e.totals["time_high"] / t

@@ -27,6 +27,7 @@ from memwall.hardware import Device
 from memwall.parallel.layout import Layout
 from memwall.predict import predict_roofline
 from memwall.predict.efficiency import MATMUL_KINDS, predict_efficiency
+from memwall.predict.prompt_attention import attention_work
 from memwall.spec import ModelSpec, Precision, Workload
 
 
@@ -35,26 +36,37 @@ def shard_spec(spec: ModelSpec, layout: Layout) -> ModelSpec:
     parallelism a device holds n_experts / ep experts, possibly fewer than the top-k each token
     uses (DeepSeek-V3 at EP 64: 4 of 256, top-8): the all-to-all sends each token to the ranks
     holding its experts, so a device still runs k expert calls per token of its own on average
-    (the shard keeps top-k; `count` reads its every local expert as touched)."""
+    (the shard keeps top-k; `count` reads its every local expert as touched). A stage's
+    sliding-window layers are its share of the model's."""
     if spec.is_moe and spec.n_experts % layout.ep:
         raise MemwallError(
             f"expert-parallel degree {layout.ep} must divide the {spec.n_experts} experts of "
             f"{spec.name}"
         )
     experts = spec.n_experts // layout.ep
+    layers = math.ceil(spec.n_layers / layout.pp)
     return replace(
         spec,
         # named by the slicing alone (not dp, ZeRO, ...): layouts with one shard share its pricing
         name=f"{spec.name} [tp{layout.tp} pp{layout.pp} ep{layout.ep}]",
-        n_layers=math.ceil(spec.n_layers / layout.pp),
+        n_layers=layers,
         n_heads=spec.n_heads // layout.tp,
         n_kv_heads=spec.n_kv_heads // layout.tp,
         d_ff=spec.d_ff // layout.tp,
         vocab_size=math.ceil(spec.vocab_size / layout.tp),
         n_experts=experts,
         dense_d_ff=spec.dense_d_ff // layout.tp if spec.dense_d_ff else spec.dense_d_ff,
-        dense_layers=min(spec.dense_layers, math.ceil(spec.n_layers / layout.pp)),
+        dense_layers=min(spec.dense_layers, layers),
+        window_layers=_stage_window_layers(spec, layers),
     )
+
+
+def _stage_window_layers(spec: ModelSpec, layers: int) -> int | None:
+    """Sliding-window layers in a stage of `layers` (None: all windowed, as in the model). The
+    stage gets its proportional share, rounded down: the heaviest stage holds the fewest."""
+    if spec.window_layers is None:
+        return None
+    return min(layers, spec.window_layers * layers // spec.n_layers)
 
 
 def phase_of(spec: ModelSpec, phase: str) -> str:
@@ -89,17 +101,19 @@ def forward(
     `moe_kernel`: the expert GEMMs' kernels (`memwall.predict.efficiency.MOE_KERNELS`).
     Keys: time, backward, flops, frac_compute_bound, attention, matmul (the forward's matrix
     multiplications, which tensor-parallel communication can overlap)."""
-    ops = op_table(spec, Workload(phase_of(spec, phase), batch, seq_len), precision, "full")
+    # fused for every model, as frameworks and engines run it (count's eager default is what
+    # transformers runs: Gemma 2's soft-capping, GPT-OSS's sinks)
+    ops = op_table(spec, Workload(phase_of(spec, phase), batch, seq_len), precision, "full", True)
     if not efficiency:
         r = predict_roofline(ops, device, overhead=False)
         t = r.totals
         out = {k: t[k] for k in ("time", "flops", "frac_compute_bound")}
         mm = float(r.ops.loc[r.ops["kind"].isin(MATMUL_KINDS), "time"].sum())
         return {**out, "backward": 2 * out["time"], "attention": 0.0, "matmul": mm}
-    causal = spec.is_decoder and phase == "prefill"
     e = predict_efficiency(
-        ops, device, precision, launch=launch, causal=causal, spread=False, attention=attention,
-        head_dim=spec.head_dim, kv_dequant=kv_dequant, moe_kernel=moe_kernel,
+        ops, device, precision, launch=launch, causal=attention_work(spec, phase, seq_len),
+        spread=False, attention=attention, head_dim=spec.head_dim, kv_dequant=kv_dequant,
+        moe_kernel=moe_kernel,
     )  # fmt: skip
     df = e.ops
     total = e.totals["time"]

@@ -19,7 +19,7 @@ def default_prediction(
     device: Device,
     precision: Precision | None,
     launch: str = "graph",
-    causal: bool = False,
+    causal: bool | float = False,
     accumulate: str = "fp32",
 ) -> Prediction | EffPrediction:
     """The realistic prediction of `ops` on `device` (see the module docstring); `accumulate`:

@@ -75,6 +75,7 @@ from memwall.predict.efficiency_data import (  # noqa: F401 (re-exported: the mo
     training_kernel_rate,
 )
 from memwall.predict.gemm_shape import shape_efficiency
+from memwall.predict.prompt_attention import attention_share
 from memwall.predict.roofline import check_ops, plain_value, predict_roofline
 
 LAUNCH_MODES = ("graph", "eager", "kernel")
@@ -104,7 +105,6 @@ SIXTEEN_BIT = ("fp16", "bf16")  # matmuls acc16_rel applies to when accumulating
 # or Ampere's SM80 CUTLASS grouped GEMM on a newer GPU ("sm80": TensorRT-LLM 0.9 on Hopper),
 # which reaches mm_sm80_rel of the device's own GEMM rate.
 MOE_KERNELS = ("native", "sm80")
-CAUSAL_WORK = 0.5  # share of the L x L score blocks a causal flash-attention kernel computes
 MATMUL_KINDS = ("matmul", "moe")  # expert GEMMs and routers run on the matrix units too
 EIGHT_BIT = ("int8", "fp8")  # matmuls on the 8-bit tensor-core peak (mm8_rel applies)
 FLOAT16 = ("fp16", "bf16", "fp32", "tf32", "fp64")  # dtypes attention runs in as they are
@@ -368,7 +368,7 @@ def predict_efficiency(
     device: Device,
     precision: Precision | None = None,
     launch: str = "graph",
-    causal: bool = False,
+    causal: bool | float = False,
     spread: bool = True,
     attention: str | None = None,
     head_dim: int | None = None,
@@ -381,7 +381,8 @@ def predict_efficiency(
     (`spread=False`: no range, the low and high equal the value; the parallel search's speed).
 
     `causal`: the ops are a decoder's prompt (prefill, training), whose causal attention kernel
-    computes about half the score blocks the FLOP count (the MFU convention: full L x L) holds.
+    computes about half the score blocks the FLOP count (the MFU convention: full L x L) holds;
+    a float is that share itself (`predict.prompt_attention`: less under sliding windows).
 
     `launch`: 'graph' (CUDA graphs / a compiled runtime, the default of serving engines and
     llama.cpp), 'eager' (one host launch per kernel) or 'kernel' (kernel time alone, as a
@@ -413,7 +414,7 @@ def predict_efficiency(
     df, peaks, notes = _prepare(ops, device, precision, kv_dequant)
     if attention_note:
         notes.append(attention_note)
-    cols = _columns(df, compute_units(device), CAUSAL_WORK if causal else 1.0)
+    cols = _columns(df, compute_units(device), attention_share(causal))
     if not 0.0 <= m_spread < 1.0:
         raise MemwallError(f"m_spread must be in [0, 1), got {m_spread!r}")
     cols["m_spread"] = m_spread
@@ -482,7 +483,7 @@ def device_prediction(
     device: Device,
     precision: Precision | None,
     launch: str = "graph",
-    causal: bool = False,
+    causal: bool | float = False,
     accumulate: str = "fp32",
 ) -> EffPrediction:
     """`predict_efficiency` with the spec-sheet roofline of the same ops kept as `.roofline`

@@ -16,6 +16,7 @@ from typing import Any
 from memwall.count import op_table
 from memwall.errors import MemwallError
 from memwall.predict.default import default_prediction, shares
+from memwall.predict.prompt_attention import attention_work
 from memwall.report.base import ReportContext
 from memwall.report.lib import predict
 from memwall.spec import ModelSpec, Workload, load_model, parse_precision, spec_from_config
@@ -72,7 +73,7 @@ def realistic(spec: ModelSpec, wl: Workload, precision: str, device: Any) -> dic
     spec-sheet bound; for a measured device its roofs without per-op overhead)."""
     prec = parse_precision(precision)
     ops = op_table(spec, wl, prec, "full")
-    pred = default_prediction(ops, device, prec, causal=spec.is_decoder and wl.phase == "prefill")
+    pred = default_prediction(ops, device, prec, causal=attention_work(spec, wl.phase, wl.seq_len))
     t = pred.totals
     bound = getattr(pred, "roofline", None)
     bound_time = (
