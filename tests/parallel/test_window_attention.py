@@ -109,3 +109,13 @@ def test_window_model_inference_over_a_pipeline_prices_its_cache():
     p = plan(oss, H100, links_for("h100-sxm"), Layout(pp=4, dp=1), o)
     one = plan(oss, get_device("h200-sxm"), links_for("h200-sxm"), Layout(dp=1), o)
     assert 0 < p.per_device["kv_cache"] < one.per_device["kv_cache"]
+
+
+def test_a_pipeline_stage_of_llama_4_holds_its_share_of_nope_and_chunked_layers():
+    # before: 6-layer stages kept all 12 NoPE layers, -6 rotary layers, and every plan failed
+    scout = load_model("llama-4-scout-17b-16e")  # 48 layers: 12 NoPE, 36 chunked (window)
+    s = shard_spec(scout, Layout(pp=8))
+    assert (s.n_layers, s.nope_layers, s.n_window_layers, s.rope_layers) == (6, 2, 4, 4)
+    o = Options("infer", 8, 8, 8192, BF16, efficiency=True)
+    p = plan(scout, H100, links_for("h100-sxm"), Layout(pp=8, dp=1), o)
+    assert p.step_time > 0 and p.per_device["kv_cache"] > 0

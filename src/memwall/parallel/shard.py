@@ -37,7 +37,8 @@ def shard_spec(spec: ModelSpec, layout: Layout) -> ModelSpec:
     uses (DeepSeek-V3 at EP 64: 4 of 256, top-8): the all-to-all sends each token to the ranks
     holding its experts, so a device still runs k expert calls per token of its own on average
     (the shard keeps top-k; `count` reads its every local expert as touched). A stage's
-    sliding-window layers are its share of the model's."""
+    sliding-window and NoPE layers are its share of the model's (the heaviest stage: window
+    layers rounded down, Llama 4's global NoPE layers up)."""
     if spec.is_moe and spec.n_experts % layout.ep:
         raise MemwallError(
             f"expert-parallel degree {layout.ep} must divide the {spec.n_experts} experts of "
@@ -58,6 +59,7 @@ def shard_spec(spec: ModelSpec, layout: Layout) -> ModelSpec:
         dense_d_ff=spec.dense_d_ff // layout.tp if spec.dense_d_ff else spec.dense_d_ff,
         dense_layers=min(spec.dense_layers, layers),
         window_layers=_stage_window_layers(spec, layers),
+        nope_layers=min(layers, math.ceil(spec.nope_layers * layers / spec.n_layers)),
     )
 
 
