@@ -64,6 +64,9 @@ def parallel_energy(spec: Any, dev: Any, plan: Any, price: float | None) -> dict
         out = per_token(pe["train_step"], plan.tokens, None, price, "trained")
         out["assumption"] = pe["assumption"]
         return _finish(out, pe["train_step"], dev, "trained")
+    if "decode_step" not in pe:  # an encoder: one pass over its inputs, priced per input token
+        out = per_token(pe["prefill"], float(o.batch * o.seq_len), None, price, "input")
+        return _finish(out, pe["prefill"], dev, "input")
     out = per_token(pe["decode_step"], float(o.batch), None, price, "output")
     pre = per_token(pe["prefill"], float(o.batch * o.seq_len), None, price, "prompt")
     out["prefill"] = {k: v for k, v in pre.items() if k != "predicted"}

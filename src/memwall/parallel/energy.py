@@ -35,7 +35,7 @@ from memwall.parallel.collectives import price, realistic_links
 from memwall.parallel.layout import Layout
 from memwall.parallel.links import links_for
 from memwall.parallel.plan import Options, Plan, plan
-from memwall.parallel.shard import shard_spec
+from memwall.parallel.shard import phase_of, shard_spec
 from memwall.precision import Precision
 from memwall.predict.efficiency import MATMUL_KINDS, predict_efficiency
 from memwall.predict.efficiency_data import serving_m_spread
@@ -213,7 +213,8 @@ def serving_steps(
 
 def plan_energy(spec: ModelSpec, device: Device, p: Plan) -> dict[str, Any]:
     """Energy of a priced plan: inference, a decode step and a prefill of the plan's batch
-    (per output token and per prompt token); training, one iteration (per trained token).
+    (per output token and per prompt token; an encoder, its pass over the inputs alone);
+    training, one iteration (per trained token).
     Training bytes are the forward's op table x 3 (backward reads and writes about twice the
     forward's), an assumption the output states."""
     o, lay = p.options, p.layout
@@ -222,8 +223,9 @@ def plan_energy(spec: ModelSpec, device: Device, p: Plan) -> dict[str, Any]:
     per_replica = max(1, o.batch // lay.dp)
     micro = max(1, per_replica // mb)
     sent = sum(c.bytes_moved for c in p.collectives)
+    first = phase_of(shard, "prefill")  # an encoder's pass over its inputs is `encode`
     if p.mode == "train":
-        ops = op_table(shard, Workload("prefill", mb, o.seq_len), o.precision, "full", True)
+        ops = op_table(shard, Workload(first, mb, o.seq_len), o.precision, "full", True)
         dram = work_from_ops(ops, device, o.precision).dram_bytes * 3.0 * micro
         dtype = o.precision.gemm_dtype or o.precision.compute_dtype
         w = Work({dtype: p.hardware_flops / p.devices}, dram, sent)
@@ -231,10 +233,11 @@ def plan_energy(spec: ModelSpec, device: Device, p: Plan) -> dict[str, Any]:
         why = "training bytes = 3 x the forward's counted bytes per device"
         return {"train_step": e, "tokens": p.tokens, "assumption": why}
     out: dict[str, Any] = {"tokens": p.tokens}
-    ops = op_table(shard, Workload("decode", mb, o.seq_len), o.precision, "full", True)
-    w = work_from_ops(ops, device, o.precision, sent).scaled(micro)
-    out["decode_step"] = step_energy(w, p.extra["decode_step_time"], device, p.devices)
-    ops = op_table(shard, Workload("prefill", mb, o.seq_len), o.precision, "full", True)
+    if p.extra.get("decode_step_time") is not None:  # an encoder has no decode step
+        ops = op_table(shard, Workload("decode", mb, o.seq_len), o.precision, "full", True)
+        w = work_from_ops(ops, device, o.precision, sent).scaled(micro)
+        out["decode_step"] = step_energy(w, p.extra["decode_step_time"], device, p.devices)
+    ops = op_table(shard, Workload(first, mb, o.seq_len), o.precision, "full", True)
     pre = sum(c["bytes_per_rank"] for c in p.extra["prefill_collectives"])
     w = work_from_ops(ops, device, o.precision, pre).scaled(micro)
     out["prefill"] = step_energy(w, p.extra["prefill_time"], device, p.devices)
