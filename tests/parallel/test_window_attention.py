@@ -119,3 +119,22 @@ def test_a_pipeline_stage_of_llama_4_holds_its_share_of_nope_and_chunked_layers(
     o = Options("infer", 8, 8, 8192, BF16, efficiency=True)
     p = plan(scout, H100, links_for("h100-sxm"), Layout(pp=8, dp=1), o)
     assert p.step_time > 0 and p.per_device["kv_cache"] > 0
+
+
+def test_a_window_model_s_mfu_counts_its_window_and_stays_under_one():
+    # the count holds L keys per query; the kernels compute the band; MFU counted the square,
+    # so Mistral-7B (window 4096) trained at 32K came out at 107% MFU
+    from memwall.parallel.shard import mfu_flops
+    from memwall.predict.prompt_attention import window_count_share
+
+    mistral = load_model("mistral-7b")
+    assert window_count_share(mistral, "prefill", 32768) == pytest.approx(4096 / 32768)
+    assert window_count_share(mistral, "prefill", 2048) == 1.0
+    assert window_count_share(mistral, "decode", 32768) == 1.0
+    ops = op_table(mistral, Workload("prefill", 1, 32768), BF16, "full", True)
+    attn = float(ops.loc[ops["kind"] == "attention", "flops"].sum())
+    counted = float(ops["flops"].sum())
+    assert mfu_flops(mistral, "prefill", 1, 32768, BF16) == pytest.approx(counted - attn * 7 / 8)
+    o = Options("train", 64, 2, 32768, BF16, efficiency=True, tp_overlap=True)
+    p = plan(mistral, H100, links_for("h100-sxm"), Layout(tp=2, dp=32), o)
+    assert 0.3 < p.mfu < 0.8

@@ -283,6 +283,8 @@ def _attention_saved(st: _Step) -> list[Saved]:
 
 def _mlp_saved(st: _Step) -> list[Saved]:
     spec, o = st.spec, st.o
+    if spec.is_moe and not spec.moe_layers:  # a pipeline stage of dense layers (DeepSeek)
+        return _deepseek_mlp_saved(st)
     if spec.is_moe:
         k = spec.experts_per_token
         inputs = o.tokens * k * spec.d_model * st.a
@@ -385,7 +387,7 @@ def backward_transients(
     eager = impl == "eager"
     a = ops.act_bytes
     td = ops.out["o_proj"]
-    if spec.is_moe:
+    if spec.is_moe and spec.moe_layers:
         mlp = 2 * ops.out["expert_gate"]
     elif spec.gated_mlp:
         mlp = 2 * _gate_bytes(ops)

@@ -71,7 +71,7 @@ from memwall.parallel.groups import (
 )
 from memwall.parallel.layout import Layout, validate_layout
 from memwall.parallel.links import Links
-from memwall.parallel.shard import forward, shard_spec
+from memwall.parallel.shard import forward, mfu_flops, shard_spec
 from memwall.predict.efficiency import (
     ATTENTION_AUTO,
     attention_terms,
@@ -324,7 +324,7 @@ def _plan_train(spec, device, links, lay: Layout, o: Options) -> Plan:
         "dp_comm": t_dp_exposed,
         "optimizer": t_opt,
     }
-    full_fwd = forward(spec, "prefill", o.micro_batch, o.seq_len, prec, device)["flops"]
+    full_fwd = mfu_flops(spec, "prefill", o.micro_batch, o.seq_len, prec)
     n_mb_all = o.batch / o.micro_batch
     model_flops = 3 * full_fwd * n_mb_all
     hw = model_flops + n_mb_all * full_fwd * (fp.recompute_flops / fp.forward_flops)
@@ -448,7 +448,7 @@ def _plan_infer(spec, device, links, lay: Layout, o: Options) -> Plan:
         mb += pp_collectives(lay, act, 1, phase, links, span["pp"])
         t_mb = t["time"] + _per_micro_batch_comm(mb)
         total = (m + lay.pp - 1) * t_mb  # the micro-batches through the pipeline
-        full = forward(spec, phase, o.micro_batch, o.seq_len, prec, device)["flops"]
+        full = mfu_flops(spec, phase, o.micro_batch, o.seq_len, prec)
         stages[phase] = {
             "time": total,
             "compute": (m + lay.pp - 1) * t["time"],

@@ -22,12 +22,13 @@ import math
 from dataclasses import replace
 
 from memwall.count import op_table
+from memwall.count.weights import matmul_params
 from memwall.errors import MemwallError
 from memwall.hardware import Device
 from memwall.parallel.layout import Layout
 from memwall.predict import predict_roofline
 from memwall.predict.efficiency import MATMUL_KINDS, predict_efficiency
-from memwall.predict.prompt_attention import attention_work
+from memwall.predict.prompt_attention import attention_work, window_count_share
 from memwall.spec import ModelSpec, Precision, Workload
 
 
@@ -38,7 +39,8 @@ def shard_spec(spec: ModelSpec, layout: Layout) -> ModelSpec:
     holding its experts, so a device still runs k expert calls per token of its own on average
     (the shard keeps top-k; `count` reads its every local expert as touched). A stage's
     sliding-window and NoPE layers are its share of the model's (the heaviest stage: window
-    layers rounded down, Llama 4's global NoPE layers up)."""
+    layers rounded down, Llama 4's global NoPE layers up); with dense first layers (DeepSeek),
+    the first stage or one of MoE layers alone, whichever holds more weights."""
     if spec.is_moe and spec.n_experts % layout.ep:
         raise MemwallError(
             f"expert-parallel degree {layout.ep} must divide the {spec.n_experts} experts of "
@@ -46,7 +48,7 @@ def shard_spec(spec: ModelSpec, layout: Layout) -> ModelSpec:
         )
     experts = spec.n_experts // layout.ep
     layers = math.ceil(spec.n_layers / layout.pp)
-    return replace(
+    first = replace(
         spec,
         # named by the slicing alone (not dp, ZeRO, ...): layouts with one shard share its pricing
         name=f"{spec.name} [tp{layout.tp} pp{layout.pp} ep{layout.ep}]",
@@ -61,6 +63,12 @@ def shard_spec(spec: ModelSpec, layout: Layout) -> ModelSpec:
         window_layers=_stage_window_layers(spec, layers),
         nope_layers=min(layers, math.ceil(spec.nope_layers * layers / spec.n_layers)),
     )
+    if not first.dense_layers or spec.moe_layers < layers:
+        return first
+    # DeepSeek's dense first layers sit on the first stage; a later stage holds MoE layers
+    # alone, which weigh more per device unless expert parallelism is wide
+    later = replace(first, dense_layers=0)
+    return later if matmul_params(later) > matmul_params(first) else first
 
 
 def _stage_window_layers(spec: ModelSpec, layers: int) -> int | None:
@@ -134,6 +142,16 @@ def forward(
         "attention": float(t_attn.sum()),
         "matmul": float(df.loc[df["kind"].isin(MATMUL_KINDS), "time"].sum()),
     }
+
+
+@functools.lru_cache(maxsize=512)
+def mfu_flops(spec: ModelSpec, phase: str, batch: int, seq_len: int, precision: Precision) -> float:
+    """FLOPs of one forward of `spec` as MFU counts them: the op table's, with sliding-window
+    layers' attention at their window (`predict.prompt_attention.window_count_share`)."""
+    wl = Workload(phase_of(spec, phase), batch, seq_len)
+    ops = op_table(spec, wl, precision, "full", True)
+    attn = float(ops.loc[ops["kind"] == "attention", "flops"].sum())
+    return float(ops["flops"].sum()) - attn * (1 - window_count_share(spec, phase, seq_len))
 
 
 def sequence_parallel_ratio(layout: Layout) -> float:

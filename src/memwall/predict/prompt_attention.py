@@ -58,3 +58,15 @@ def attention_work(spec: ModelSpec, phase: str, seq_len: int) -> float:
     if spec.is_decoder and phase == "prefill":
         return prompt_attention_work(spec, seq_len)
     return 1.0
+
+
+def window_count_share(spec: ModelSpec, phase: str, seq_len: int) -> float:
+    """Share of a prompt's counted attention FLOPs the MFU convention keeps. The count holds L
+    keys per query on every layer (eager attention computes the square, masked or not); the
+    convention counts a full-attention layer's causal square whole, as usual, but a sliding-
+    window layer's queries at the min(L, W) keys they can attend, so that a windowed model's
+    MFU cannot pass 100% at long prompts. 1 for decode (its count already caps the keys)."""
+    w, n = spec.n_window_layers, spec.n_layers
+    if phase != "prefill" or not w or spec.sliding_window is None or seq_len <= 0:
+        return 1.0
+    return ((n - w) + w * min(seq_len, spec.sliding_window) / seq_len) / n
