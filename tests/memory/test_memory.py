@@ -445,3 +445,14 @@ def test_library_takes_parsed_precision_not_text(bert):
         training_memory(bert, 1, 128, "bf16")
     with pytest.raises(TypeError, match="parse_precision"):
         model_states(1000, "adam", "fp32")
+
+
+def test_selective_recompute_of_mla_attention_asked_unfused():
+    # MLA's attention is one counted kernel either way; selective recomputation looked for the
+    # unfused score rows and failed (KeyError 'attn_score') under --unfused-attention
+    from memwall.memory import training_memory as tm
+
+    spec = load_model("deepseek-v2-lite")
+    a = tm(spec, 1, 1024, parse_precision("bf16"), checkpointing="selective", fused_attention=False)
+    b = tm(spec, 1, 1024, parse_precision("bf16"), checkpointing="selective", fused_attention=True)
+    assert a.recompute_flops == b.recompute_flops > 0

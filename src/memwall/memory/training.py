@@ -384,6 +384,8 @@ def _step_flops(
     per_layer, fwd = o.layer_flops, o.total_flops
     if ck.kind == "selective":
         core = ("attention",) if fused_attention else ("attn_score", "softmax", "attn_value")
+        if "attention" in o.flops:  # MLA counts its attention as one kernel either way
+            core = ("attention",)
         return fwd, n * sum(o.flops[c] for c in core)
     return fwd, ck.recomputed_layers(n) * per_layer
 
