@@ -48,6 +48,18 @@ def test_static_batch(make_reqs, gpt2_model):
     assert rs2[4].first == pytest.approx(pre + sum(dec) + m.prefill_step(1, n_in))
 
 
+def test_static_batch_in_a_closed_loop_of_one(make_reqs, gpt2_model):
+    # a client that sends one request at a time: each batch holds one, the next request is
+    # sent when the last one ends (the loop read a slot before checking one was left)
+    m, n_in, outs = gpt2_model, 64, [5, 7, 3]
+    _, rs = _run(m, make_reqs(0.0, n_in, outs, concurrency=1), "static")
+    for a, b in zip(rs, rs[1:], strict=False):
+        assert b.release == pytest.approx(a.finish)
+    one = [m.prefill_step(1, n_in) + sum(m.decode_step(1, n_in + j) for j in range(o - 1))
+           for o in outs]  # fmt: skip
+    assert rs[-1].finish == pytest.approx(sum(one))
+
+
 def test_kv_cache_holding_exactly_k_requests_makes_the_next_wait(make_reqs, gpt2_model):
     """24 prompt + 9 output tokens: 32 cached at most = 2 blocks of 16, all taken at
     prefill; a cache of 2k blocks holds k such requests and the (k+1)-th waits."""

@@ -35,9 +35,9 @@ def run_static(
     now, nxt, n = 0.0, 0, len(reqs)
     while nxt < n or waiting:
         while nxt < n:  # release what has arrived (and has a slot, in a closed loop)
-            t = max(reqs[nxt].arrival, slots[0]) if cap else reqs[nxt].arrival
-            if cap and not slots:
+            if cap and not slots:  # every slot taken: the batch formed so far runs first
                 break
+            t = max(reqs[nxt].arrival, slots[0]) if cap else reqs[nxt].arrival
             if t > now:
                 if not waiting:
                     now = t  # idle: wait for it
