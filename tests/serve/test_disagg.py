@@ -89,3 +89,15 @@ def test_api_reports_it():
     assert p["e2e"]["mean"] == pytest.approx(e2e)
     assert any("disaggregated" in n for n in r.notes)
     assert "disagg 1:1" in r.title
+
+
+def test_a_decode_instance_never_recomputes_a_prompt_whose_kv_arrived(make_reqs, gpt2_model):
+    # a small cache preempts on the decode instance; the preempted request is recomputed
+    # there, and vLLM's admission then also took the arrived requests behind it as prompts:
+    # computed twice, blocks freed twice, and the KV in use went negative (-92%)
+    m, n = gpt2_model, 100
+    tr = _run(m, make_reqs(np.linspace(0, 0.1, n), 900, 128), blocks=1000)
+    used = np.asarray(tr.kv_used)
+    assert used.min() >= 0 and used.max() <= 1000
+    assert all(r.generated == r.output_len == 128 for r in tr.requests)
+    assert tr.preemptions > 0  # the case above happened

@@ -59,6 +59,8 @@ def _vllm(st: State, admit: bool) -> tuple[list[tuple[Req, int]], bool]:
         waiting = st.waiting
         while waiting and budget > 0 and len(st.running) < st.max_seqs:
             r = waiting[0]
+            if r.computed >= r.target > 0:  # its KV has arrived (a decode instance): it joins
+                break  # the decode group at the next step, never as a prompt to compute
             if pc is None:
                 q = min(r.target, budget)
                 nb = blocks_for(q, bs)
