@@ -40,6 +40,7 @@ FUNCTIONS = {
     "Result": "_result",
 }
 TOP_LEVEL = ("analyze", "profile", "casestudy", "devices", "count_ops", "Result")
+CHECKED = frozenset(FUNCTIONS) - {"Result", "count_ops"}  # the commands' functions
 
 __all__ = sorted(FUNCTIONS)
 
@@ -47,6 +48,10 @@ __all__ = sorted(FUNCTIONS)
 def __getattr__(name: str) -> Any:
     if name in FUNCTIONS:
         value = getattr(import_module(f"{__name__}.{FUNCTIONS[name]}"), name)
+        if name in CHECKED:  # each argument against its annotation (`_types.checked`)
+            from memwall.api._types import checked
+
+            value = checked(value)
         globals()[name] = value
         return value
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
