@@ -162,3 +162,20 @@ def test_library_only_checks(tmp_path):
     with pytest.raises(MemwallError, match="format"):
         memwall.api.memory("gpt2", plot=tmp_path / "x.jpg")
     assert not list(tmp_path.iterdir())
+
+
+def test_an_eager_training_answer_also_says_what_fused_kernels_keep():
+    # memory counts PyTorch eager by default, parallel counts fused kernels: the eager answer
+    # gives the fused one beside it, the same numbers `--impl fused` and `parallel` give
+    import memwall.api as mapi
+
+    eager = mapi.memory("llama-3-8b", mode="train", batch=1, seq_len=4096)
+    alt = eager.to_dict()["fused_kernels"]
+    fused = mapi.memory("llama-3-8b", mode="train", batch=1, seq_len=4096, impl="fused")
+    assert "fused_kernels" not in fused.to_dict()
+    fp = fused.extra["report"].footprint
+    assert alt == {"activations": fp.activations, "peak": fp.peak}
+    assert alt["activations"] < eager.extra["report"].footprint.activations
+    assert any("with fused kernels" in n for n in eager.notes)
+    par = mapi.parallel("llama-3-8b", devices=1, batch=1, seq_len=4096).to_dict()
+    assert par["per_device"]["activations"] == pytest.approx(alt["activations"])

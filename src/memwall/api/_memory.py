@@ -9,6 +9,7 @@ declare), so the library and the command line refuse exactly the same input.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -205,7 +206,13 @@ def _config(model: str, given: set[str], a: dict[str, Any]) -> Result:
         if a["tradeoff"]:
             _refuse(given & NOT_TRADEOFF, "--tradeoff compares every checkpointing strategy")
             return _tradeoff(tradeoff_report(spec, batch, seq_len, setup), spec, plot)
-        return _train(train_report(spec, batch, seq_len, setup, dev, overhead), spec, plot)
+        rep = train_report(spec, batch, seq_len, setup, dev, overhead)
+        if setup.impl == "eager":  # what the fused kernels of Megatron-Core, torchtitan keep
+            alt = train_report(spec, batch, seq_len, replace(setup, impl="fused"), dev, overhead)
+            rep.payload["fused_kernels"] = {
+                "activations": alt.footprint.activations, "peak": alt.footprint.peak,
+            }  # fmt: skip
+        return _train(rep, spec, plot)
     _refuse(given & TRAIN_ONLY, "it is for --mode train")
     wl = infer_workload(spec, a["phase"], batch, seq_len, a["gen_len"])
     fused = False if a["unfused_attention"] else None
@@ -273,6 +280,13 @@ def _train(rep: Any, spec: Any, plot: Path | None) -> Result:
         "master weights (own row)"
     ]
     notes += [f"note: {n}" for n in rep.notes]
+    if "fused_kernels" in payload:
+        alt = payload["fused_kernels"]
+        notes.append(
+            f"with fused kernels (--impl fused: fused norms and gated MLP, as Megatron-Core, "
+            f"torchtitan and memwall parallel count them): activations "
+            f"{binary(alt['activations'])}, peak {binary(alt['peak'])}"
+        )
     if fit is not None:
         notes.append(
             f"{fit.verdict}; capacity {binary(fit.capacity)} ({fit.origin}); largest "
