@@ -43,18 +43,21 @@ _PARTS = ("flops", "mm", "w", "a", "kv", "out")
 # ---------------------------------------------------------------- workload -> dims
 
 
+def band_sum(n: Any, width: float) -> Any:
+    """sum_{k=1..n} min(k, width) (arrays broadcast): the keys n successive queries attend when
+    each sees at most `width` (a sliding window; the band a causal kernel computes)."""
+    n, w = np.asarray(n, dtype=np.float64), float(width)
+    return np.where(n <= w, n * (n + 1) / 2, w * (w + 1) / 2 + (n - w) * w)
+
+
 def _mean_keys(prompt: Any, steps: Any, window: int | None) -> Any:
     """Mean keys attended over decode steps at contexts prompt .. prompt+steps-1 (exact)."""
     prompt = np.asarray(prompt, dtype=np.float64)
     steps = np.asarray(steps, dtype=np.float64)
     if window is None:
         return prompt + (steps + 1) / 2
-
-    def cum(n):  # sum_{k=1..n} min(k, window)
-        w = float(window)
-        return np.where(n <= w, n * (n + 1) / 2, w * (w + 1) / 2 + (n - w) * w)
-
-    return (cum(prompt + steps) - cum(prompt)) / np.maximum(steps, 1)
+    cum = band_sum(prompt + steps, window) - band_sum(prompt, window)
+    return cum / np.maximum(steps, 1)
 
 
 _SPEC_WINDOW: Any = object()

@@ -9,6 +9,7 @@ the kernel works in (`FLASH_Q_TILE`). This is pure arithmetic on the spec: no de
 
 from __future__ import annotations
 
+from memwall.count.table import band_sum
 from memwall.errors import MemwallError
 from memwall.spec import ModelSpec
 
@@ -31,13 +32,6 @@ def attention_share(causal: bool | float) -> float:
     return float(causal)
 
 
-def _band(n: float, width: float) -> float:
-    """sum_{k=1..n} min(k, width): the score entries a band of `width` keys holds over n rows."""
-    if n <= width:
-        return n * (n + 1) / 2
-    return width * (width + 1) / 2 + (n - width) * width
-
-
 def prompt_attention_work(spec: ModelSpec, seq_len: int) -> float:
     """Share of the counted L x L scores the causal kernels of a prompt of `seq_len` tokens
     compute, averaged over the layers: CAUSAL_WORK where every layer attends to all earlier
@@ -48,7 +42,7 @@ def prompt_attention_work(spec: ModelSpec, seq_len: int) -> float:
     if not w or spec.sliding_window is None or L <= 0:
         return CAUSAL_WORK
     width = spec.sliding_window + FLASH_Q_TILE
-    windowed = CAUSAL_WORK * _band(L, width) / _band(L, L)
+    windowed = CAUSAL_WORK * float(band_sum(L, width) / band_sum(L, L))
     return ((n - w) * CAUSAL_WORK + w * windowed) / n
 
 
